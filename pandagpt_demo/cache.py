@@ -1,0 +1,64 @@
+"""Per-session embedding cache keyed by file content.
+
+The original demo kept an embedding as long as *some* file was given, so a replaced file kept its
+stale embedding. Here each vector is keyed by (modality, sha256 of the bytes): a changed file is
+re-encoded, and entries for files no longer given are dropped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import torch
+
+from .modalities import MediaError, Modality
+
+CacheKey = tuple[Modality, str]
+
+
+def file_digest(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class EmbeddingCache:
+    """Vectors of the files currently given, each computed once per content."""
+
+    def __init__(self) -> None:
+        self._vectors: dict[CacheKey, torch.Tensor] = {}
+        self.encodes = 0  # how many times `encode` ran: what the cache saves is visible
+
+    def vectors(
+        self,
+        files: Mapping[Modality, str | Path],
+        encode: Callable[[Modality, str | Path], torch.Tensor],
+    ) -> dict[Modality, torch.Tensor]:
+        """The vector of every given file; encodes only new contents, forgets files no longer given.
+
+        If `encode` raises (a bad file), the entries computed so far are kept and the error propagates.
+        """
+        result: dict[Modality, torch.Tensor] = {}
+        current: set[CacheKey] = set()
+        for modality, path in files.items():
+            try:
+                key = (modality, file_digest(path))
+            except OSError as error:
+                raise MediaError(modality, path, f"it cannot be read ({error.strerror or error})") from error
+            current.add(key)
+            if key not in self._vectors:
+                self._vectors[key] = encode(modality, path)
+                self.encodes += 1
+            result[modality] = self._vectors[key]
+        self._vectors = {key: vector for key, vector in self._vectors.items() if key in current}
+        return result
+
+    def clear(self) -> None:
+        self._vectors.clear()
+
+    def __len__(self) -> int:
+        return len(self._vectors)

@@ -1,0 +1,146 @@
+"""Loading the three released files as they are, failing loudly on anything unexpected.
+
+- `imagebind_huge.pth`: ImageBind's state dict, loaded strictly.
+- a Vicuna v0 folder in Hugging Face format: config, weights, tokenizer.
+- PandaGPT's delta `pytorch_model.pt`: `llama_proj.{weight,bias}` plus LoRA tensors named
+  `llama_model.base_model.model.model.layers.N.self_attn.X_proj.lora_{A,B}[.default].weight`.
+  The original loads it with `strict=False`, so a wrong file silently gives nonsense; here every
+  missing or unexpected key is an error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .config import LoraSpec, ModelConfig
+from .encoder import ImageBindEncoder
+
+DELTA_LLM_PREFIX = "llama_model."
+PROJ_KEYS = ("llama_proj.weight", "llama_proj.bias")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that is missing or does not match; the message says how to get the right one."""
+
+
+def _require(path: Path, what: str, config: ModelConfig) -> None:
+    if not path.exists():
+        raise CheckpointError(f"{what} not found at '{path}'. Get it: {config.get_weights}")
+
+
+def _load_state_dict(path: Path, what: str) -> dict[str, torch.Tensor]:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types for a corrupt or foreign file
+        raise CheckpointError(f"{what} at '{path}' is not a readable torch state dict: {error}") from error
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{what} at '{path}' is not a state dict of tensors")
+    return state
+
+
+def _check_keys(path: Path, what: str, expected: dict[str, torch.Size], given: dict[str, torch.Tensor]) -> None:
+    """Compare key sets and shapes; name every difference (a few of each) in one error."""
+    missing = sorted(set(expected) - set(given))
+    unexpected = sorted(set(given) - set(expected))
+    wrong = [
+        f"{k}: file {tuple(given[k].shape)}, model {tuple(expected[k])}"
+        for k in sorted(set(expected) & set(given))
+        if tuple(given[k].shape) != tuple(expected[k])
+    ]
+    problems = []
+    for label, items in (("missing keys", missing), ("unexpected keys", unexpected), ("wrong shapes", wrong)):
+        if items:
+            shown = ", ".join(items[:5]) + (f" (+{len(items) - 5} more)" if len(items) > 5 else "")
+            problems.append(f"{len(items)} {label}: {shown}")
+    if problems:
+        raise CheckpointError(f"{what} at '{path}' does not match the model: " + "; ".join(problems))
+
+
+def load_imagebind(config: ModelConfig) -> ImageBindEncoder:
+    path = config.imagebind_path
+    _require(path, "ImageBind checkpoint", config)
+    encoder = ImageBindEncoder(config.imagebind)
+    state = _load_state_dict(path, "ImageBind checkpoint")
+    expected = {k: v.shape for k, v in encoder.model.state_dict().items()}
+    _check_keys(path, "ImageBind checkpoint", expected, state)
+    encoder.model.load_state_dict(state)
+    return encoder
+
+
+def load_vicuna(config: ModelConfig, dtype: torch.dtype) -> tuple[nn.Module, object]:
+    """The base LLM and its tokenizer from a Hugging Face folder."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = config.vicuna_dir
+    _require(folder / "config.json", "Vicuna folder (config.json)", config)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        llm = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
+    except (OSError, ValueError) as error:
+        raise CheckpointError(f"Vicuna folder '{folder}' could not be loaded: {error}. Get it: {config.get_weights}") from error
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token  # as the original: pad = eos
+    llm.eval().requires_grad_(False)
+    return llm, tokenizer
+
+
+@dataclass
+class Delta:
+    """PandaGPT's trained weights, with LoRA keys in the naming of the installed peft."""
+
+    llama_proj: dict[str, torch.Tensor]
+    lora: dict[str, torch.Tensor]
+
+
+def _peft_key(delta_key: str) -> str:
+    """`llama_model.X.lora_A.weight` or `...lora_A.default.weight` -> peft's `X.lora_A.default.weight`."""
+    key = delta_key.removeprefix(DELTA_LLM_PREFIX)
+    for part in ("lora_A", "lora_B"):
+        key = key.replace(f".{part}.weight", f".{part}.default.weight")
+    return key
+
+
+def read_delta(config: ModelConfig) -> Delta:
+    path = config.delta_path
+    _require(path, "PandaGPT delta", config)
+    state = _load_state_dict(path, "PandaGPT delta")
+    llama_proj = {k: state[k] for k in PROJ_KEYS if k in state}
+    lora = {_peft_key(k): v for k, v in state.items() if k not in PROJ_KEYS}
+    missing_proj = [k for k in PROJ_KEYS if k not in state]
+    if missing_proj:
+        raise CheckpointError(f"PandaGPT delta at '{path}' lacks {', '.join(missing_proj)}; is it the right file?")
+    return Delta(llama_proj=llama_proj, lora=lora)
+
+
+def wrap_lora(llm: nn.Module, spec: LoraSpec) -> nn.Module:
+    """Wrap `llm` with peft LoRA layers of PandaGPT's shape (weights still to be loaded)."""
+    from peft import LoraConfig, get_peft_model
+
+    lora_config = LoraConfig(
+        r=spec.r,
+        lora_alpha=spec.alpha,
+        lora_dropout=spec.dropout,
+        target_modules=list(spec.target_modules),
+        task_type="CAUSAL_LM",
+        inference_mode=True,
+    )
+    return get_peft_model(llm, lora_config).eval()
+
+
+def load_lora(model: nn.Module, lora_state: dict[str, torch.Tensor], path: Path) -> None:
+    """Load the delta's LoRA tensors into a wrapped model, every one accounted for."""
+    expected = {k: v.shape for k, v in model.state_dict().items() if ".lora_" in k}
+    _check_keys(path, "PandaGPT delta (LoRA part)", expected, lora_state)
+    model.load_state_dict(lora_state, strict=False)  # base weights come from Vicuna; LoRA keys checked above
+
+
+def load_llama_proj(delta: Delta, encoder_dim: int, hidden_size: int, path: Path) -> nn.Linear:
+    proj = nn.Linear(encoder_dim, hidden_size)
+    expected = {f"llama_proj.{k}": v.shape for k, v in proj.state_dict().items()}
+    _check_keys(path, "PandaGPT delta (llama_proj)", expected, delta.llama_proj)
+    proj.load_state_dict({k.removeprefix("llama_proj."): v for k, v in delta.llama_proj.items()})
+    return proj.eval().requires_grad_(False)

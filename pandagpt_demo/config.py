@@ -1,0 +1,144 @@
+"""All configuration of the demo in dataclasses: architecture sizes, file layout, LoRA, sampling.
+
+Presets (`ModelConfig.preset`) name the released model sets; nothing else in the package hard-codes
+a size, a path or a token id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+MODEL_SIZES = ("7b", "13b", "tiny")
+IMAGEBIND_URL = "https://dl.fbaipublicfiles.com/imagebind/imagebind_huge.pth"
+PANDAGPT_DELTA_REPOS = {
+    "7b": "openllmplayground/pandagpt_7b_max_len_1024",
+    "13b": "openllmplayground/pandagpt_13b_max_len_400",
+}
+
+
+@dataclass(frozen=True)
+class ImageBindArch:
+    """Widths and depths of ImageBind's six towers; the defaults are `imagebind_huge`."""
+
+    out_embed_dim: int = 1024
+    vision_embed_dim: int = 1280
+    vision_num_blocks: int = 32
+    vision_num_heads: int = 16
+    text_embed_dim: int = 1024
+    text_num_blocks: int = 24
+    text_num_heads: int = 16
+    audio_embed_dim: int = 768
+    audio_num_blocks: int = 12
+    audio_num_heads: int = 12
+    depth_embed_dim: int = 384
+    depth_num_blocks: int = 12
+    depth_num_heads: int = 8
+    thermal_embed_dim: int = 768
+    thermal_num_blocks: int = 12
+    thermal_num_heads: int = 12
+    imu_embed_dim: int = 512
+    imu_num_blocks: int = 6
+    imu_num_heads: int = 8
+
+    def kwargs(self) -> dict[str, int]:
+        """Keyword arguments for `imagebind.models.imagebind_model.ImageBindModel`."""
+        return asdict(self)
+
+    @classmethod
+    def tiny(cls) -> "ImageBindArch":
+        """Same class and layout as huge, every tower 32 wide and one block deep."""
+        sizes: dict[str, int] = {}
+        for tower in ("vision", "text", "audio", "depth", "thermal", "imu"):
+            sizes |= {f"{tower}_embed_dim": 32, f"{tower}_num_blocks": 1, f"{tower}_num_heads": 2}
+        return cls(out_embed_dim=32, **sizes)
+
+
+@dataclass(frozen=True)
+class LoraSpec:
+    """PandaGPT's LoRA hyper-parameters (scale alpha / r = 1)."""
+
+    r: int = 32
+    alpha: int = 32
+    dropout: float = 0.1
+    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    """PandaGPT's conversation format as data (see REFERENCE.md, 'The model')."""
+
+    human_prefix: str = "### Human: "
+    image_open: str = "<Img>"
+    image_close: str = "</Img> "
+    assistant_tag: str = "\n### Assistant:"
+    turn_separator: str = "\n###"
+    later_question_prefix: str = " Human: "
+    stop_text: str = "###"
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """Per-request decoding settings; temperature 0 or top-p 0 mean greedy."""
+
+    max_new_tokens: int = 256
+    top_p: float = 0.01
+    temperature: float = 1.0
+    seed: int | None = None
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature <= 0 or self.top_p <= 0
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Where the three released files live, how to get them, and how to run them."""
+
+    name: str
+    imagebind_path: Path
+    vicuna_dir: Path
+    delta_path: Path
+    get_weights: str = "python -m pandagpt_demo.weights make-tiny checkpoints/tiny"
+    imagebind: ImageBindArch = field(default_factory=ImageBindArch)
+    lora: LoraSpec = field(default_factory=LoraSpec)
+    prompt: PromptTemplate = field(default_factory=PromptTemplate)
+    context_length: int = 2048  # Vicuna v0's training context
+    device: str = "cpu"
+    dtype: str = "auto"  # auto: float16 on CUDA (as the original), float32 on CPU
+    merge_lora: bool = True
+
+    @classmethod
+    def tiny(cls, directory: Path | str) -> "ModelConfig":
+        """The layout `make-tiny DIR` writes: the released file names, tiny contents."""
+        root = Path(directory)
+        return cls(
+            name="tiny",
+            imagebind_path=root / "imagebind_huge.pth",
+            vicuna_dir=root / "vicuna_tiny",
+            delta_path=root / "pandagpt_tiny" / "pytorch_model.pt",
+            imagebind=ImageBindArch.tiny(),
+            get_weights=f"python -m pandagpt_demo.weights make-tiny {root}",
+        )
+
+    @classmethod
+    def preset(cls, size: str, checkpoints_dir: Path | str = "checkpoints", **overrides: object) -> "ModelConfig":
+        """The file layout `python -m pandagpt_demo.weights` writes, for one model size."""
+        root = Path(checkpoints_dir)
+        if size == "tiny":
+            base = cls.tiny(root / "tiny")
+        elif size in ("7b", "13b"):
+            base = cls(
+                name=size,
+                imagebind_path=root / "imagebind_huge.pth",
+                vicuna_dir=root / f"vicuna_{size}_v0",
+                delta_path=root / f"pandagpt_{size}" / "pytorch_model.pt",
+                get_weights=(
+                    f"imagebind_huge.pth from {IMAGEBIND_URL}; a merged Vicuna v0 {size} folder "
+                    f"(Hugging Face format); PandaGPT's delta from the Hub repo {PANDAGPT_DELTA_REPOS[size]} "
+                    "(see README, 'Get the real weights')"
+                ),
+            )
+        else:
+            raise ValueError(f"unknown model size {size!r}; choose one of {', '.join(MODEL_SIZES)}")
+        return replace(base, **overrides)  # type: ignore[arg-type]

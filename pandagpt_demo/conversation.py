@@ -1,0 +1,80 @@
+"""PandaGPT's multi-turn prompt: a list of turns rendered with a `PromptTemplate`.
+
+The rendering reproduces the original demo exactly: the first question is bare, each finished turn
+appends `{question}\\n### Assistant: {answer}\\n###`, later questions are prefixed ` Human: `.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .config import PromptTemplate
+
+
+@dataclass
+class Turn:
+    question: str
+    answer: str | None = None
+
+
+@dataclass
+class PromptParts:
+    """The text around the multimodal vector: `before` + [vector] + `after`.
+
+    Without a vector (text-only chat) `before` is empty and `after` holds the whole prompt.
+    """
+
+    before: str
+    after: str
+
+
+@dataclass
+class Conversation:
+    """The turns of one chat; the last turn may still wait for its answer."""
+
+    template: PromptTemplate = field(default_factory=PromptTemplate)
+    turns: list[Turn] = field(default_factory=list)
+
+    def ask(self, question: str) -> None:
+        if self.turns and self.turns[-1].answer is None:
+            raise ValueError("the previous question has no answer yet")
+        self.turns.append(Turn(question))
+
+    def answer(self, text: str) -> None:
+        if not self.turns or self.turns[-1].answer is not None:
+            raise ValueError("there is no open question to answer")
+        self.turns[-1].answer = text
+
+    def undo(self) -> Turn | None:
+        """Remove and return the last turn (answered or not)."""
+        return self.turns.pop() if self.turns else None
+
+    def reopen(self) -> None:
+        """Forget the last answer so that it can be generated again."""
+        if not self.turns or self.turns[-1].answer is None:
+            raise ValueError("there is no answer to regenerate")
+        self.turns[-1].answer = None
+
+    def dialogue(self) -> str:
+        """The text between the tags and the final assistant tag, in the original's format."""
+        t = self.template
+        text = ""
+        for index, turn in enumerate(self.turns):
+            prefix = "" if index == 0 else t.later_question_prefix
+            text += prefix + turn.question
+            if turn.answer is not None:
+                text += t.assistant_tag + " " + turn.answer + t.turn_separator
+        return text
+
+    def prompt_parts(self, with_vector: bool) -> PromptParts:
+        t = self.template
+        tail = self.dialogue() + t.assistant_tag
+        if with_vector:
+            return PromptParts(before=t.human_prefix + t.image_open, after=t.image_close + tail)
+        return PromptParts(before="", after=t.human_prefix + tail)
+
+    def drop_oldest(self) -> Turn:
+        """Drop the oldest turn to make room in the context (never the open question)."""
+        if len(self.turns) < 2:
+            raise ValueError("only the current question is left; nothing can be dropped")
+        return self.turns.pop(0)

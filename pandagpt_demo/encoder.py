@@ -1,0 +1,71 @@
+"""Frozen ImageBind with PandaGPT's postprocessing: one embedding per input, per modality.
+
+The model code comes from the `imagebind-unofficial` package; its own `forward` scales audio
+embeddings by 20, which PandaGPT's copy of ImageBind does not (REFERENCE.md), so this module runs
+the towers itself and applies PandaGPT's postprocessing.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import torch
+from torch import nn
+
+from .config import ImageBindArch
+
+
+def imagebind_model_class() -> type[nn.Module]:
+    """Import `ImageBindModel` from imagebind-unofficial.
+
+    Importing the package runs `imagebind.data`, which imports pytorchvideo; pytorchvideo still
+    imports `torchvision.transforms.functional_tensor`, removed from torchvision in 0.17, whose
+    functions now live in `torchvision.transforms.functional`.
+    """
+    import torchvision.transforms.functional as tv_functional
+
+    sys.modules.setdefault("torchvision.transforms.functional_tensor", tv_functional)
+    from imagebind.models.imagebind_model import ImageBindModel
+
+    return ImageBindModel
+
+
+class ImageBindEncoder(nn.Module):
+    """ImageBind's towers, frozen, returning PandaGPT's postprocessed embeddings."""
+
+    def __init__(self, arch: ImageBindArch) -> None:
+        super().__init__()
+        self.arch = arch
+        self.model = imagebind_model_class()(**arch.kwargs())
+        self.model.eval().requires_grad_(False)
+
+    @property
+    def embed_dim(self) -> int:
+        return self.arch.out_embed_dim
+
+    def _postprocess(self, modality_key: str, x: torch.Tensor) -> torch.Tensor:
+        postprocessor = self.model.modality_postprocessors[modality_key]
+        if modality_key == "audio":
+            return postprocessor[0](x)  # L2-normalize only: PandaGPT skips the x20 logit scale
+        return postprocessor(x)
+
+    @torch.inference_mode()
+    def forward(self, modality_key: str, batch: torch.Tensor) -> torch.Tensor:
+        """Embed a batch of one modality: (B, ...) -> (B, out_embed_dim).
+
+        Clip inputs (audio (B, 3, 1, 128, 204), video (B, 15, 3, 2, 224, 224)) are embedded per
+        clip, postprocessed, then averaged, as ImageBind does.
+        """
+        clips = batch.ndim >= 5
+        if clips:
+            n_inputs, n_clips = batch.shape[:2]
+            batch = batch.reshape(n_inputs * n_clips, *batch.shape[2:])
+        parameter = next(self.model.parameters())
+        batch = batch.to(device=parameter.device, dtype=parameter.dtype)
+        prepared = self.model.modality_preprocessors[modality_key](**{modality_key: batch})
+        hidden = self.model.modality_trunks[modality_key](**prepared["trunk"])
+        embedding = self.model.modality_heads[modality_key](hidden, **prepared["head"])
+        embedding = self._postprocess(modality_key, embedding)
+        if clips:
+            embedding = embedding.reshape(n_inputs, n_clips, -1).mean(dim=1)
+        return embedding

@@ -1,0 +1,88 @@
+"""Token generation as generators: sampling, a KV-cached decode loop, and streaming text.
+
+`generate_tokens` yields token ids as they are produced; `stream_text` turns them into text
+pieces, decoding the whole answer each time (SentencePiece puts a word's space in the token, so a
+token decoded alone loses it) and holding back anything that might be the start of the stop text.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Iterator
+
+import torch
+from torch import nn
+
+from .config import SamplingParams
+
+
+def sample_next(logits: torch.Tensor, params: SamplingParams, generator: torch.Generator | None) -> int:
+    """Pick the next token from (vocab,) logits: greedy, or temperature + nucleus (top-p) sampling."""
+    if params.greedy:
+        return int(torch.argmax(logits))
+    probs = torch.softmax(logits.float() / params.temperature, dim=-1)
+    sorted_probs, order = torch.sort(probs, descending=True)
+    before = torch.cumsum(sorted_probs, dim=-1) - sorted_probs  # mass of the tokens ranked above
+    sorted_probs[before >= params.top_p] = 0.0  # the top token always stays (before == 0)
+    choice = torch.multinomial(sorted_probs, 1, generator=generator)
+    return int(order[choice])
+
+
+@torch.inference_mode()
+def generate_tokens(
+    llm: nn.Module,
+    inputs_embeds: torch.Tensor,
+    params: SamplingParams,
+    eos_token_id: int | None,
+    cancel: threading.Event | None = None,
+) -> Iterator[int]:
+    """Yield up to `params.max_new_tokens` token ids after the (1, L, H) prompt embeddings.
+
+    Stops at EOS (not yielded) or when `cancel` is set; the caller stops at the stop text simply
+    by no longer iterating.
+    """
+    generator = None
+    if params.seed is not None and not params.greedy:
+        generator = torch.Generator(device=inputs_embeds.device).manual_seed(params.seed)
+    output = llm(inputs_embeds=inputs_embeds, use_cache=True)
+    for _ in range(params.max_new_tokens):
+        if cancel is not None and cancel.is_set():
+            return
+        token = sample_next(output.logits[0, -1], params, generator)
+        if token == eos_token_id:
+            return
+        yield token
+        step = torch.tensor([[token]], device=inputs_embeds.device)
+        output = llm(input_ids=step, past_key_values=output.past_key_values, use_cache=True)
+
+
+def stream_text(tokenizer, tokens: Iterable[int], stop_text: str) -> Iterator[str]:
+    """Yield text pieces of the answer; never yields `stop_text` or what follows it.
+
+    Held back until it is certain: a tail that could begin the stop text, trailing whitespace
+    (the answer is stripped, as the original's), and an incomplete UTF-8 character.
+    """
+    ids: list[int] = []
+    shown = 0
+    for token in tokens:
+        ids.append(token)
+        text = tokenizer.decode(ids, skip_special_tokens=True).lstrip()
+        stop_at = text.find(stop_text)
+        if stop_at >= 0:
+            final = text[:stop_at].rstrip()
+            if len(final) > shown:
+                yield final[shown:]
+            return
+        safe = len(text.rstrip())
+        for keep in range(min(len(stop_text) - 1, len(text)), 0, -1):
+            if stop_text.startswith(text[-keep:]):
+                safe = min(safe, len(text[:-keep].rstrip()))
+                break
+        if text[:safe].endswith("\ufffd"):
+            safe -= 1
+        if safe > shown:
+            yield text[shown:safe]
+            shown = safe
+    final = tokenizer.decode(ids, skip_special_tokens=True).strip()
+    if len(final) > shown:
+        yield final[shown:]

@@ -1,0 +1,159 @@
+"""PandaGPT: ImageBind embeddings, projected into Vicuna and summed, conditioning a LoRA-tuned LLM.
+
+The sequence the LLM sees is `<s>` + embed("### Human: <Img>") + [summed vector] +
+embed("</Img> " + dialogue + "\\n### Assistant:"), each text part tokenized without special tokens,
+exactly as the released weights were trained (REFERENCE.md).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from . import checkpoints
+from .config import ModelConfig, SamplingParams
+from .conversation import Conversation
+from .encoder import ImageBindEncoder
+from .generation import generate_tokens, stream_text
+from .modalities import Modality, load_modality
+
+
+class PromptTooLong(ValueError):
+    """The current question alone does not fit in the model's context."""
+
+
+@dataclass
+class ContextFit:
+    """What had to give way for the prompt and the answer to fit in the context."""
+
+    dropped_turns: int
+    max_new_tokens: int
+
+
+def resolve_dtype(name: str, device: str) -> torch.dtype:
+    """`auto` is float16 on CUDA (what the original ran) and float32 elsewhere."""
+    if name == "auto":
+        return torch.float16 if device.startswith("cuda") else torch.float32
+    dtype = getattr(torch, name, None)
+    if not isinstance(dtype, torch.dtype):
+        raise ValueError(f"unknown dtype {name!r}; use auto, float32, float16 or bfloat16")
+    return dtype
+
+
+class PandaGPT:
+    """The whole model; stateless between requests (conversations and caches belong to callers)."""
+
+    def __init__(
+        self,
+        config: ModelConfig,
+        encoder: ImageBindEncoder,
+        llama_proj: nn.Linear,
+        llm: nn.Module,
+        tokenizer,
+    ) -> None:
+        self.config = config
+        self.encoder = encoder
+        self.llama_proj = llama_proj
+        self.llm = llm
+        self.tokenizer = tokenizer
+        self.device = torch.device(config.device)
+        self.dtype = resolve_dtype(config.dtype, config.device)
+
+    @classmethod
+    def load(cls, config: ModelConfig, progress: Callable[[str], None] = lambda step: None) -> "PandaGPT":
+        """Load the three released files; `progress` hears each step as it starts."""
+        dtype = resolve_dtype(config.dtype, config.device)
+        progress(f"ImageBind from {config.imagebind_path}")
+        encoder = checkpoints.load_imagebind(config)
+        progress(f"PandaGPT delta from {config.delta_path}")
+        delta = checkpoints.read_delta(config)
+        progress(f"Vicuna from {config.vicuna_dir}")
+        llm, tokenizer = checkpoints.load_vicuna(config, dtype)
+        progress("LoRA")
+        llm = checkpoints.wrap_lora(llm, config.lora)
+        checkpoints.load_lora(llm, delta.lora, config.delta_path)
+        if config.merge_lora:
+            llm = llm.merge_and_unload()  # one matmul per projection instead of three
+        proj = checkpoints.load_llama_proj(delta, config.imagebind.out_embed_dim, llm.config.hidden_size, config.delta_path)
+        progress(f"moving to {config.device} as {dtype}")
+        model = cls(config, encoder.to(config.device, dtype), proj.to(config.device, dtype), llm.to(config.device, dtype), tokenizer)
+        progress("ready")
+        return model
+
+    # --- multimodal inputs -------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def project(self, modality: Modality, data: torch.Tensor) -> torch.Tensor:
+        """One preprocessed input -> ImageBind -> llama_proj: a (hidden,) vector."""
+        embedding = self.encoder(modality.encoder_key, data.unsqueeze(0))
+        return self.llama_proj(embedding.to(self.dtype))[0]
+
+    def embed_file(self, modality: Modality, path: str | Path) -> torch.Tensor:
+        return self.project(modality, load_modality(modality, path))
+
+    @staticmethod
+    def fuse(projected: Mapping[Modality, torch.Tensor], weights: Mapping[Modality, float] | None = None) -> torch.Tensor | None:
+        """Multimodal arithmetic: the weighted sum of the projected vectors (weights default 1)."""
+        if not projected:
+            return None
+        weights = weights or {}
+        return sum(vector * weights.get(modality, 1.0) for modality, vector in projected.items())
+
+    # --- prompt -------------------------------------------------------------------------------
+
+    def _ids(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False).input_ids if text else []
+
+    def prompt_ids(self, conversation: Conversation, with_vector: bool) -> tuple[list[int], list[int]]:
+        """Token ids before and after the vector; `before` starts with BOS."""
+        parts = conversation.prompt_parts(with_vector)
+        return [self.tokenizer.bos_token_id, *self._ids(parts.before)], self._ids(parts.after)
+
+    @torch.inference_mode()
+    def prompt_embeds(self, conversation: Conversation, vector: torch.Tensor | None) -> torch.Tensor:
+        """The (1, L, hidden) input embeddings of the whole prompt."""
+        before, after = self.prompt_ids(conversation, vector is not None)
+        embed = self.llm.get_input_embeddings()
+        ids = lambda values: torch.tensor(values, dtype=torch.long, device=self.device)  # noqa: E731
+        pieces = [embed(ids(before))]
+        if vector is not None:
+            pieces.append(vector.to(self.dtype).view(1, -1))
+        pieces.append(embed(ids(after)))
+        return torch.cat(pieces).unsqueeze(0)
+
+    def fit(self, conversation: Conversation, with_vector: bool, max_new_tokens: int) -> ContextFit:
+        """Drop the oldest turns (and, last, shorten the answer) until prompt + answer fit the context."""
+        limit = self.config.context_length
+        dropped = 0
+        while True:
+            before, after = self.prompt_ids(conversation, with_vector)
+            used = len(before) + len(after) + int(with_vector)
+            if used + max_new_tokens <= limit or len(conversation.turns) < 2:
+                break
+            conversation.drop_oldest()
+            dropped += 1
+        if used >= limit:
+            raise PromptTooLong(f"The question is too long: the prompt needs {used} tokens and the model's context holds {limit}.")
+        return ContextFit(dropped_turns=dropped, max_new_tokens=min(max_new_tokens, limit - used))
+
+    # --- generation ---------------------------------------------------------------------------
+
+    def stream(
+        self,
+        conversation: Conversation,
+        vector: torch.Tensor | None,
+        params: SamplingParams,
+        cancel: threading.Event | None = None,
+    ) -> Iterator[str]:
+        """Stream the answer to the conversation's open question, piece by piece.
+
+        The caller fits the conversation first (`fit`) and records the joined pieces as the answer.
+        """
+        embeds = self.prompt_embeds(conversation, vector)
+        tokens = generate_tokens(self.llm, embeds, params, self.tokenizer.eos_token_id, cancel)
+        yield from stream_text(self.tokenizer, tokens, self.config.prompt.stop_text)

@@ -1,0 +1,42 @@
+"""The per-session embedding cache: encoded once per content, re-encoded on change, dropped on removal."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from pandagpt_demo.cache import EmbeddingCache
+from pandagpt_demo.modalities import MediaError, Modality
+from pandagpt_demo.model import PandaGPT
+from tests.media import write_image, write_thermal
+
+
+def test_cache_hit_change_and_removal(tiny_model: PandaGPT, tmp_path: Path) -> None:
+    image, thermal = tmp_path / "a.png", tmp_path / "t.png"
+    write_image(image, seed=1)
+    write_thermal(thermal)
+    cache = EmbeddingCache()
+    first = cache.vectors({Modality.IMAGE: image, Modality.THERMAL: thermal}, tiny_model.embed_file)
+    assert cache.encodes == 2
+    copy = tmp_path / "copy_of_a.png"  # same content under another name (a re-upload) is a hit
+    shutil.copy(image, copy)
+    again = cache.vectors({Modality.IMAGE: copy, Modality.THERMAL: thermal}, tiny_model.embed_file)
+    assert cache.encodes == 2
+    torch.testing.assert_close(again[Modality.IMAGE], first[Modality.IMAGE])
+
+    write_image(image, seed=2)  # the same path, new content: re-encoded, not stale
+    changed = cache.vectors({Modality.IMAGE: image, Modality.THERMAL: thermal}, tiny_model.embed_file)
+    assert cache.encodes == 3
+    assert not torch.allclose(changed[Modality.IMAGE], first[Modality.IMAGE])
+    torch.testing.assert_close(changed[Modality.IMAGE], tiny_model.embed_file(Modality.IMAGE, image))
+
+    only_image = cache.vectors({Modality.IMAGE: image}, tiny_model.embed_file)
+    assert set(only_image) == {Modality.IMAGE} and len(cache) == 1
+    with pytest.raises(MediaError, match="image file 'gone.png'"):
+        cache.vectors({Modality.IMAGE: tmp_path / "gone.png"}, tiny_model.embed_file)
+    assert len(cache) == 1  # a bad file leaves what was cached
+    cache.clear()
+    assert len(cache) == 0

@@ -1,0 +1,246 @@
+"""The model path on the tiny checkpoints: tokenizer, prompt, projection sum, delta, LoRA, generation."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from pandagpt_demo.checkpoints import CheckpointError
+from pandagpt_demo.config import ImageBindArch, ModelConfig, SamplingParams
+from pandagpt_demo.conversation import Conversation
+from pandagpt_demo.generation import sample_next, stream_text
+from pandagpt_demo.modalities import MediaError, Modality
+from pandagpt_demo.model import PandaGPT, PromptTooLong
+from tests.media import write_image, write_samples
+
+GREEDY = SamplingParams(max_new_tokens=12, temperature=0.0)
+
+
+def two_turns() -> Conversation:
+    conversation = Conversation()
+    conversation.ask("What is in the image?")
+    conversation.answer("A red square.")
+    conversation.ask("Why?")
+    return conversation
+
+
+def test_real_llama_tokenizer(tiny_model: PandaGPT) -> None:
+    assert tiny_model.tokenizer("Hello world").input_ids == [1, 15043, 3186]
+    assert len(tiny_model.tokenizer) == 32000
+
+
+def test_two_turn_prompt_text_and_ids(tiny_model: PandaGPT) -> None:
+    conversation = two_turns()
+    assert conversation.dialogue() == "What is in the image?\n### Assistant: A red square.\n### Human: Why?"
+    before, after = tiny_model.prompt_ids(conversation, with_vector=True)
+    # <s> "### Human: <Img>" with the real LLaMA vocabulary
+    assert before == [1, 835, 12968, 29901, 529, 25518, 29958]
+    tok = lambda text: tiny_model.tokenizer(text, add_special_tokens=False).input_ids  # noqa: E731
+    assert after == tok("</Img> What is in the image?\n### Assistant: A red square.\n### Human: Why?\n### Assistant:")
+    assert after[:3] == [1533, 25518, 29958]  # "▁</" "Img" ">"
+    assert after[-5:] == [13, 2277, 29937, 4007, 22137, 29901][-5:]  # "\n" "##" "#" "▁Ass" "istant" ":"
+
+
+def test_text_only_prompt_has_no_image_tags(tiny_model: PandaGPT) -> None:
+    conversation = Conversation()
+    conversation.ask("Hi")
+    before, after = tiny_model.prompt_ids(conversation, with_vector=False)
+    assert before == [1]
+    assert tiny_model.tokenizer.decode(after) == "### Human: Hi\n### Assistant:"
+    embeds = tiny_model.prompt_embeds(conversation, None)
+    assert embeds.shape == (1, 1 + len(after), tiny_model.llm.config.hidden_size)
+
+
+def test_vector_sits_between_the_tags(tiny_model: PandaGPT) -> None:
+    conversation = two_turns()
+    vector = torch.randn(tiny_model.llm.config.hidden_size)
+    embeds = tiny_model.prompt_embeds(conversation, vector)
+    before, after = tiny_model.prompt_ids(conversation, with_vector=True)
+    assert embeds.shape[1] == len(before) + 1 + len(after)
+    torch.testing.assert_close(embeds[0, len(before)], vector)
+    table = tiny_model.llm.get_input_embeddings().weight
+    torch.testing.assert_close(embeds[0, 0], table[1])  # BOS
+
+
+def test_two_modalities_are_summed(tiny_model: PandaGPT, media_dir: Path) -> None:
+    image, sound = media_dir / "sum.png", media_dir / "sum.wav"
+    write_image(image)
+    t = np.linspace(0, 1.5, 24000, endpoint=False)
+    write_samples(sound, 0.5 * np.sin(2 * np.pi * 440 * t), 16000)
+    projected = {Modality.IMAGE: tiny_model.embed_file(Modality.IMAGE, image), Modality.AUDIO: tiny_model.embed_file(Modality.AUDIO, sound)}
+    assert not torch.allclose(projected[Modality.IMAGE], projected[Modality.AUDIO])
+    torch.testing.assert_close(PandaGPT.fuse(projected), projected[Modality.IMAGE] + projected[Modality.AUDIO])
+    weighted = PandaGPT.fuse(projected, {Modality.AUDIO: 0.5})
+    torch.testing.assert_close(weighted, projected[Modality.IMAGE] + 0.5 * projected[Modality.AUDIO])
+    assert PandaGPT.fuse({}) is None
+
+
+def test_audio_embedding_is_not_scaled_by_20(tiny_model: PandaGPT) -> None:
+    """PandaGPT uses only the L2 normalization of ImageBind's audio postprocessor."""
+    clips = torch.randn(1, 3, 1, 128, 204)
+    embedding = tiny_model.encoder("audio", clips)
+    assert 0.5 < float(embedding.norm()) <= 1.0 + 1e-5  # a mean of unit vectors, not 20x
+    thermal = tiny_model.encoder("thermal", torch.rand(1, 1, 224, 224))
+    assert float(thermal.norm()) == pytest.approx(10.0, rel=1e-4)
+
+
+def logits_of(model: PandaGPT) -> torch.Tensor:
+    embeds = model.prompt_embeds(two_turns(), torch.ones(model.llm.config.hidden_size))
+    with torch.inference_mode():
+        return model.llm(inputs_embeds=embeds).logits
+
+
+def test_merged_lora_gives_the_same_logits(tiny_config: ModelConfig, tiny_model: PandaGPT) -> None:
+    unmerged = PandaGPT.load(dataclasses.replace(tiny_config, merge_lora=False))
+    assert type(unmerged.llm).__name__.startswith("Peft")
+    assert not type(tiny_model.llm).__name__.startswith("Peft")
+    torch.testing.assert_close(logits_of(unmerged), logits_of(tiny_model), rtol=1e-5, atol=1e-5)
+    without_lora = PandaGPT.load(dataclasses.replace(tiny_config, merge_lora=False))
+    without_lora.llm.disable_adapter_layers()
+    assert not torch.allclose(logits_of(without_lora), logits_of(tiny_model), atol=1e-4), "the delta's LoRA must change the model"
+
+
+def rewrite_delta(config: ModelConfig, tmp_path: Path, change) -> ModelConfig:
+    state = torch.load(config.delta_path, weights_only=True)
+    state = change(state)
+    path = tmp_path / "pytorch_model.pt"
+    torch.save(state, path)
+    return dataclasses.replace(config, delta_path=path)
+
+
+def test_delta_keys_without_default_load_the_same(tiny_config: ModelConfig, tiny_model: PandaGPT, tmp_path: Path) -> None:
+    plain = rewrite_delta(tiny_config, tmp_path, lambda s: {k.replace(".default.weight", ".weight"): v for k, v in s.items()})
+    assert all(".default" not in k for k in torch.load(plain.delta_path, weights_only=True))
+    torch.testing.assert_close(logits_of(PandaGPT.load(plain)), logits_of(tiny_model))
+
+
+def test_delta_with_wrong_key_fails_loudly(tiny_config: ModelConfig, tmp_path: Path) -> None:
+    def rename(state: dict) -> dict:
+        key = next(k for k in state if "layers.1.self_attn.v_proj.lora_A" in k)
+        state["llama_model.base_model.model.model.layers.1.self_attn.v_proj.lora_X.weight"] = state.pop(key)
+        return state
+
+    with pytest.raises(CheckpointError) as error:
+        PandaGPT.load(rewrite_delta(tiny_config, tmp_path, rename))
+    message = str(error.value)
+    assert "1 missing keys" in message and "layers.1.self_attn.v_proj.lora_A.default.weight" in message
+    assert "1 unexpected keys" in message and "lora_X" in message
+    assert str(tmp_path / "pytorch_model.pt") in message
+
+
+def test_delta_without_llama_proj_or_wrong_shape(tiny_config: ModelConfig, tmp_path: Path) -> None:
+    no_proj = rewrite_delta(tiny_config, tmp_path, lambda s: {k: v for k, v in s.items() if "llama_proj" not in k})
+    with pytest.raises(CheckpointError, match="lacks llama_proj.weight, llama_proj.bias"):
+        PandaGPT.load(no_proj)
+    wrong = rewrite_delta(tiny_config, tmp_path, lambda s: s | {"llama_proj.weight": torch.zeros(64, 1024)})
+    with pytest.raises(CheckpointError, match=r"llama_proj.weight: file \(64, 1024\), model \(64, 32\)"):
+        PandaGPT.load(wrong)
+
+
+def test_missing_checkpoints_name_the_path_and_the_fix(tiny_config: ModelConfig, tmp_path: Path) -> None:
+    missing = dataclasses.replace(tiny_config, imagebind_path=tmp_path / "nowhere" / "imagebind_huge.pth")
+    with pytest.raises(CheckpointError, match=r"ImageBind checkpoint not found at '.*nowhere/imagebind_huge.pth'.*make-tiny"):
+        PandaGPT.load(missing)
+    with pytest.raises(CheckpointError, match="Vicuna folder"):
+        PandaGPT.load(dataclasses.replace(tiny_config, vicuna_dir=tmp_path / "no_vicuna"))
+    real = ModelConfig.preset("7b", tmp_path)
+    with pytest.raises(CheckpointError, match="openllmplayground/pandagpt_7b_max_len_1024"):
+        PandaGPT.load(real)
+
+
+def test_corrupt_and_mismatched_imagebind(tiny_config: ModelConfig, tmp_path: Path) -> None:
+    corrupt = tmp_path / "imagebind_huge.pth"
+    corrupt.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="not a readable torch state dict"):
+        PandaGPT.load(dataclasses.replace(tiny_config, imagebind_path=corrupt))
+    wider = dataclasses.replace(ImageBindArch.tiny(), vision_embed_dim=48)
+    with pytest.raises(CheckpointError, match=r"wrong shapes: .*vision.*file \(32.*model \(48"):
+        PandaGPT.load(dataclasses.replace(tiny_config, imagebind=wider))
+
+
+def answer(model: PandaGPT, params: SamplingParams, vector: torch.Tensor | None = None, **kwargs) -> list[str]:
+    conversation = Conversation()
+    conversation.ask("Describe it.")
+    return list(model.stream(conversation, vector, params, **kwargs))
+
+
+def test_streaming_yields_pieces_without_stop_text(tiny_model: PandaGPT) -> None:
+    vector = torch.randn(tiny_model.llm.config.hidden_size)
+    pieces = answer(tiny_model, SamplingParams(max_new_tokens=24, temperature=1.0, top_p=0.9, seed=3), vector)
+    assert len(pieces) > 1
+    assert all(pieces)
+    assert "###" not in "".join(pieces)
+
+
+def test_greedy_is_deterministic_and_zero_settings_do_not_crash(tiny_model: PandaGPT) -> None:
+    vector = torch.randn(tiny_model.llm.config.hidden_size)
+    first = answer(tiny_model, GREEDY, vector)
+    assert first == answer(tiny_model, GREEDY, vector)
+    top_p_zero = answer(tiny_model, SamplingParams(max_new_tokens=12, top_p=0.0, temperature=0.7), vector)
+    assert "".join(top_p_zero) == "".join(first)
+    seeded = SamplingParams(max_new_tokens=12, temperature=1.5, top_p=1.0, seed=7)
+    assert answer(tiny_model, seeded, vector) == answer(tiny_model, seeded, vector)
+
+
+def test_sampling_respects_top_p() -> None:
+    logits = torch.tensor([3.0, 2.9, -5.0, -5.0])
+    picks = {sample_next(logits, SamplingParams(top_p=0.5, temperature=1.0), torch.Generator().manual_seed(s)) for s in range(40)}
+    assert picks == {0}  # the top token alone holds over half the mass
+    picks = {sample_next(logits, SamplingParams(top_p=0.99, temperature=1.0), torch.Generator().manual_seed(s)) for s in range(40)}
+    assert picks == {0, 1}
+
+
+def test_stream_text_stops_at_stop_text_and_keeps_spaces(tiny_model: PandaGPT) -> None:
+    tokenizer = tiny_model.tokenizer
+    ids = tokenizer("Hello world, how are you?\n### Human: next", add_special_tokens=False).input_ids
+    pieces = list(stream_text(tokenizer, iter(ids), "###"))
+    assert "".join(pieces) == "Hello world, how are you?"
+    assert len(pieces) > 3
+    consumed = []
+    list(stream_text(tokenizer, (consumed.append(i) or i for i in ids), "###"))
+    assert len(consumed) < len(ids)  # generation is abandoned at the stop text
+
+
+def test_cancel_stops_generation(tiny_model: PandaGPT) -> None:
+    cancel = threading.Event()
+    conversation = Conversation()
+    conversation.ask("Go on")
+    stream = tiny_model.stream(conversation, None, SamplingParams(max_new_tokens=200, temperature=0.0), cancel)
+    next(stream)
+    cancel.set()
+    rest = list(stream)
+    assert len(rest) <= 1
+
+
+def test_context_drops_oldest_turns(tiny_config: ModelConfig) -> None:
+    model = PandaGPT.load(dataclasses.replace(tiny_config, context_length=80))
+    conversation = Conversation()
+    for index in range(6):
+        conversation.ask(f"Question number {index} about the picture?")
+        conversation.answer(f"Answer number {index}.")
+    conversation.ask("And now?")
+    fit = model.fit(conversation, with_vector=True, max_new_tokens=20)
+    assert fit.dropped_turns > 0
+    assert conversation.turns[-1].question == "And now?"
+    before, after = model.prompt_ids(conversation, True)
+    assert len(before) + 1 + len(after) + fit.max_new_tokens <= 80
+    assert list(model.stream(conversation, torch.zeros(64), dataclasses.replace(GREEDY, max_new_tokens=fit.max_new_tokens))) is not None
+    huge = Conversation()
+    huge.ask("word " * 200)
+    with pytest.raises(PromptTooLong, match="holds 80"):
+        model.fit(huge, with_vector=False, max_new_tokens=10)
+
+
+def test_bad_file_leaves_the_model_usable(tiny_model: PandaGPT, media_dir: Path) -> None:
+    bad = media_dir / "notes.wav"
+    bad.write_text("this is not audio")
+    with pytest.raises(MediaError, match="notes.wav"):
+        tiny_model.embed_file(Modality.AUDIO, bad)
+    image = media_dir / "after_bad.png"
+    write_image(image)
+    assert answer(tiny_model, GREEDY, tiny_model.embed_file(Modality.IMAGE, image))
