@@ -36,12 +36,12 @@ class Conversation:
     turns: list[Turn] = field(default_factory=list)
 
     def ask(self, question: str) -> None:
-        if self.turns and self.turns[-1].answer is None:
+        if self.waiting:
             raise ValueError("the previous question has no answer yet")
         self.turns.append(Turn(question))
 
     def answer(self, text: str) -> None:
-        if not self.turns or self.turns[-1].answer is not None:
+        if not self.waiting:
             raise ValueError("there is no open question to answer")
         self.turns[-1].answer = text
 
@@ -51,7 +51,7 @@ class Conversation:
 
     def reopen(self) -> None:
         """Forget the last answer so that it can be generated again."""
-        if not self.turns or self.turns[-1].answer is None:
+        if not self.turns or self.waiting:
             raise ValueError("there is no answer to regenerate")
         self.turns[-1].answer = None
 
@@ -72,6 +72,14 @@ class Conversation:
         if with_vector:
             return PromptParts(before=t.human_prefix + t.image_open, after=t.image_close + tail)
         return PromptParts(before="", after=t.human_prefix + tail)
+
+    def copy(self) -> "Conversation":
+        return Conversation(self.template, [Turn(t.question, t.answer) for t in self.turns])
+
+    @property
+    def waiting(self) -> bool:
+        """Whether the last question still has no answer."""
+        return bool(self.turns) and self.turns[-1].answer is None
 
     def drop_oldest(self) -> Turn:
         """Drop the oldest turn to make room in the context (never the open question)."""

@@ -1,0 +1,41 @@
+"""PandaGPT demo: `python app.py` starts the web app (see `python app.py --help`)."""
+
+from __future__ import annotations
+
+import argparse
+
+from pandagpt_demo.runtime import ModelHandle, add_model_arguments, choose_model
+from pandagpt_demo.ui import EXAMPLES_FILE, build_demo
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Chat with PandaGPT about images, sounds, videos, thermal and depth images and IMU recordings.")
+    add_model_arguments(parser)
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for every interface)")
+    parser.add_argument("--port", type=int, default=7860)
+    parser.add_argument("--share", action="store_true", help="also open a public Gradio share link")
+    parser.add_argument("--concurrency", type=int, default=4, help="answers generated at the same time")
+    parser.add_argument("--queue-size", type=int, default=64, help="requests waiting beyond that; more are refused")
+    parser.add_argument("--max-file-mb", type=float, default=200, help="uploads larger than this are refused before reading")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    choice = choose_model(args)
+    print(choice.banner.replace("**", ""))
+    handle = ModelHandle(choice).start()
+    demo = build_demo(handle)
+    demo.queue(default_concurrency_limit=args.concurrency, max_size=args.queue_size)
+    demo.launch(
+        server_name=args.host,
+        server_port=args.port,
+        share=args.share,
+        max_file_size=f"{args.max_file_mb}mb",
+        allowed_paths=[str(EXAMPLES_FILE.parent)],
+        show_error=True,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""pandagpt-demo: talk to PandaGPT (ImageBind + LoRA-tuned Vicuna) in a Gradio app or a terminal."""

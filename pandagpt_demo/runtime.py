@@ -1,0 +1,112 @@
+"""Choosing and loading the model for the app and the terminal chat: flags, tiny fallback, progress.
+
+With no real checkpoints the demo still starts, on the tiny random model, and says so (with the
+way to get the real files) wherever the model is named.
+"""
+
+from __future__ import annotations
+
+import argparse
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from .config import MODEL_SIZES, ModelConfig
+from .model import PandaGPT, resolve_dtype
+from .weights import make_tiny
+
+LOAD_STEPS = 6  # the progress messages PandaGPT.load sends
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoints", type=Path, default=Path("checkpoints"), help="folder of the released files (default: checkpoints/)")
+    parser.add_argument("--model", choices=MODEL_SIZES, default="7b", help="model size (default 7b; tiny = random test weights)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device (default: cuda if available)")
+    parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "float16", "bfloat16"), help="auto: float16 on CUDA, float32 on CPU")
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    config: ModelConfig
+    fallback_reason: str | None  # why the tiny model runs instead of the one asked for
+
+    @property
+    def banner(self) -> str:
+        dtype = str(resolve_dtype(self.config.dtype, self.config.device)).removeprefix("torch.")
+        live = f"Model **{self.config.name}** on **{self.config.device}** ({dtype})"
+        if self.config.name != "tiny":
+            return live
+        reason = self.fallback_reason or "tiny was asked for."
+        return f"{live}. ⚠️ Tiny random weights: answers are noise. {reason}"
+
+
+def choose_model(args: argparse.Namespace) -> ModelChoice:
+    """The asked-for model if its files are all there, else the tiny one (written if missing)."""
+    settings = dict(device=args.device, dtype=args.dtype)
+    config = ModelConfig.preset(args.model, args.checkpoints, **settings)
+    reason = None
+    if args.model != "tiny":
+        missing = [str(p) for p in (config.imagebind_path, config.vicuna_dir, config.delta_path) if not p.exists()]
+        if missing:
+            reason = f"The {args.model} checkpoints are missing ({', '.join(missing)}). Get them: {config.get_weights}"
+            config = ModelConfig.preset("tiny", args.checkpoints, **settings)
+    return ModelChoice(config, reason)
+
+
+def load_with_progress(choice: ModelChoice, on_step=lambda message: None) -> PandaGPT:
+    """Load the chosen model, writing the tiny files first if needed; tqdm shows the steps."""
+    config = choice.config
+    with tqdm(total=LOAD_STEPS + 1, desc="Loading PandaGPT", unit="step") as bar:
+        def step(message: str) -> None:
+            bar.set_postfix_str(message)
+            bar.update(1)
+            on_step(message)
+
+        if config.name == "tiny" and not config.delta_path.exists():
+            step(f"writing tiny checkpoints to {config.imagebind_path.parent}")
+            make_tiny(config.imagebind_path.parent)
+        else:
+            bar.update(1)
+        return PandaGPT.load(config, progress=step)
+
+
+class ModelHandle:
+    """The model loading in a background thread, so the UI is up (with a status line) at once."""
+
+    def __init__(self, choice: ModelChoice) -> None:
+        self.choice = choice
+        self.status = "Starting…"
+        self.error: str | None = None
+        self._model: PandaGPT | None = None
+        self._done = threading.Event()
+
+    def start(self) -> "ModelHandle":
+        threading.Thread(target=self._load, name="model-loader", daemon=True).start()
+        return self
+
+    def _load(self) -> None:
+        try:
+            self._model = load_with_progress(self.choice, self._on_step)
+            self.status = "Ready"
+        except Exception as error:  # shown in the UI; the server stays up to say what is wrong
+            self.error = f"{type(error).__name__}: {error}"
+            self.status = f"Loading failed: {self.error}"
+        finally:
+            self._done.set()
+
+    def _on_step(self, message: str) -> None:
+        self.status = f"Loading: {message}"
+
+    @property
+    def ready(self) -> bool:
+        return self._model is not None
+
+    def get(self, timeout: float | None = None) -> PandaGPT:
+        """The loaded model; raises RuntimeError while loading (after `timeout`) or if loading failed."""
+        self._done.wait(timeout)
+        if self._model is None:
+            raise RuntimeError(self.error or f"The model is still loading ({self.status}).")
+        return self._model
