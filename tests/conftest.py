@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,3 +29,46 @@ def tiny_model(tiny_config: ModelConfig) -> PandaGPT:
 @pytest.fixture(scope="session")
 def media_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("media")
+
+
+@pytest.fixture(scope="session")
+def app_url(tiny_config: ModelConfig, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The real app (`python app.py --model tiny`) running in a subprocess, once its model is ready."""
+    port = _free_port()
+    log_path = tmp_path_factory.mktemp("app") / "app.log"
+    checkpoints = tiny_config.imagebind_path.parent.parent
+    command = [sys.executable, "app.py", "--model", "tiny", "--checkpoints", str(checkpoints), "--port", str(port), "--concurrency", "4"]
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        _wait_until_ready(url, process, log_path)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _wait_until_ready(url: str, process: subprocess.Popen, log_path: Path, timeout: float = 180) -> None:
+    """Poll the /chat API with a text-only question until the model answers."""
+    from gradio_client import Client
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the app exited with {process.returncode}:\n{log_path.read_text()}")
+        try:
+            Client(url, verbose=False).predict("ready?", max_new_tokens=1, api_name="/chat")
+            return
+        except Exception:  # not listening yet, or the model is still loading
+            time.sleep(1)
+    raise TimeoutError(f"the app was not ready after {timeout} s:\n{log_path.read_text()}")

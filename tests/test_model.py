@@ -244,3 +244,20 @@ def test_bad_file_leaves_the_model_usable(tiny_model: PandaGPT, media_dir: Path)
     image = media_dir / "after_bad.png"
     write_image(image)
     assert answer(tiny_model, GREEDY, tiny_model.embed_file(Modality.IMAGE, image))
+
+
+def test_concurrent_video_embeddings_match_sequential(tiny_model: PandaGPT, media_dir: Path) -> None:
+    """Two users' videos encoded at the same moment each get their own, correct vector."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.media import write_video
+
+    videos = [media_dir / "one.mp4", media_dir / "two.mp4"]
+    write_video(videos[0], seconds=3, fps=10)
+    write_video(videos[1], seconds=5, fps=8, size=(240, 320))
+    alone = [tiny_model.embed_file(Modality.VIDEO, video) for video in videos]
+    assert not torch.allclose(alone[0], alone[1])
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        together = list(pool.map(lambda i: tiny_model.embed_file(Modality.VIDEO, videos[i % 2]), range(8)))
+    for index, vector in enumerate(together):
+        torch.testing.assert_close(vector, alone[index % 2])

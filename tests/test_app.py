@@ -1,0 +1,140 @@
+"""The launched app driven through gradio_client, as an API user or a second browser tab would."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+
+from tests.conftest import REPO_ROOT
+
+IMAGE = str(REPO_ROOT / "examples" / "sunset.jpg")
+AUDIO = str(REPO_ROOT / "examples" / "dog_bark.wav")
+SAMPLED = dict(max_new_tokens=16, top_p=0.9, temperature=1.0)
+GREEDY = dict(max_new_tokens=12, top_p=0.01, temperature=0.0)
+
+
+def send_args(question: str, image: str | None = None, audio: str | None = None, **sampling: float) -> list:
+    """Positional inputs of the UI's /send endpoint: question, six files, six weights, three sliders."""
+    files = [handle_file(image) if image else None, handle_file(audio) if audio else None, None, None, None, None]
+    settings = {**SAMPLED, **sampling}
+    return [question, *files, *[1.0] * 6, settings["max_new_tokens"], settings["top_p"], settings["temperature"]]
+
+
+def regenerate_args(image: str | None = None, audio: str | None = None, **sampling: float) -> list:
+    return send_args("", image, audio, **sampling)[1:]
+
+
+def texts(chat: list[dict]) -> list[tuple[str, str]]:
+    """(role, text) of each message of a Chatbot value."""
+    result = []
+    for message in chat:
+        content = message["content"]
+        text = content if isinstance(content, str) else "".join(part.get("text", "") for part in content)
+        result.append((message["role"], text))
+    return result
+
+
+def test_image_and_audio_question_streams_then_regenerate_undo_clear(app_url: str) -> None:
+    client = Client(app_url, verbose=False)
+    job = client.submit(*send_args("What do you see and hear?", IMAGE, AUDIO, **GREEDY), api_name="/send")
+    updates = list(job)
+    assert len(updates) > 2, "the answer arrives in several pieces"
+    chat, textbox = updates[-1]
+    assert textbox == ""
+    (role_q, question), (role_a, answer) = texts(chat)
+    assert (role_q, question) == ("user", "What do you see and hear?")
+    assert role_a == "assistant" and answer and "###" not in answer
+    partial = [texts(update[0])[-1][1] for update in updates[:-1] if len(update[0]) == 2]
+    assert partial and all(answer.startswith(p) for p in partial), "each update extends the previous one"
+
+    regenerated = client.predict(*regenerate_args(IMAGE, AUDIO, **GREEDY), api_name="/regenerate")
+    assert texts(regenerated) == [("user", question), ("assistant", answer)], "greedy regeneration repeats the answer"
+    text_only = client.predict(*regenerate_args(**GREEDY), api_name="/regenerate")
+    assert texts(text_only)[-1][1] != answer, "without the files the vector (and the answer) changes"
+
+    chat, textbox = client.predict(api_name="/undo")
+    assert chat == [] and textbox == question, "undo gives the question back for editing"
+
+    client.predict(*send_args("Second try", IMAGE), api_name="/send")
+    chat, textbox, *files = client.predict(api_name="/clear")
+    assert chat == [] and textbox == "" and files == [None] * 6
+
+
+def test_bad_file_gives_error_and_chat_goes_on(app_url: str, tmp_path: Path) -> None:
+    client = Client(app_url, verbose=False)
+    client.predict(*send_args("First question", IMAGE), api_name="/send")
+    bad = tmp_path / "notes.wav"
+    bad.write_text("this is a text file, not a recording")
+    with pytest.raises(AppError, match="audio file 'notes.wav'"):
+        client.predict(*send_args("What is this sound?", audio=str(bad)), api_name="/send")
+    chat, _ = client.predict(*send_args("Still there?", IMAGE), api_name="/send")
+    assert [text for role, text in texts(chat) if role == "user"] == ["First question", "Still there?"]
+
+
+def test_empty_question_does_nothing(app_url: str) -> None:
+    client = Client(app_url, verbose=False)
+    chat, textbox = client.predict(*send_args("   "), api_name="/send")
+    assert chat == [] and textbox == ""
+
+
+def test_two_clients_see_only_their_own_history(app_url: str) -> None:
+    results: dict[str, list] = {}
+
+    def converse(name: str) -> None:
+        client = Client(app_url, verbose=False)
+        client.predict(*send_args(f"I am {name}", IMAGE), api_name="/send")
+        results[name] = client.predict(*send_args(f"{name} again"), api_name="/send")[0]
+
+    threads = [threading.Thread(target=converse, args=(name,)) for name in ("alice", "bob")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    for name in ("alice", "bob"):
+        users = [text for role, text in texts(results[name]) if role == "user"]
+        assert users == [f"I am {name}", f"{name} again"]
+
+
+def test_chat_api_streams_text_with_history(app_url: str, tmp_path: Path) -> None:
+    client = Client(app_url, verbose=False)
+    job = client.submit(
+        "What happens next?",
+        image=handle_file(IMAGE),
+        audio=handle_file(AUDIO),
+        weights={"audio": 0.5},
+        history=[["What is this?", "A sunset over the sea."]],
+        api_name="/chat",
+        **SAMPLED,
+    )
+    pieces = list(job)
+    assert len(pieces) > 1 and all(isinstance(p, str) for p in pieces)
+    assert pieces[-1] == job.outputs()[-1] and "###" not in pieces[-1]
+    wrong_type = tmp_path / "photo.png"
+    wrong_type.write_bytes(Path(AUDIO).read_bytes())
+    with pytest.raises(AppError, match="image file 'photo.png'"):
+        client.predict("Look", image=handle_file(str(wrong_type)), api_name="/chat")
+
+
+def test_concurrent_videos_get_their_own_embeddings(app_url: str, tmp_path: Path) -> None:
+    """Greedy answers about two videos are the same whether asked alone or at the same moment."""
+    from tests.media import write_video
+
+    other = tmp_path / "gradient.mp4"
+    write_video(other, seconds=3)
+    videos = [str(REPO_ROOT / "examples" / "bouncing_ball.mp4"), str(other)]
+
+    def ask(video: str) -> str:
+        return Client(app_url, verbose=False).predict("What happens?", video=handle_file(video), api_name="/chat", **GREEDY)
+
+    alone = [ask(video) for video in videos]  # the tiny model may answer both alike: test_model checks the vectors
+    together: dict[int, str] = {}
+    threads = [threading.Thread(target=lambda i=i: together.__setitem__(i, ask(videos[i % 2]))) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert [together[i] for i in range(4)] == [alone[0], alone[1], alone[0], alone[1]]

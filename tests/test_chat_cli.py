@@ -1,0 +1,39 @@
+"""The terminal chat: streams an answer, keeps a multi-turn prompt, survives a bad file."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+from pandagpt_demo.config import ModelConfig
+from tests.conftest import REPO_ROOT
+
+
+def run_chat(config: ModelConfig, *args: str, stdin: str) -> subprocess.CompletedProcess:
+    checkpoints = config.imagebind_path.parent.parent
+    command = [sys.executable, "-m", "pandagpt_demo.chat", "--model", "tiny", "--checkpoints", str(checkpoints), "--max-new-tokens", "8", *args]
+    return subprocess.run(command, cwd=REPO_ROOT, input=stdin, capture_output=True, text=True, timeout=300)
+
+
+def test_terminal_chat_answers_two_turns(tiny_config: ModelConfig) -> None:
+    result = run_chat(tiny_config, "--image", "examples/sunset.jpg", "--audio", "examples/rain.wav", "--weight", "audio=0.5", "Describe this", stdin="And the sound?\n\n")
+    assert result.returncode == 0, result.stderr
+    answers = re.findall(r"panda> (.*)", result.stdout)  # the "you> " prompt shares the line when piped
+    assert len(answers) == 2 and all(answer.strip() for answer in answers)
+    assert "Tiny random weights" in result.stderr
+
+
+def test_terminal_chat_reports_a_bad_file(tiny_config: ModelConfig, tmp_path) -> None:
+    bad = tmp_path / "clip.mp4"
+    bad.write_text("not a video")
+    result = run_chat(tiny_config, "--video", str(bad), "What happens?", stdin="")
+    assert result.returncode == 0
+    assert "Could not use the video file 'clip.mp4'" in result.stderr
+
+
+def test_app_help_lists_every_flag() -> None:
+    result = subprocess.run([sys.executable, "app.py", "--help"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0
+    for flag in ("--checkpoints", "--model", "--device", "--dtype", "--host", "--port", "--share", "--concurrency", "--max-file-mb"):
+        assert flag in result.stdout
