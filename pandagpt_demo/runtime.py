@@ -39,7 +39,8 @@ class ModelChoice:
         live = f"Model **{self.config.name}** on **{self.config.device}** ({dtype})"
         if self.config.name != "tiny":
             return live
-        reason = self.fallback_reason or "tiny was asked for."
+        real = ModelConfig.preset("7b", self.config.imagebind_path.parent.parent)
+        reason = self.fallback_reason or f"Started with --model tiny; for real answers get the weights: {real.get_weights}"
         return f"{live}. ⚠️ Tiny random weights: answers are noise. {reason}"
 
 

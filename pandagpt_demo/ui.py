@@ -51,11 +51,12 @@ def _file_path(value: str | dict | FileData | None) -> str | None:
     return value.get("path")
 
 
-def _inputs(files: tuple, weights: tuple) -> Inputs:
-    return Inputs.of(
-        {m: _file_path(f) for m, f in zip(MODALITIES, files)},
-        {m: w for m, w in zip(MODALITIES, weights)},
-    )
+def _settings(args: tuple) -> tuple[Inputs, SamplingParams, ChatSession]:
+    """Unpack the page's shared inputs: six files, six weights, three sliders, the session."""
+    n = len(MODALITIES)
+    files, weights, (max_new_tokens, top_p, temperature, session) = args[:n], args[n : 2 * n], args[2 * n :]
+    inputs = Inputs.of({m: _file_path(f) for m, f in zip(MODALITIES, files)}, dict(zip(MODALITIES, weights)))
+    return inputs, _params(max_new_tokens, top_p, temperature), session
 
 
 def _params(max_new_tokens: float, top_p: float, temperature: float) -> SamplingParams:
@@ -98,8 +99,7 @@ class ChatApp:
     @on_gpu
     def send(self, question: str, *args) -> Iterator[tuple]:
         """Ask a question about the given files; streams (chat, textbox, session)."""
-        *files_weights, max_new_tokens, top_p, temperature, session = args
-        files, weights = tuple(files_weights[: len(MODALITIES)]), tuple(files_weights[len(MODALITIES) :])
+        inputs, params, session = _settings(args)
         question = (question or "").strip()
         if not question:
             gr.Warning("Type a question first.")
@@ -107,7 +107,7 @@ class ChatApp:
             return
         model = self._model()
         try:
-            answers = session.ask(model, question, _inputs(files, weights), _params(max_new_tokens, top_p, temperature), gr.Warning)
+            answers = session.ask(model, question, inputs, params, gr.Warning)
         except MediaError as error:
             raise gr.Error(str(error)) from error
         for messages, session in self._stream(session, answers):
@@ -116,15 +116,14 @@ class ChatApp:
     @on_gpu
     def regenerate(self, *args) -> Iterator[tuple]:
         """Answer the last question again."""
-        *files_weights, max_new_tokens, top_p, temperature, session = args
-        files, weights = tuple(files_weights[: len(MODALITIES)]), tuple(files_weights[len(MODALITIES) :])
+        inputs, params, session = _settings(args)
         if not session.conversation.turns:
             gr.Warning("Nothing to regenerate yet.")
             yield session.messages(), session
             return
         model = self._model()
         try:
-            answers = session.regenerate(model, _inputs(files, weights), _params(max_new_tokens, top_p, temperature), gr.Warning)
+            answers = session.regenerate(model, inputs, params, gr.Warning)
         except MediaError as error:
             raise gr.Error(str(error)) from error
         yield from self._stream(session, answers)
@@ -173,7 +172,7 @@ def build_demo(handle: ModelHandle, settings: UISettings = UISettings()) -> gr.B
     app = ChatApp(handle, settings)
     with gr.Blocks(title="PandaGPT") as demo:
         session = gr.State(ChatSession())
-        gr.Markdown("# 🐼 PandaGPT\nGive it an image, a sound, a video, a thermal image, a depth map or an IMU recording — any mix — and ask.")
+        gr.Markdown("# PandaGPT\nGive it an image, a sound, a video, a thermal image, a depth map or an IMU recording — any mix — and ask.")
         status = gr.Markdown(app.status(), elem_id="status")
         with gr.Row():
             with gr.Column(scale=2):
@@ -198,7 +197,7 @@ def build_demo(handle: ModelHandle, settings: UISettings = UISettings()) -> gr.B
             with gr.Column(scale=3):
                 chatbot = gr.Chatbot(label="PandaGPT", height=480, elem_id="chatbot")
                 with gr.Row():
-                    question = gr.Textbox(placeholder="Ask about your files, then press Enter", show_label=False, scale=5, elem_id="question")
+                    question = gr.Textbox(label="Question", placeholder="Ask about your files, then press Enter", show_label=False, scale=5, elem_id="question")
                     send = gr.Button("Send", variant="primary", scale=1, elem_id="send")
                 with gr.Row():
                     stop = gr.Button("Stop", elem_id="stop")

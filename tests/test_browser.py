@@ -12,17 +12,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from tests.conftest import REPO_ROOT
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -35,7 +29,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 EXAMPLES_LABEL = "Examples (made by examples/make_examples.py)"
-SERVER_START_TIMEOUT_S = 90
 MODEL_READY_TIMEOUT_MS = 120_000
 ANSWER_TIMEOUT_MS = 90_000
 FOLLOW_UP = "And what colours stand out the most?"
@@ -62,57 +55,9 @@ if _MISSING is not None:
 from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _first_example() -> dict:
     rows = json.loads((REPO_ROOT / "examples" / "examples.json").read_text(encoding="utf-8"))
     return rows[0]
-
-
-@pytest.fixture(scope="module")
-def app_url(tiny_config, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest):
-    """Start `app.py --model tiny` on a free port; yield its URL; stop it (printing its log on failure)."""
-    checkpoints = tiny_config.imagebind_path.parent.parent
-    port = _free_port()
-    log_path = tmp_path_factory.mktemp("app") / "app.log"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
-    command = [sys.executable, "app.py", "--model", "tiny", "--checkpoints", str(checkpoints), "--port", str(port)]
-    url = f"http://127.0.0.1:{port}/"
-    failed_before = request.session.testsfailed
-
-    def log_text() -> str:
-        return log_path.read_text(encoding="utf-8", errors="replace") if log_path.exists() else "(no log)"
-
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
-    try:
-        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"app.py exited with code {proc.returncode} before serving; its log:\n{log_text()}", pytrace=False)
-            try:
-                with urllib.request.urlopen(url, timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"app.py did not answer on {url} within {SERVER_START_TIMEOUT_S} s; its log:\n{log_text()}", pytrace=False)
-            time.sleep(0.3)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-        if request.session.testsfailed > failed_before:
-            print(f"\n----- app.py log ({log_path}) -----\n{log_text()}\n----- end of app.py log -----")
 
 
 @pytest.fixture
