@@ -55,6 +55,39 @@ class ImageBindArch:
 
 
 @dataclass(frozen=True)
+class LlamaShape:
+    """The sizes of a LLaMA/Vicuna v0 model, for writing random model sets (real ones bring config.json)."""
+
+    hidden_size: int
+    intermediate_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    vocab_size: int = 32000
+
+    def llama_config(self):
+        """A transformers `LlamaConfig` with LLaMA v1's fixed settings (2048 context, ids 0/1/2)."""
+        from transformers import LlamaConfig
+
+        return LlamaConfig(
+            **asdict(self),
+            num_key_value_heads=self.num_attention_heads,
+            max_position_embeddings=2048,
+            rms_norm_eps=1e-6,
+            bos_token_id=1,
+            eos_token_id=2,
+            pad_token_id=0,
+            tie_word_embeddings=False,
+        )
+
+
+LLAMA_SHAPES = {
+    "tiny": LlamaShape(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4),
+    "7b": LlamaShape(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32),
+    "13b": LlamaShape(hidden_size=5120, intermediate_size=13824, num_hidden_layers=40, num_attention_heads=40),
+}
+
+
+@dataclass(frozen=True)
 class LoraSpec:
     """PandaGPT's LoRA hyper-parameters (scale alpha / r = 1)."""
 

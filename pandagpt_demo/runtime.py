@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from .config import MODEL_SIZES, ModelConfig
 from .model import PandaGPT, resolve_dtype
-from .weights import make_tiny
+from .synthetic import make_tiny
 
 LOAD_STEPS = 6  # the progress messages PandaGPT.load sends
 

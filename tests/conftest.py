@@ -13,7 +13,7 @@ import pytest
 
 from pandagpt_demo.config import ModelConfig
 from pandagpt_demo.model import PandaGPT
-from pandagpt_demo.weights import make_tiny
+from pandagpt_demo.synthetic import make_tiny
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,68 @@
+"""Random model sets written in exactly the released files' formats.
+
+Every loader then runs on them as on the real files: ImageBind's own class saved as
+`imagebind_huge.pth`, a LLaMA folder with the real LLaMA tokenizer (32,000 tokens, shipped inside
+the `wordllama` wheel), and a PandaGPT delta with the real key names. `tiny` is for tests on the
+CPU; `7b` and `13b` have the real sizes, for checks and benchmarks on a GPU.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .checkpoints import DELTA_LLM_PREFIX, wrap_lora
+from .config import LLAMA_SHAPES, ModelConfig
+from .encoder import ImageBindEncoder
+
+
+def llama_tokenizer():
+    """The LLaMA SentencePiece vocabulary as a transformers tokenizer, from the wordllama wheel."""
+    from importlib.resources import files
+
+    from tokenizers import Tokenizer
+    from transformers import LlamaTokenizer
+
+    source = files("wordllama") / "tokenizers" / "l2_supercat_tokenizer_config.json"
+    backend = Tokenizer.from_str(source.read_text(encoding="utf-8"))
+    return LlamaTokenizer(tokenizer_object=backend, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+
+
+def write_random_model_set(config: ModelConfig, size: str, seed: int = 0, device: str = "cpu") -> ModelConfig:
+    """Write random weights of `LLAMA_SHAPES[size]` to the three paths of `config`.
+
+    The LLM is saved in float16 for the real sizes (as the released Vicuna), float32 for tiny;
+    `device` only speeds up initialising the big ones.
+    """
+    from transformers import LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config.imagebind_path.parent.mkdir(parents=True, exist_ok=True)
+    with torch.device(device):
+        encoder = ImageBindEncoder(config.imagebind)
+    torch.save({k: v.cpu() for k, v in encoder.model.state_dict().items()}, config.imagebind_path)
+    del encoder
+
+    dtype = torch.float32 if size == "tiny" else torch.float16
+    with torch.device(device):
+        llm = LlamaForCausalLM._from_config(LLAMA_SHAPES[size].llama_config(), dtype=dtype)
+    llm.save_pretrained(config.vicuna_dir)
+    llama_tokenizer().save_pretrained(config.vicuna_dir)
+
+    peft_model = wrap_lora(llm, config.lora)
+    delta = {
+        DELTA_LLM_PREFIX + key: (torch.randn_like(value, dtype=torch.float32) * 0.02).to(value.dtype).cpu()
+        for key, value in peft_model.state_dict().items()
+        if ".lora_" in key
+    }
+    proj = torch.nn.Linear(config.imagebind.out_embed_dim, llm.config.hidden_size)
+    delta |= {"llama_proj.weight": proj.weight.detach(), "llama_proj.bias": proj.bias.detach()}
+    config.delta_path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(delta, config.delta_path)
+    return config
+
+
+def make_tiny(directory: Path | str, seed: int = 0) -> ModelConfig:
+    """Write the tiny model set into `directory` and return the config that loads it."""
+    return write_random_model_set(ModelConfig.tiny(directory), "tiny", seed)
