@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from . import checkpoints
+from .batching import BatchedDecoder
 from .config import ModelConfig, SamplingParams
 from .conversation import Conversation
 from .encoder import ImageBindEncoder
@@ -63,6 +64,11 @@ class PandaGPT:
         self.tokenizer = tokenizer
         self.device = torch.device(config.device)
         self.dtype = resolve_dtype(config.dtype, config.device)
+        self.decoder: BatchedDecoder | None = None
+
+    def serve(self, max_batch: int, max_waiting: int) -> None:
+        """Decode concurrent requests together from now on (see batching.py)."""
+        self.decoder = BatchedDecoder(self.llm, self.tokenizer.eos_token_id, max_batch, max_waiting)
 
     @classmethod
     def load(cls, config: ModelConfig, progress: Callable[[str], None] = lambda step: None) -> "PandaGPT":
@@ -155,5 +161,8 @@ class PandaGPT:
         The caller fits the conversation first (`fit`) and records the joined pieces as the answer.
         """
         embeds = self.prompt_embeds(conversation, vector)
-        tokens = generate_tokens(self.llm, embeds, params, self.tokenizer.eos_token_id, cancel)
+        if self.decoder is not None:
+            tokens = self.decoder.generate(embeds, params, cancel)
+        else:
+            tokens = generate_tokens(self.llm, embeds, params, self.tokenizer.eos_token_id, cancel)
         yield from stream_text(self.tokenizer, tokens, self.config.prompt.stop_text)

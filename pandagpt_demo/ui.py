@@ -14,6 +14,7 @@ from pathlib import Path
 import gradio as gr
 from gradio.data_classes import FileData
 
+from .batching import QueueFull
 from .config import SamplingParams
 from .modalities import MediaError, Modality
 from .model import PandaGPT
@@ -22,6 +23,7 @@ from .session import ChatSession, Inputs
 
 EXAMPLES_FILE = Path(__file__).resolve().parent.parent / "examples" / "examples.json"
 MODALITIES = tuple(Modality)  # the order of the file inputs everywhere below
+USER_ERRORS = (MediaError, ValueError, QueueFull)  # shown to the user; the chat goes on
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,7 @@ class ChatApp:
         try:
             for _ in answers:
                 yield session.messages(), session
-        except (MediaError, ValueError) as error:  # bad file, prompt too long: the chat goes on
+        except USER_ERRORS as error:  # bad file, prompt too long, queue full
             raise gr.Error(str(error)) from error
         yield session.messages(), session
 
@@ -164,7 +166,7 @@ class ChatApp:
         inputs = Inputs.of(files, {Modality(k): v for k, v in (weights or {}).items()})
         try:
             yield from session.ask(self._model(), question, inputs, _params(max_new_tokens, top_p, temperature), gr.Info)
-        except (MediaError, ValueError) as error:
+        except USER_ERRORS as error:
             raise gr.Error(str(error)) from error
 
 

@@ -1,0 +1,178 @@
+"""Continuous batching: one thread decodes every active request together, each streaming its own tokens.
+
+Decoding is bound by reading the weights once per step, so sixteen sessions decoded together cost
+little more than one. A request is prefilled alone, then its KV cache joins the running batch
+(left-padded to a common length); it leaves the batch at EOS, at its token limit, when cancelled,
+or when its reader stops listening. Each request keeps its own temperature, top-p and limit.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from transformers import DynamicCache
+
+from .config import SamplingParams
+
+_DONE = object()
+
+
+class QueueFull(RuntimeError):
+    """More requests are waiting than the server accepts; the caller should try again later."""
+
+
+@dataclass(eq=False)
+class _Request:
+    embeds: torch.Tensor  # (1, L, hidden)
+    params: SamplingParams
+    cancel: threading.Event
+    out: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
+    produced: int = 0
+    last: int = 0
+
+
+def sample_rows(logits: torch.Tensor, params: list[SamplingParams], generator: torch.Generator | None) -> torch.Tensor:
+    """One token per row with that row's own settings; greedy rows take the argmax. -> (B,) ids."""
+    greedy = torch.tensor([p.greedy for p in params], device=logits.device)
+    temperature = torch.tensor([p.temperature if not p.greedy else 1.0 for p in params], device=logits.device)
+    top_p = torch.tensor([p.top_p for p in params], device=logits.device)
+    probs = torch.softmax(logits.float() / temperature[:, None], dim=-1)
+    sorted_probs, order = torch.sort(probs, dim=-1, descending=True)
+    outside = torch.cumsum(sorted_probs, dim=-1) - sorted_probs >= top_p[:, None]
+    outside[:, 0] = False  # the top token always stays (greedy rows have top-p 0)
+    sorted_probs = sorted_probs.masked_fill(outside, 0.0)
+    sampled = order.gather(-1, torch.multinomial(sorted_probs, 1, generator=generator)).squeeze(-1)
+    return torch.where(greedy, logits.argmax(dim=-1), sampled)
+
+
+class BatchedDecoder:
+    """Serve `generate` calls from many threads with one decode loop over a shared batch."""
+
+    def __init__(self, llm: nn.Module, eos_token_id: int | None, max_batch: int = 16, max_waiting: int = 64, seed: int = 0) -> None:
+        self.llm = llm
+        self.eos_token_id = eos_token_id
+        self.max_batch = max_batch
+        self.max_waiting = max_waiting
+        self._waiting: queue.Queue[_Request] = queue.Queue()
+        self._stop = threading.Event()
+        self._device = next(llm.parameters()).device
+        self._generator = torch.Generator(device=self._device).manual_seed(seed)
+        self._thread = threading.Thread(target=self._run, name="batched-decoder", daemon=True)
+        self._thread.start()
+
+    def generate(self, embeds: torch.Tensor, params: SamplingParams, cancel: threading.Event | None = None) -> Iterator[int]:
+        """Token ids for one prompt, as they are decoded; stop iterating to cancel."""
+        if self._waiting.qsize() >= self.max_waiting:
+            raise QueueFull(f"{self._waiting.qsize()} requests are already waiting; please try again in a moment.")
+        request = _Request(embeds, params, cancel or threading.Event())
+        self._waiting.put(request)
+        try:
+            while (item := request.out.get()) is not _DONE:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            request.cancel.set()  # the reader left: free its row at the next step
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    # --- the decode loop (one thread) ------------------------------------------------------------
+
+    def _run(self) -> None:
+        active: list[_Request] = []
+        cache: list[tuple[torch.Tensor, torch.Tensor]] = []
+        pads: list[int] = []  # left padding of each row in `cache`
+        while not self._stop.is_set():
+            request = None
+            try:
+                with torch.inference_mode():
+                    while len(active) < self.max_batch:
+                        try:  # never wait while others decode; idle, wake up now and then to see _stop
+                            request = self._waiting.get_nowait() if active else self._waiting.get(timeout=0.1)
+                        except queue.Empty:
+                            break
+                        if request.cancel.is_set():
+                            request.out.put(_DONE)
+                            continue
+                        cache, pads = self._admit(request, active, cache, pads)
+                    if active:
+                        cache, pads = self._step(active, cache, pads)
+            except Exception as error:  # noqa: BLE001 - every reader in flight must hear of it
+                for reader in {*active, request} - {None}:
+                    reader.out.put(error)
+                active, cache, pads = [], [], []
+
+    def _admit(self, request: _Request, active: list[_Request], cache: list, pads: list[int]) -> tuple[list, list[int]]:
+        """Prefill one request alone, emit its first token, and merge its cache into the batch."""
+        output = self.llm(inputs_embeds=request.embeds.to(self._device), use_cache=True)
+        token = int(sample_rows(output.logits[:, -1], [request.params], self._generator)[0])
+        if not self._emit(request, token):
+            return cache, pads
+        layers = [(layer.keys, layer.values) for layer in output.past_key_values.layers]
+        new_length = layers[0][0].shape[2]
+        length = cache[0][0].shape[2] if cache else 0
+        if cache and new_length > length:
+            cache = [(_left_pad(k, new_length - length), _left_pad(v, new_length - length)) for k, v in cache]
+            pads = [p + new_length - length for p in pads]
+            length = new_length
+        grow = max(length - new_length, 0)
+        layers = [(_left_pad(k, grow), _left_pad(v, grow)) for k, v in layers]
+        cache = [(torch.cat([k0, k1]), torch.cat([v0, v1])) for (k0, v0), (k1, v1) in zip(cache, layers)] if cache else layers
+        active.append(request)
+        return cache, [*pads, grow]
+
+    def _step(self, active: list[_Request], cache: list, pads: list[int]) -> tuple[list, list[int]]:
+        """Decode one token for every active row, then drop the rows that are done."""
+        length = cache[0][0].shape[2]
+        pad = torch.tensor(pads, device=self._device)
+        columns = torch.arange(length + 1, device=self._device)
+        mask = (columns[None, :] >= pad[:, None]).long()
+        positions = (length - pad)[:, None]
+        ids = torch.tensor([[r.last] for r in active], device=self._device)
+        output = self.llm(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=positions,
+            past_key_values=DynamicCache(cache),
+            use_cache=True,
+        )
+        tokens = sample_rows(output.logits[:, -1], [r.params for r in active], self._generator).tolist()
+        keep = [i for i, (r, t) in enumerate(zip(active, tokens)) if self._emit(r, t)]
+        cache = [(layer.keys, layer.values) for layer in output.past_key_values.layers]
+        if len(keep) < len(active):
+            index = torch.tensor(keep, device=self._device)
+            cache = [(k.index_select(0, index), v.index_select(0, index)) for k, v in cache]
+            active[:] = [active[i] for i in keep]
+            pads = [pads[i] for i in keep]
+            if pads and min(pads) > 0:  # every remaining row is padded there: drop those columns
+                cut = min(pads)
+                cache = [(k[:, :, cut:], v[:, :, cut:]) for k, v in cache]
+                pads = [p - cut for p in pads]
+        return (cache if active else []), pads
+
+    def _emit(self, request: _Request, token: int) -> bool:
+        """Hand `token` to its reader; False when the request is finished (and told so)."""
+        if request.cancel.is_set() or token == self.eos_token_id:
+            request.out.put(_DONE)
+            return False
+        request.out.put(token)
+        request.last = token
+        request.produced += 1
+        if request.produced >= request.params.max_new_tokens:
+            request.out.put(_DONE)
+            return False
+        return True
+
+
+def _left_pad(tensor: torch.Tensor, amount: int) -> torch.Tensor:
+    """Zeros before the sequence axis of a (batch, heads, seq, dim) cache tensor."""
+    if amount == 0:
+        return tensor
+    return torch.nn.functional.pad(tensor, (0, 0, amount, 0))

@@ -1,0 +1,84 @@
+"""Continuous batching on the tiny model: concurrent requests, each with its own settings and stream."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import torch
+
+from pandagpt_demo.batching import BatchedDecoder, QueueFull, sample_rows
+from pandagpt_demo.config import SamplingParams
+from pandagpt_demo.conversation import Conversation
+from pandagpt_demo.generation import generate_tokens
+from pandagpt_demo.model import PandaGPT
+
+
+def prompt(model: PandaGPT, question: str, with_vector: bool) -> torch.Tensor:
+    conversation = Conversation()
+    conversation.ask(question)
+    vector = torch.randn(model.llm.config.hidden_size, generator=torch.Generator().manual_seed(len(question))) if with_vector else None
+    return model.prompt_embeds(conversation, vector)
+
+
+@pytest.fixture
+def decoder(tiny_model: PandaGPT):
+    decoder = BatchedDecoder(tiny_model.llm, eos_token_id=None, max_batch=4, max_waiting=8)
+    yield decoder
+    decoder.close()
+
+
+def test_concurrent_requests_get_their_own_greedy_streams(tiny_model: PandaGPT, decoder: BatchedDecoder) -> None:
+    """Different prompt lengths and limits, decoded together, equal each request decoded alone."""
+    requests = [
+        (prompt(tiny_model, "Short?", True), SamplingParams(max_new_tokens=9, temperature=0.0)),
+        (prompt(tiny_model, "A much longer question about the picture and the sound?", True), SamplingParams(max_new_tokens=17, top_p=0.0)),
+        (prompt(tiny_model, "Text only, medium length?", False), SamplingParams(max_new_tokens=13, temperature=0.0)),
+    ]
+    alone = [list(generate_tokens(tiny_model.llm, embeds, params, None)) for embeds, params in requests]
+    start = threading.Barrier(len(requests))
+
+    def run(index: int) -> list[int]:
+        start.wait()
+        return list(decoder.generate(*requests[index]))
+
+    with ThreadPoolExecutor(len(requests)) as pool:
+        together = list(pool.map(run, range(len(requests))))
+    assert [len(t) for t in together] == [9, 17, 13]
+    assert together == alone
+
+
+def test_sampled_and_greedy_requests_share_a_batch(tiny_model: PandaGPT, decoder: BatchedDecoder) -> None:
+    greedy = (prompt(tiny_model, "Greedy one", True), SamplingParams(max_new_tokens=12, temperature=0.0))
+    expected = list(generate_tokens(tiny_model.llm, *greedy, None))
+    sampled = (prompt(tiny_model, "Sampled one", True), SamplingParams(max_new_tokens=12, temperature=1.5, top_p=1.0))
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda r: list(decoder.generate(*r)), [greedy, sampled]))
+    assert results[0] == expected
+    assert len(results[1]) == 12
+
+
+def test_a_reader_that_stops_frees_its_row(tiny_model: PandaGPT, decoder: BatchedDecoder) -> None:
+    stream = decoder.generate(prompt(tiny_model, "Go on", False), SamplingParams(max_new_tokens=500, temperature=0.0))
+    assert next(stream) >= 0
+    stream.close()  # what a cancelled Gradio event does
+    short = list(decoder.generate(prompt(tiny_model, "Next", False), SamplingParams(max_new_tokens=5, temperature=0.0)))
+    assert len(short) == 5
+
+
+def test_full_queue_is_refused(tiny_model: PandaGPT) -> None:
+    decoder = BatchedDecoder(tiny_model.llm, eos_token_id=None, max_batch=1, max_waiting=0)
+    try:
+        with pytest.raises(QueueFull, match="try again"):
+            next(decoder.generate(prompt(tiny_model, "Hi", False), SamplingParams(max_new_tokens=3)))
+    finally:
+        decoder.close()
+
+
+def test_sample_rows_applies_each_rows_settings() -> None:
+    logits = torch.tensor([[0.0, 5.0, 4.9], [0.0, 5.0, 4.9]])
+    params = [SamplingParams(temperature=0.0), SamplingParams(temperature=1.0, top_p=1.0)]
+    picks = {tuple(sample_rows(logits, params, torch.Generator().manual_seed(s)).tolist()) for s in range(30)}
+    assert {p[0] for p in picks} == {1}
+    assert {p[1] for p in picks} == {1, 2}
