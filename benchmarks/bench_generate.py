@@ -1,0 +1,178 @@
+"""Benchmark PandaGPT generation: this project's path against the original PandaGPT approach.
+
+    python benchmarks/bench_generate.py --size 13b --device cuda --json results.json
+    python benchmarks/bench_generate.py --size tiny            # CPU smoke run, well under a minute
+
+Random weights at the named size (no checkpoint needed). Both paths are measured in the same run:
+- original: peft LoRA left unmerged, float16 (float32 on CPU), `generate` one request at a time;
+- project: LoRA merged at load, requests decoded together by `BatchedDecoder`.
+Prints a table with the ratio project / original for each figure and writes the numbers as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pandagpt_demo.batching import BatchedDecoder  # noqa: E402
+from pandagpt_demo.checkpoints import wrap_lora  # noqa: E402
+from pandagpt_demo.config import LLAMA_SHAPES, ImageBindArch, ModelConfig, SamplingParams  # noqa: E402
+from pandagpt_demo.conversation import Conversation  # noqa: E402
+from pandagpt_demo.encoder import ImageBindEncoder  # noqa: E402
+from pandagpt_demo.generation import generate_tokens  # noqa: E402
+from pandagpt_demo.modalities import Modality  # noqa: E402
+from pandagpt_demo.model import PandaGPT, resolve_dtype  # noqa: E402
+from pandagpt_demo.synthetic import llama_tokenizer  # noqa: E402
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+EXAMPLE_FILES = {
+    Modality.IMAGE: EXAMPLES / "sunset.jpg",
+    Modality.AUDIO: EXAMPLES / "dog_bark.wav",
+    Modality.VIDEO: EXAMPLES / "bouncing_ball.mp4",
+    Modality.THERMAL: EXAMPLES / "thermal_person.png",
+    Modality.DEPTH: EXAMPLES / "depth_room.png",
+    Modality.IMU: EXAMPLES / "imu_walking.csv",
+}
+QUESTION = "Describe this image in detail."
+
+
+def build(size: str, device: str, dtype_name: str) -> PandaGPT:
+    """A PandaGPT of the named size with random weights, LoRA attached but not merged."""
+    from transformers import LlamaForCausalLM
+
+    arch = ImageBindArch.tiny() if size == "tiny" else ImageBindArch()
+    config = ModelConfig(name=size, imagebind_path=Path(), vicuna_dir=Path(), delta_path=Path(), imagebind=arch, device=device, dtype=dtype_name)
+    dtype = resolve_dtype(dtype_name, device)
+    torch.manual_seed(0)
+    with torch.device(device):
+        encoder = ImageBindEncoder(arch).to(dtype)
+        llm = LlamaForCausalLM._from_config(LLAMA_SHAPES[size].llama_config(), dtype=dtype)
+        llm = wrap_lora(llm, config.lora)
+        for name, parameter in llm.named_parameters():
+            if "lora_B" in name:
+                torch.nn.init.normal_(parameter, std=0.02)
+        proj = torch.nn.Linear(arch.out_embed_dim, llm.config.hidden_size).to(dtype)
+    return PandaGPT(config, encoder, proj.requires_grad_(False), llm.eval(), llama_tokenizer())
+
+
+def synchronize(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def timed(device: str, work: Callable[[], object]) -> float:
+    synchronize(device)
+    start = time.perf_counter()
+    work()
+    synchronize(device)
+    return time.perf_counter() - start
+
+
+def image_prompt(model: PandaGPT) -> torch.Tensor:
+    """File decode + ImageBind + projection + prompt embeddings for one image question."""
+    conversation = Conversation()
+    conversation.ask(QUESTION)
+    return model.prompt_embeds(conversation, model.embed_file(Modality.IMAGE, EXAMPLE_FILES[Modality.IMAGE]))
+
+
+def original_generate(model: PandaGPT, embeds: torch.Tensor, new_tokens: int) -> int:
+    """What the original did per request: `generate` on the unmerged model, no EOS stop here."""
+    with torch.inference_mode():
+        out = model.llm.generate(
+            inputs_embeds=embeds,
+            attention_mask=torch.ones(embeds.shape[:2], dtype=torch.long, device=embeds.device),
+            max_new_tokens=new_tokens,
+            min_new_tokens=new_tokens,
+            do_sample=False,
+            pad_token_id=model.tokenizer.eos_token_id,
+        )
+    return out.shape[1]
+
+
+def measure_original(model: PandaGPT, args: argparse.Namespace) -> dict[str, float]:
+    device = args.device
+    results = {"ttft_ms": 1000 * timed(device, lambda: original_generate(model, image_prompt(model), 1))}
+    embeds = image_prompt(model)
+    seconds = timed(device, lambda: original_generate(model, embeds, args.new_tokens))
+    results["decode_tok_s_batch1"] = args.new_tokens / seconds
+    for sessions in args.sessions:  # a queue that serves one request at a time
+        seconds = timed(device, lambda: [original_generate(model, embeds, args.new_tokens) for _ in range(sessions)])
+        results[f"aggregate_tok_s_{sessions}"] = sessions * args.new_tokens / seconds
+    return results
+
+
+def measure_project(model: PandaGPT, args: argparse.Namespace) -> dict[str, float]:
+    device = args.device
+    greedy = SamplingParams(max_new_tokens=args.new_tokens, temperature=0.0)
+    results = {"ttft_ms": 1000 * timed(device, lambda: next(generate_tokens(model.llm, image_prompt(model), greedy, None)))}
+    embeds = image_prompt(model)
+    seconds = timed(device, lambda: list(generate_tokens(model.llm, embeds, greedy, None)))
+    results["decode_tok_s_batch1"] = args.new_tokens / seconds
+    decoder = BatchedDecoder(model.llm, eos_token_id=None, max_batch=max(args.sessions), max_waiting=max(args.sessions))
+    try:
+        for sessions in args.sessions:
+            counts = [0] * sessions
+
+            def session(index: int) -> None:
+                for _ in decoder.generate(embeds, greedy):
+                    counts[index] += 1
+
+            threads = [threading.Thread(target=session, args=(i,)) for i in range(sessions)]
+            seconds = timed(device, lambda: ([t.start() for t in threads], [t.join() for t in threads]))
+            results[f"aggregate_tok_s_{sessions}"] = sum(counts) / seconds
+    finally:
+        decoder.close()
+    for modality, path in EXAMPLE_FILES.items():
+        model.embed_file(modality, path)  # warm-up
+        results[f"encode_ms_{modality.value}"] = 1000 * timed(device, lambda: model.embed_file(modality, path))
+    return results
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--size", choices=tuple(LLAMA_SHAPES), default="tiny")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--dtype", default="auto", help="project path dtype (the original is always float16 on CUDA)")
+    parser.add_argument("--new-tokens", type=int, default=256)
+    parser.add_argument("--sessions", type=int, nargs="+", default=[1, 4, 16])
+    parser.add_argument("--json", type=Path, default=Path("bench_generate.json"))
+    args = parser.parse_args(argv)
+
+    model = build(args.size, args.device, "auto")
+    image_prompt(model)  # warm-up: first calls pay for lazy initialisation
+    original = measure_original(model, args)
+    model.llm = model.llm.merge_and_unload()
+    project_dtype = resolve_dtype(args.dtype, args.device)
+    model.llm.to(project_dtype), model.encoder.to(project_dtype), model.llama_proj.to(project_dtype)
+    model.dtype = project_dtype
+    if args.device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    project = measure_project(model, args)
+    peak = torch.cuda.max_memory_allocated() / 2**30 if args.device.startswith("cuda") else float("nan")
+
+    device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
+    print(f"PandaGPT {args.size}, random weights, {device_name}, project dtype {project_dtype}, {args.new_tokens} new tokens")
+    print(f"{'figure':<28}{'original':>12}{'project':>12}{'ratio':>8}")
+    for key, value in project.items():
+        before = original.get(key)
+        ratio = "" if before is None else f"{(before / value if key.endswith('_ms') else value / before):.2f}x"
+        before_text = "" if before is None else f"{before:.1f}"
+        print(f"{key:<28}{before_text:>12}{value:>12.1f}{ratio:>8}")
+    print(f"{'peak_gpu_memory_gib':<28}{'':>12}{peak:>12.1f}")
+    result = {"size": args.size, "device": device_name, "dtype": str(project_dtype), "new_tokens": args.new_tokens,
+              "original": original, "project": project, "peak_gpu_memory_gib": peak}
+    args.json.write_text(json.dumps(result, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main()

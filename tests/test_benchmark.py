@@ -1,0 +1,23 @@
+"""The benchmark runs end to end on the CPU with the tiny model (a smoke test: no timing is asserted)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import REPO_ROOT
+
+
+def test_benchmark_smoke(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    command = [sys.executable, "benchmarks/bench_generate.py", "--size", "tiny", "--device", "cpu", "--new-tokens", "4", "--sessions", "1", "2", "--json", str(out)]
+    result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "decode_tok_s_batch1" in result.stdout and "ratio" in result.stdout
+    numbers = json.loads(out.read_text())
+    for path in ("original", "project"):
+        assert {"ttft_ms", "decode_tok_s_batch1", "aggregate_tok_s_1", "aggregate_tok_s_2"} <= set(numbers[path])
+        assert all(value > 0 for value in numbers[path].values())
+    assert {f"encode_ms_{m}" for m in ("image", "audio", "video", "thermal", "depth", "imu")} <= set(numbers["project"])
