@@ -7,7 +7,7 @@ history, uploads and cached embeddings are never seen by anyone else. The model 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,9 +77,8 @@ def _example_rows() -> list[list[str | None]]:
 class ChatApp:
     """Event handlers of the page; every one works on the caller's own session."""
 
-    def __init__(self, handle: ModelHandle, settings: UISettings = UISettings()) -> None:
+    def __init__(self, handle: ModelHandle) -> None:
         self.handle = handle
-        self.settings = settings
 
     def _model(self) -> PandaGPT:
         try:
@@ -90,11 +89,12 @@ class ChatApp:
     def status(self) -> str:
         return f"{self.handle.choice.banner}  \n{self.handle.status}"
 
-    def _stream(self, session: ChatSession, answers: Iterator[str]) -> Iterator[tuple]:
+    def _answer(self, session: ChatSession, start: Callable[[PandaGPT], Iterator[str]]) -> Iterator[tuple]:
+        """Stream (chat, session) while `start(model)` answers; user errors become a visible message."""
         try:
-            for _ in answers:
+            for _ in start(self._model()):
                 yield session.messages(), session
-        except USER_ERRORS as error:  # bad file, prompt too long, queue full
+        except USER_ERRORS as error:
             raise gr.Error(str(error)) from error
         yield session.messages(), session
 
@@ -107,12 +107,7 @@ class ChatApp:
             gr.Warning("Type a question first.")
             yield session.messages(), "", session
             return
-        model = self._model()
-        try:
-            answers = session.ask(model, question, inputs, params, gr.Warning)
-        except MediaError as error:
-            raise gr.Error(str(error)) from error
-        for messages, session in self._stream(session, answers):
+        for messages, session in self._answer(session, lambda model: session.ask(model, question, inputs, params, gr.Warning)):
             yield messages, "", session
 
     @on_gpu
@@ -123,12 +118,7 @@ class ChatApp:
             gr.Warning("Nothing to regenerate yet.")
             yield session.messages(), session
             return
-        model = self._model()
-        try:
-            answers = session.regenerate(model, inputs, params, gr.Warning)
-        except MediaError as error:
-            raise gr.Error(str(error)) from error
-        yield from self._stream(session, answers)
+        yield from self._answer(session, lambda model: session.regenerate(model, inputs, params, gr.Warning))
 
     def undo(self, session: ChatSession) -> tuple:
         """Remove the last turn and put its question back in the textbox."""
@@ -161,17 +151,17 @@ class ChatApp:
         `history` holds earlier [question, answer] pairs; `weights` maps modality names
         (image, audio, video, thermal, depth, imu) to multimodal-arithmetic weights (default 1).
         """
-        session = ChatSession.from_history([(q, a) for q, a in history or []])
         files = {m: _file_path(f) for m, f in zip(MODALITIES, (image, audio, video, thermal, depth, imu))}
-        inputs = Inputs.of(files, {Modality(k): v for k, v in (weights or {}).items()})
         try:
+            session = ChatSession.from_history([(q, a) for q, a in history or []])
+            inputs = Inputs.of(files, {Modality(k): v for k, v in (weights or {}).items()})
             yield from session.ask(self._model(), question, inputs, _params(max_new_tokens, top_p, temperature), gr.Info)
         except USER_ERRORS as error:
             raise gr.Error(str(error)) from error
 
 
 def build_demo(handle: ModelHandle, settings: UISettings = UISettings()) -> gr.Blocks:
-    app = ChatApp(handle, settings)
+    app = ChatApp(handle)
     with gr.Blocks(title="PandaGPT") as demo:
         session = gr.State(ChatSession())
         gr.Markdown("# PandaGPT\nGive it an image, a sound, a video, a thermal image, a depth map or an IMU recording — any mix — and ask.")
