@@ -6,15 +6,47 @@ a size, a path or a token id.
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 MODEL_SIZES = ("7b", "13b", "tiny")
 IMAGEBIND_URL = "https://dl.fbaipublicfiles.com/imagebind/imagebind_huge.pth"
-PANDAGPT_DELTA_REPOS = {
-    "7b": "openllmplayground/pandagpt_7b_max_len_1024",
-    "13b": "openllmplayground/pandagpt_13b_max_len_400",
+IMAGEBIND_URL_ENV = "PANDAGPT_IMAGEBIND_URL"  # overrides IMAGEBIND_URL (a mirror, or a test server)
+
+
+@dataclass(frozen=True)
+class WeightSources:
+    """Where `python -m pandagpt_demo.weights download` gets one model size: Hub repo ids and URLs.
+
+    The only place in the package that names them; every one can be overridden by a flag.
+    """
+
+    pandagpt_delta: str  # PandaGPT's delta (llama_proj + LoRA), `pytorch_model.pt`
+    pandagpt_delta_variants: tuple[str, ...]  # the other released deltas (trained with other max_len)
+    vicuna: str  # a merged Vicuna v0 folder in Hugging Face format
+    llama_base: str  # for --from-delta: LLaMA v1 in Hugging Face format ...
+    vicuna_delta: str  # ... plus LMSYS's Vicuna v0 delta (vocabulary + 1: "[PAD]")
+    imagebind_url: str = IMAGEBIND_URL
+
+
+WEIGHT_SOURCES = {
+    "7b": WeightSources(
+        pandagpt_delta="openllmplayground/pandagpt_7b_max_len_1024",
+        pandagpt_delta_variants=("openllmplayground/pandagpt_7b_max_len_512",),
+        vicuna="openllmplayground/vicuna_7b_v0",  # published by PandaGPT's authors
+        llama_base="huggyllama/llama-7b",
+        vicuna_delta="lmsys/vicuna-7b-delta-v0",
+    ),
+    "13b": WeightSources(
+        pandagpt_delta="openllmplayground/pandagpt_13b_max_len_400",
+        pandagpt_delta_variants=("openllmplayground/pandagpt_13b_max_len_256",),
+        vicuna="Vision-CAIR/vicuna",  # published by MiniGPT-4's authors
+        llama_base="huggyllama/llama-13b",
+        vicuna_delta="lmsys/vicuna-13b-delta-v0",
+    ),
 }
+PANDAGPT_DELTA_REPOS = {size: sources.pandagpt_delta for size, sources in WEIGHT_SOURCES.items()}
 
 
 @dataclass(frozen=True)
@@ -167,9 +199,9 @@ class ModelConfig:
                 vicuna_dir=root / f"vicuna_{size}_v0",
                 delta_path=root / f"pandagpt_{size}" / "pytorch_model.pt",
                 get_weights=(
-                    f"imagebind_huge.pth from {IMAGEBIND_URL}; a merged Vicuna v0 {size} folder "
-                    f"(Hugging Face format); PandaGPT's delta from the Hub repo {PANDAGPT_DELTA_REPOS[size]} "
-                    "(see README, 'Get the real weights')"
+                    f"python -m pandagpt_demo.weights download --model {size} --dir {shlex.quote(str(root))} "
+                    f"(ImageBind from {IMAGEBIND_URL}, Vicuna v0 from the Hub repo {WEIGHT_SOURCES[size].vicuna}, "
+                    f"PandaGPT's delta from {WEIGHT_SOURCES[size].pandagpt_delta}; see README, 'Get the real weights')"
                 ),
             )
         else:

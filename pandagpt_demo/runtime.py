@@ -45,14 +45,20 @@ class ModelChoice:
 
 
 def choose_model(args: argparse.Namespace) -> ModelChoice:
-    """The asked-for model if its files are all there, else the tiny one (written if missing)."""
+    """The asked-for model if its folder passes `check`, else the tiny one (written if missing).
+
+    The fallback reason is `check`'s own explanation: what is missing or wrong, and the command
+    that fixes it (`python -m pandagpt_demo.weights download ...`).
+    """
+    from .check import check_model
+
     settings = dict(device=args.device, dtype=args.dtype)
     config = ModelConfig.preset(args.model, args.checkpoints, **settings)
     reason = None
     if args.model != "tiny":
-        missing = [str(p) for p in (config.imagebind_path, config.vicuna_dir, config.delta_path) if not p.exists()]
-        if missing:
-            reason = f"The {args.model} checkpoints are missing ({', '.join(missing)}). Get them: {config.get_weights}"
+        report = check_model(config, args.model)
+        if not report.ok:
+            reason = report.explanation()
             config = ModelConfig.preset("tiny", args.checkpoints, **settings)
     return ModelChoice(config, reason)
 
@@ -77,8 +83,11 @@ def load_with_progress(choice: ModelChoice, on_step=lambda message: None) -> Pan
 class ModelHandle:
     """The model loading in a background thread, so the UI is up (with a status line) at once."""
 
-    def __init__(self, choice: ModelChoice) -> None:
+    def __init__(self, choice: ModelChoice, max_batch: int | None = None, max_waiting: int = 64) -> None:
+        """With `max_batch`, concurrent answers are decoded together (see batching.py)."""
         self.choice = choice
+        self.max_batch = max_batch
+        self.max_waiting = max_waiting
         self.status = "Starting…"
         self.error: str | None = None
         self._model: PandaGPT | None = None
@@ -90,7 +99,10 @@ class ModelHandle:
 
     def _load(self) -> None:
         try:
-            self._model = load_with_progress(self.choice, self._on_step)
+            model = load_with_progress(self.choice, self._on_step)
+            if self.max_batch:
+                model.serve(self.max_batch, self.max_waiting)
+            self._model = model
             self.status = "Ready"
         except Exception as error:  # shown in the UI; the server stays up to say what is wrong
             self.error = f"{type(error).__name__}: {error}"

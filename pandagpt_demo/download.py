@@ -1,0 +1,403 @@
+"""`python -m pandagpt_demo.weights download`: fetch, assemble and verify one model set.
+
+The steps, in order, so that a failure leaves nothing half-written in place:
+
+1. `check` the folder: parts that are already OK are kept; a part present but *wrong* is only
+   replaced with `--replace` (so a mistake never deletes a user's file unasked).
+2. Plan: list each source (Hub metadata, or a HEAD for the ImageBind URL) for its size, and stop
+   before any download if the disk has too little free space.
+3. Fetch each part into `ROOT/.download/` (Hub files through huggingface_hub, the URL with Range
+   resume), verify it (sizes, sha256 sums, then the same checks as `check`), and only then move it
+   to its place and record it in `manifest.json`.
+4. `check` again and return the report.
+
+Vicuna comes one of three ways: a merged v0 repo from the Hub (default), a folder the user has
+(`--vicuna DIR`, linked), or `--from-delta`: LLaMA + LMSYS's v0 delta, applied here (`delta.py`).
+Repo ids and URLs come from `config.WEIGHT_SOURCES`; every one can be overridden by a flag.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from .check import OK, WRONG, Part, Report, check_delta, check_imagebind, check_model, check_vicuna, parts
+from .config import IMAGEBIND_URL, IMAGEBIND_URL_ENV, LLAMA_SHAPES, WEIGHT_SOURCES, ModelConfig
+from .fetch import DownloadError, RepoListing, fetch_hub_file, fetch_url, list_repo, url_metadata
+from .manifest import file_record, read_manifest, record_component
+
+STAGE = ".download"
+LLM_EXTRA_FILES = (
+    "config.json",
+    "generation_config.json",
+    "tokenizer.model",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+)
+SHARD_PATTERNS = (  # preferred first: safetensors, then torch .bin
+    (re.compile(r"model(-\d+-of-\d+)?\.safetensors"), "model.safetensors.index.json"),
+    (re.compile(r"pytorch_model(-\d+-of-\d+)?\.bin"), "pytorch_model.bin.index.json"),
+)
+
+
+@dataclass(frozen=True)
+class Request:
+    """What the user asked for (the command's flags); None means the size's default."""
+
+    model: str
+    directory: Path = Path("checkpoints")
+    delta_repo: str | None = None
+    vicuna_dir: Path | None = None
+    vicuna_repo: str | None = None
+    from_delta: bool = False
+    base_repo: str | None = None
+    vicuna_delta_repo: str | None = None
+    imagebind_repo: str | None = None
+    imagebind_url: str | None = None
+    replace: bool = False
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where one part comes from."""
+
+    kind: str  # url | repo | folder | from-delta
+    ids: tuple[str, ...]  # the URL, repo id(s) or folder
+    flags: tuple[str, ...]  # the command-line flags that ask for it (recorded, for `check`'s fix)
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}:{'+'.join(self.ids)}"
+
+
+def resolve(request: Request) -> dict[str, Source]:
+    """The source of each part, from the flags and `WEIGHT_SOURCES`; tiny has no defaults."""
+    defaults = WEIGHT_SOURCES.get(request.model)
+
+    def pick(value: str | None, default: str | None, flag: str) -> tuple[str, tuple[str, ...]]:
+        if value:
+            return value, (flag, value) if value != default else ()
+        if default:
+            return default, ()
+        raise DownloadError(
+            f"The {request.model} model has no published weights to download, so {flag} is needed (with every other "
+            f"source flag). For the tiny test model, write it locally: python -m pandagpt_demo.weights make-tiny DIR."
+        )
+
+    sources: dict[str, Source] = {}
+    if request.imagebind_repo:
+        sources["imagebind"] = Source("repo", (request.imagebind_repo,), ("--imagebind-repo", request.imagebind_repo))
+    else:
+        default_url = os.environ.get(IMAGEBIND_URL_ENV) or (defaults.imagebind_url if defaults else None)
+        url, flags = pick(request.imagebind_url, default_url, "--imagebind-url")
+        sources["imagebind"] = Source("url", (url,), flags if url != IMAGEBIND_URL else ())
+    if request.vicuna_dir:
+        folder = str(Path(request.vicuna_dir).expanduser().resolve())
+        sources["vicuna"] = Source("folder", (folder,), ("--vicuna", folder))
+    elif request.from_delta:
+        base, base_flags = pick(request.base_repo, defaults and defaults.llama_base, "--base-repo")
+        delta, delta_flags = pick(request.vicuna_delta_repo, defaults and defaults.vicuna_delta, "--vicuna-delta-repo")
+        sources["vicuna"] = Source("from-delta", (base, delta), ("--from-delta", *base_flags, *delta_flags))
+    else:
+        repo, flags = pick(request.vicuna_repo, defaults and defaults.vicuna, "--vicuna-repo")
+        sources["vicuna"] = Source("repo", (repo,), flags)
+    repo, flags = pick(request.delta_repo, defaults and defaults.pandagpt_delta, "--delta-repo")
+    sources["delta"] = Source("repo", (repo,), flags)
+    return sources
+
+
+@dataclass
+class Plan:
+    """One part to fetch: what it costs on disk (bytes still to write) and how to fetch it."""
+
+    part: Part
+    source: Source
+    bytes_needed: int
+    describe: str
+    fetch: Callable[[], None] = field(repr=False)
+
+
+def download(request: Request, say: Callable[[str], None] = print) -> Report:
+    """Fetch what is missing of `request.model` into `request.directory`; returns the final check."""
+    config = ModelConfig.preset(request.model, request.directory)
+    root = config.imagebind_path.parent
+    sources = resolve(request)
+    report = check_model(config, request.model)
+    recorded = read_manifest(root)["components"]
+    todo: list[Part] = []
+    wrong: list[str] = []
+    for part in parts(config):
+        status, source = report.status(part.key), sources[part.key]
+        origin = (recorded.get(part.name) or {}).get("source")
+        if status == OK and not (request.replace and origin not in (None, source.key)):
+            say(f"{part.name}: OK, kept" + (f" (from {origin})" if origin else ""))
+        elif status == WRONG and not request.replace:
+            details = "; ".join(f"{row.name}: {row.detail}" for row in report.problems if row.part == part.key)
+            wrong.append(f"{part.name} ({details})")
+        else:
+            todo.append(part)
+    if wrong:
+        raise DownloadError(
+            f"Present but wrong in '{root}': {'; '.join(wrong)}. Nothing was downloaded. To replace them, run the same "
+            f"command with --replace (or move them away first)."
+        )
+    stage = root / STAGE  # one subfolder per source, so a changed source never mixes with old bytes
+    if not todo:
+        _discard(stage)
+        say("Nothing to download.")
+        return report
+    plans = [_plan(part, sources[part.key], config, stage / _stage_name(sources[part.key]), say) for part in todo]
+    free = _check_disk(root, plans, request.model)
+    say(f"To download: {_gb(sum(plan.bytes_needed for plan in plans))} into {root} ({_gb(free)} free on that disk).")
+    for plan in plans:
+        say(f"{plan.part.name}: {plan.describe}")
+        plan.fetch()
+    _discard(stage)  # every part is in place: what is left there came from other sources
+    return check_model(config, request.model)
+
+
+# --- planning each part -----------------------------------------------------------------------
+
+
+def _plan(part: Part, source: Source, config: ModelConfig, stage: Path, say: Callable[[str], None]) -> Plan:
+    root = config.imagebind_path.parent
+    shape = LLAMA_SHAPES.get(config.name)
+    if part.key == "imagebind":
+        return _plan_imagebind(part, source, config, stage)
+    if part.key == "delta":
+        what = f"PandaGPT's {config.name} delta"
+        listing = list_repo(source.ids[0], what, "--delta-repo")
+        _require_listed(listing, "pytorch_model.pt", what, "--delta-repo")
+        needed = _missing_bytes(listing, ["pytorch_model.pt"], stage / part.name)
+
+        def fetch_delta() -> None:
+            local, record = fetch_hub_file(listing, "pytorch_model.pt", stage / part.name, what, "--delta-repo")
+            llm = check_vicuna(config.vicuna_dir, shape, root)[1] or shape
+            _require_ok(check_delta(local, llm, config, stage / part.name), f"{what} from {listing.repo}")
+            _install(local, config.delta_path)
+            _discard(stage / part.name)
+            files = {config.delta_path.relative_to(root).as_posix(): record}
+            record_component(root, part.name, source=source.key, flags=list(source.flags), origins=[listing.origin()], files=files)
+
+        return Plan(part, source, needed, f"pytorch_model.pt from {listing.page}", fetch_delta)
+    if source.kind == "folder":
+        return _plan_vicuna_folder(part, source, config, shape, say)
+    if source.kind == "from-delta":
+        return _plan_vicuna_from_delta(part, source, config, shape, stage)
+    what = f"Vicuna v0 {config.name}"
+    listing = list_repo(source.ids[0], what, "--vicuna-repo")
+    names = _llm_files(listing, what, "--vicuna-repo")
+    needed = _missing_bytes(listing, names, stage / part.name)
+
+    def fetch_vicuna() -> None:
+        records = _fetch_all(listing, names, stage / part.name, what, "--vicuna-repo")
+        _verify_llm(stage / part.name, shape, f"{what} from {listing.repo}")
+        _install_folder(stage / part.name, part.target)
+        files = {f"{part.name}/{name}": record for name, record in records.items()}
+        record_component(root, part.name, source=source.key, flags=list(source.flags), origins=[listing.origin()], files=files)
+
+    return Plan(part, source, needed, f"{len(names)} files from {listing.page}", fetch_vicuna)
+
+
+def _plan_imagebind(part: Part, source: Source, config: ModelConfig, stage: Path) -> Plan:
+    root = config.imagebind_path.parent
+    what = "ImageBind-huge (imagebind_huge.pth)"
+    if source.kind == "url":
+        url = source.ids[0]
+        size, _ = url_metadata(url, what, "--imagebind-repo ID (a Hugging Face mirror) or --imagebind-url URL")
+        partial = stage / f"{part.name}.part"
+        needed = size - (partial.stat().st_size if partial.exists() and partial.stat().st_size <= size else 0)
+
+        def fetch() -> None:
+            staged = stage / part.name
+            record = fetch_url(url, staged, what, "--imagebind-repo ID (a Hugging Face mirror) or --imagebind-url URL", stage)
+            _require_ok(check_imagebind(staged, config.imagebind, stage), f"the file at {url}")
+            _install(staged, config.imagebind_path)
+            record_component(root, part.name, source=source.key, flags=list(source.flags), origins=[{"url": url}], files={part.name: record})
+
+        return Plan(part, source, needed, f"from {url}", fetch)
+    listing = list_repo(source.ids[0], what, "--imagebind-repo")
+    candidates = [name for name in listing.files if name.endswith(".pth")]
+    name = part.name if part.name in listing.files else candidates[0] if len(candidates) == 1 else part.name
+    _require_listed(listing, name, what, "--imagebind-repo")
+    needed = _missing_bytes(listing, [name], stage / part.name)
+
+    def fetch_mirror() -> None:
+        local, record = fetch_hub_file(listing, name, stage / part.name, what, "--imagebind-repo")
+        _require_ok(check_imagebind(local, config.imagebind, stage), f"{name} from {listing.repo}")
+        _install(local, config.imagebind_path)
+        _discard(stage / part.name)
+        record_component(root, part.name, source=source.key, flags=list(source.flags), origins=[listing.origin()], files={part.name: record})
+
+    return Plan(part, source, needed, f"{name} from {listing.page}", fetch_mirror)
+
+
+def _plan_vicuna_folder(part: Part, source: Source, config: ModelConfig, shape, say: Callable[[str], None]) -> Plan:
+    root = config.imagebind_path.parent
+    folder = Path(source.ids[0])
+    _verify_llm(folder, shape, f"the Vicuna folder '{folder}' (--vicuna)")
+
+    def link() -> None:
+        if part.target.resolve() == folder:
+            return  # the folder already is the part
+        _remove(part.target)
+        part.target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            part.target.symlink_to(folder, target_is_directory=True)
+            say(f"{part.name}: linked to {folder}")
+        except OSError:  # no symlinks (some Windows setups): copy
+            shutil.copytree(folder, part.target)
+            say(f"{part.name}: copied from {folder}")
+        record_component(root, part.name, source=source.key, flags=list(source.flags), origins=[{"folder": str(folder)}], files={})
+
+    return Plan(part, source, 0, f"your folder {folder}", link)
+
+
+def _plan_vicuna_from_delta(part: Part, source: Source, config: ModelConfig, shape, stage: Path) -> Plan:
+    from .delta import DeltaMismatch, apply_delta
+
+    root = config.imagebind_path.parent
+    base_repo, delta_repo = source.ids
+    base = list_repo(base_repo, f"LLaMA {config.name} (the base for --from-delta)", "--base-repo")
+    delta = list_repo(delta_repo, f"the Vicuna v0 {config.name} delta", "--vicuna-delta-repo")
+    base_names = [name for name in _llm_files(base, "LLaMA", "--base-repo") if name not in LLM_EXTRA_FILES or name == "config.json"]
+    delta_names = _llm_files(delta, "the Vicuna delta", "--vicuna-delta-repo")
+    base_stage, delta_stage, out_stage = stage / f"{part.name}.base", stage / f"{part.name}.delta", stage / part.name
+    output_estimate = sum(delta.files[name].size for name in delta_names if name not in LLM_EXTRA_FILES)
+    needed = _missing_bytes(base, base_names, base_stage) + _missing_bytes(delta, delta_names, delta_stage) + output_estimate
+
+    def assemble() -> None:
+        base_records = _fetch_all(base, base_names, base_stage, "LLaMA (the base)", "--base-repo")
+        delta_records = _fetch_all(delta, delta_names, delta_stage, "the Vicuna delta", "--vicuna-delta-repo")
+        _discard(out_stage)
+        try:
+            written = apply_delta(base_stage, delta_stage, out_stage)
+        except DeltaMismatch as error:
+            _discard(out_stage)
+            raise DownloadError(f"Cannot make Vicuna from {base_repo} + {delta_repo}: {error}. Choose a matching pair with --base-repo / --vicuna-delta-repo.") from error
+        _verify_llm(out_stage, shape, f"Vicuna made from {base_repo} + {delta_repo}")
+        records = {f"{part.name}/{path.name}": file_record(path) for path in written}
+        _install_folder(out_stage, part.target)
+        _discard(base_stage)
+        _discard(delta_stage)
+        origins = [
+            base.origin() | {"role": "base", "files": base_records},
+            delta.origin() | {"role": "delta", "files": delta_records},
+        ]
+        record_component(root, part.name, source=source.key, flags=list(source.flags), origins=origins, files=records)
+
+    return Plan(part, source, needed, f"LLaMA from {base.page} + delta from {delta.page}, then applied", assemble)
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def _llm_files(listing: RepoListing, what: str, flag: str) -> list[str]:
+    """The files of a Hugging Face LLM folder worth fetching: one weight format, config, tokenizer."""
+    names = [name for name in listing.files if "/" not in name]
+    for pattern, index in SHARD_PATTERNS:
+        shards = sorted(name for name in names if pattern.fullmatch(name))
+        if shards:
+            break
+    else:
+        raise DownloadError(f"{what}: the Hub repository {listing.repo} ({listing.page}) holds no model weights (*.safetensors or pytorch_model*.bin); pass another with {flag}.")
+    if "config.json" not in names:
+        raise DownloadError(f"{what}: the Hub repository {listing.repo} ({listing.page}) has no config.json; pass another with {flag}.")
+    extra = [name for name in LLM_EXTRA_FILES if name in names]
+    return extra + ([index] if index in names else []) + shards
+
+
+def _require_listed(listing: RepoListing, name: str, what: str, flag: str) -> None:
+    if name not in listing.files:
+        raise DownloadError(
+            f"Could not fetch {what} from {listing.url(name)}: the file '{name}' is not in the Hub repository "
+            f"{listing.repo} at revision {listing.revision} (the Hub lists no such file). The repository's layout may have changed; see "
+            f"{listing.page}, or pass another repository with {flag}. Nothing was downloaded."
+        )
+
+
+def _missing_bytes(listing: RepoListing, names: list[str], local_dir: Path) -> int:
+    """Bytes still to fetch: files already complete in the staging folder do not count."""
+    return sum(
+        listing.files[name].size
+        for name in names
+        if name in listing.files and not ((local_dir / name).is_file() and (local_dir / name).stat().st_size == listing.files[name].size)
+    )
+
+
+def _fetch_all(listing: RepoListing, names: list[str], local_dir: Path, what: str, flag: str) -> dict[str, dict]:
+    return {name: fetch_hub_file(listing, name, local_dir, what, flag)[1] for name in names}
+
+
+def _require_ok(row, what: str) -> None:
+    if row.status != OK:
+        raise DownloadError(f"{what} was downloaded but is not usable: {row.detail or row.status}. It was not put in place.")
+
+
+def _verify_llm(folder: Path, shape, what: str) -> None:
+    rows, _ = check_vicuna(folder, shape, folder.parent)
+    problems = [f"{row.name} {row.status}" + (f" ({row.detail})" if row.detail else "") for row in rows if row.status != OK]
+    if problems:
+        raise DownloadError(f"{what} is not a usable Vicuna v0 folder: {'; '.join(problems)}. It was not put in place.")
+
+
+def _check_disk(root: Path, plans: list[Plan], model: str) -> int:
+    """The free bytes on the folder's disk; raises DownloadError before any download if too few."""
+    needed = sum(plan.bytes_needed for plan in plans)
+    probe = root
+    while not probe.exists():
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    if needed > free:
+        parts_text = ", ".join(f"{plan.part.name} {_gb(plan.bytes_needed)}" for plan in plans if plan.bytes_needed)
+        raise DownloadError(
+            f"Not enough disk space for the {model} weights in '{root}': {_gb(needed)} still to write ({parts_text}) but only "
+            f"{_gb(free)} free on that disk. Nothing was downloaded. Free some space, or choose a folder on another disk "
+            "with --dir (and start the app with --checkpoints pointing there)."
+        )
+    return free
+
+
+def _gb(size: int) -> str:
+    return f"{size / 1e9:.2f} GB" if size >= 1e7 else f"{size / 1e6:.2f} MB"
+
+
+def _install(staged: Path, target: Path) -> None:
+    """Put a verified file in place (replacing whatever was there)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.is_dir() and not target.is_symlink():
+        shutil.rmtree(target)
+    os.replace(staged, target)
+
+
+def _install_folder(staged: Path, target: Path) -> None:
+    """Put a verified folder in place, without huggingface_hub's bookkeeping."""
+    _discard(staged / ".cache")
+    _remove(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(staged, target)
+
+
+def _remove(path: Path) -> None:
+    """Remove a file, a link (never what it points to) or a folder, if present."""
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.is_dir():
+        shutil.rmtree(path)
+
+
+def _discard(path: Path) -> None:
+    if path.exists() or path.is_symlink():
+        _remove(path)
+
+
+def _stage_name(source: Source) -> str:
+    return hashlib.sha1(source.key.encode()).hexdigest()[:10]
+

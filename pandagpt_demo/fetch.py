@@ -1,0 +1,323 @@
+"""Getting bytes: Hub files through `huggingface_hub`, plain URLs with HTTP Range resume.
+
+Every failure becomes a `DownloadError` whose message is one paragraph for a person: which file,
+which URL, what the server said, and what to do (a gated repo: how to set `HF_TOKEN`).
+
+- Hub: `HfApi.model_info(files_metadata=True)` lists a repo with sizes and LFS sha256 sums (so the
+  disk check happens before any byte is fetched), `hf_hub_download(local_dir=...)` fetches one file
+  (progress bar, `HF_TOKEN`, `HF_ENDPOINT`, Xet when the repo uses it; a dropped connection is
+  resumed from the byte reached with an HTTP Range request, within the run). The file appears under
+  its name only when complete; the sha256 is then checked against the Hub's.
+- URL (ImageBind's official file): HEAD for the size, GET with `Range: bytes=N-` into `NAME.part`,
+  kept across runs, so an interrupted download continues where it stopped; renamed when the size and
+  the sha256 are checked.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import socket
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from tqdm import tqdm
+
+from .manifest import sha256_file
+
+CHUNK = 1024**2
+URL_RETRIES = 5  # consecutive failures without progress before a URL download gives up
+RETRY_DELAY_S = 1.0
+TIMEOUT_S = 60
+
+
+class DownloadError(RuntimeError):
+    """A download that could not be done; the message explains it to a person in one paragraph."""
+
+
+def hub_endpoint() -> str:
+    """`HF_ENDPOINT` as set now (huggingface_hub reads it once, at import)."""
+    from huggingface_hub import constants
+
+    return (os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
+
+
+def _token_available() -> bool:
+    from huggingface_hub import get_token
+
+    return get_token() is not None
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    path: str  # inside the repo
+    size: int
+    sha256: str | None  # the LFS sum; None for small files kept in git
+
+
+@dataclass(frozen=True)
+class RepoListing:
+    repo: str
+    revision: str  # as asked (a branch, a tag or a commit)
+    commit: str  # what it resolved to: every file is fetched at this commit
+    files: dict[str, RemoteFile]
+
+    @property
+    def page(self) -> str:
+        return f"{hub_endpoint()}/{self.repo}"
+
+    def url(self, path: str) -> str:
+        return f"{hub_endpoint()}/{self.repo}/resolve/{self.revision}/{path}"
+
+    def origin(self) -> dict:
+        return {"repo": self.repo, "revision": self.revision, "commit": self.commit}
+
+
+def list_repo(repo: str, what: str, flag: str, revision: str = "main") -> RepoListing:
+    """The repo's files with sizes and sums, at one commit."""
+    from huggingface_hub import HfApi
+
+    url = f"{hub_endpoint()}/api/models/{repo}/revision/{revision}"
+    try:
+        info = HfApi(endpoint=hub_endpoint()).model_info(repo, revision=revision, files_metadata=True)
+    except Exception as error:
+        raise explain_hub_error(error, what=f"{what} (the file list of {repo})", repo=repo, url=url, flag=flag) from error
+    files = {
+        sibling.rfilename: RemoteFile(
+            sibling.rfilename,
+            sibling.lfs.size if sibling.lfs else (sibling.size or 0),
+            sibling.lfs.sha256 if sibling.lfs else None,
+        )
+        for sibling in info.siblings or []
+    }
+    return RepoListing(repo=repo, revision=revision, commit=info.sha or revision, files=files)
+
+
+def fetch_hub_file(listing: RepoListing, path: str, local_dir: Path, what: str, flag: str) -> tuple[Path, dict]:
+    """Download one listed file into `local_dir/path`; returns the path and its `{size, sha256}`."""
+    from huggingface_hub import hf_hub_download
+
+    remote = listing.files.get(path)
+    if remote is None:
+        raise DownloadError(
+            f"{what}: the file '{path}' is not in the Hub repository {listing.repo} at revision {listing.revision} "
+            f"(looked for {listing.url(path)}). The repository's layout may have changed; see {listing.page}, or pass "
+            f"another repository with {flag}."
+        )
+    try:
+        local = Path(
+            hf_hub_download(listing.repo, path, revision=listing.commit, local_dir=local_dir, endpoint=hub_endpoint())
+        )
+    except Exception as error:
+        raise explain_hub_error(error, what=f"{what} ({path})", repo=listing.repo, url=listing.url(path), flag=flag) from error
+    size = local.stat().st_size
+    problem = None
+    if size != remote.size:
+        problem = f"it has {size:,} bytes, the Hub lists {remote.size:,}"
+    digest = sha256_file(local, f"{listing.repo}/{path}")
+    if problem is None and remote.sha256 is not None and digest != remote.sha256:
+        problem = f"its sha256 is {digest}, the Hub lists {remote.sha256}"
+    if problem:
+        local.unlink(missing_ok=True)
+        raise DownloadError(
+            f"{what}: '{path}' from {listing.url(path)} arrived damaged ({problem}); it was deleted. "
+            "Run the same command again to fetch it anew."
+        )
+    return local, {"size": size, "sha256": digest}
+
+
+# --- plain URLs -------------------------------------------------------------------------------
+
+
+def url_metadata(url: str, what: str, flag: str) -> tuple[int, str | None]:
+    """The size (and ETag) a HEAD request reports for `url`."""
+    request = urllib.request.Request(url, method="HEAD")
+    try:
+        with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
+            length = response.headers.get("Content-Length")
+            etag = response.headers.get("ETag")
+    except Exception as error:
+        raise explain_url_error(error, what=what, url=url, flag=flag) from error
+    if length is None:
+        raise DownloadError(f"{what}: {url} does not say its size (no Content-Length), so it cannot be checked or resumed.")
+    return int(length), etag
+
+
+def fetch_url(url: str, destination: Path, what: str, flag: str, part_dir: Path | None = None) -> dict:
+    """Download `url` to `destination`, resuming from `NAME.part` (in `part_dir`) if an earlier run stopped.
+
+    Returns `{size, sha256}`. The destination appears only once the size and the sum are known.
+    """
+    destination = Path(destination)
+    part_dir = Path(part_dir or destination.parent)
+    part_dir.mkdir(parents=True, exist_ok=True)
+    part = part_dir / f"{destination.name}.part"
+    etag_file = part_dir / f"{destination.name}.part.etag"
+    size, etag = url_metadata(url, what, flag)
+    if part.exists() and etag_file.exists() and etag and etag_file.read_text() != etag:
+        part.unlink()  # the file on the server changed since the partial download: start over
+    if part.exists() and part.stat().st_size > size:
+        part.unlink()
+    etag_file.write_text(etag or "")
+    failures = 0
+    with tqdm(total=size, initial=_size(part), unit="B", unit_scale=True, unit_divisor=1024, desc=destination.name) as bar:
+        while (have := _size(part)) < size:
+            try:
+                _get_range(url, part, have, bar)
+                failures = 0 if _size(part) > have else failures + 1
+                error = None
+            except urllib.error.HTTPError as http_error:
+                if http_error.code < 500:  # 4xx: retrying will not help
+                    raise explain_url_error(http_error, what=what, url=url, flag=flag, kept=part) from http_error
+                error = http_error
+            except (urllib.error.URLError, http.client.HTTPException, OSError) as network_error:
+                error = network_error
+            if error is not None:  # dropped connection or a 5xx: resume from where it stopped
+                failures = 0 if _size(part) > have else failures + 1
+                if failures > URL_RETRIES:
+                    raise explain_url_error(error, what=what, url=url, flag=flag, kept=part) from error
+                bar.write(f"{destination.name}: interrupted at {_size(part):,} of {size:,} bytes ({_first_line(error)}); resuming")
+                time.sleep(RETRY_DELAY_S)
+            elif failures > URL_RETRIES:
+                raise DownloadError(f"Could not fetch {what}: {url} stopped sending data at {_size(part):,} of {size:,} bytes. Run the same command again to resume.")
+    if _size(part) != size:
+        raise DownloadError(f"{what}: {url} sent {_size(part):,} bytes, more than the {size:,} it announced; '{part}' was kept for inspection.")
+    digest = sha256_file(part, destination.name)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(part, destination)
+    etag_file.unlink(missing_ok=True)
+    return {"size": size, "sha256": digest}
+
+
+def _size(path: Path) -> int:
+    return path.stat().st_size if path.exists() else 0
+
+
+def _get_range(url: str, part: Path, start: int, bar: tqdm) -> None:
+    """Append the bytes from `start` on to `part` (from 0 if the server ignores the Range)."""
+    headers = {"Range": f"bytes={start}-"} if start else {}
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=TIMEOUT_S) as response:
+        if start and response.status != 206:  # the server sent the whole file: start over
+            part.unlink(missing_ok=True)
+            bar.reset(total=bar.total)
+            start = 0
+        with open(part, "ab" if start else "wb") as out:
+            while block := response.read(CHUNK):
+                out.write(block)
+                bar.update(len(block))
+
+
+# --- explaining failures ---------------------------------------------------------------------
+
+_NETWORK_ADVICE = (
+    "Check the network connection (behind a proxy, set HTTPS_PROXY; for a Hub mirror, set HF_ENDPOINT). "
+    "Nothing half-written was put in place; run the same command again to continue."
+)
+
+
+def explain_hub_error(error: Exception, *, what: str, repo: str, url: str, flag: str) -> DownloadError:
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        OfflineModeIsEnabled,
+        RemoteEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    page = f"{hub_endpoint()}/{repo}"
+    response = getattr(error, "response", None)
+    status = getattr(response, "status_code", None)
+    said = f"HTTP {status}" if status else type(error).__name__
+    if isinstance(error, (GatedRepoError, RepositoryNotFoundError)) or status in (401, 403):
+        gated = isinstance(error, GatedRepoError)
+        get_access = (
+            f"open {page}, log in and accept its terms, create a read token at https://huggingface.co/settings/tokens, "
+            "then `export HF_TOKEN=hf_...` (or run `hf auth login`) and run the same command again."
+        )
+        if _token_available():
+            advice = (
+                "A token was sent (HF_TOKEN or your saved `hf auth login`) but it does not give access: make sure that "
+                f"account accepted the terms on {page} (some gated repos wait for the owners' approval) and that the "
+                "token has read access."
+            )
+        elif gated:
+            advice = f"To get access, {get_access}"
+        else:
+            advice = f"If it is private or gated, {get_access}"
+        if gated:
+            cause = f"the repository {repo} is gated and no valid token was sent ({said})"
+        else:
+            cause = f"the Hub answered {said}: the repository {repo} does not exist, or it is private or gated"
+            advice += f" If the repository id is wrong, pass another with {flag}."
+        return DownloadError(f"Could not fetch {what} from {url}: {cause}. {advice}")
+    if isinstance(error, RevisionNotFoundError):
+        return DownloadError(f"Could not fetch {what} from {url}: the repository {repo} has no such revision ({said}).")
+    if isinstance(error, RemoteEntryNotFoundError) or status == 404:
+        return DownloadError(
+            f"Could not fetch {what} from {url}: the Hub answered {said}, the file is not in {repo}. The repository's "
+            f"layout may have changed; see {page}, or pass another repository with {flag}."
+        )
+    if isinstance(error, OfflineModeIsEnabled):
+        return DownloadError(f"Could not fetch {what} from {url}: HF_HUB_OFFLINE is set, so huggingface_hub does not go online. Unset it and run again.")
+    if isinstance(error, HfHubHTTPError) and status:
+        return DownloadError(f"Could not fetch {what} from {url}: the Hub answered {said} ({_first_line(error)}). Try again later; {_NETWORK_ADVICE}")
+    if isinstance(error, (LocalEntryNotFoundError, OSError)) or _is_network_error(error):
+        host = urlsplit(url).netloc
+        return DownloadError(f"Could not fetch {what} from {url}: {host} could not be reached ({_root_cause(error)}). {_NETWORK_ADVICE}")
+    return DownloadError(f"Could not fetch {what} from {url}: {type(error).__name__}: {_first_line(error)}")
+
+
+def explain_url_error(error: Exception, *, what: str, url: str, flag: str, kept: Path | None = None) -> DownloadError:
+    resume = f" The {_size(kept):,} bytes received are kept in '{kept}'; the next run continues from there." if kept and _size(kept) else ""
+    if isinstance(error, urllib.error.HTTPError) and error.code < 500:
+        hint = {
+            401: "the server wants credentials",
+            403: "the server refuses access (the file may have moved, or your network blocks it)",
+            404: "there is no file at that address any more",
+        }.get(error.code, "the server would not send it")
+        return DownloadError(
+            f"Could not fetch {what} from {url}: HTTP {error.code} {error.reason} ({hint}). Use a copy from elsewhere "
+            f"with {flag}, then run the same command again.{resume}"
+        )
+    if isinstance(error, urllib.error.HTTPError):
+        return DownloadError(
+            f"Could not fetch {what} from {url}: the server kept answering HTTP {error.code} {error.reason}. Try again "
+            f"later, or use a copy from elsewhere with {flag}.{resume}"
+        )
+    return DownloadError(
+        f"Could not fetch {what} from {url}: {urlsplit(url).netloc} could not be reached or stopped answering "
+        f"({_root_cause(error)}). {_NETWORK_ADVICE}{resume}"
+    )
+
+
+def _is_network_error(error: BaseException) -> bool:
+    names = {type(e).__name__ for e in _chain(error)}
+    return bool(names & {"ConnectError", "ConnectTimeout", "ReadTimeout", "RemoteProtocolError", "NetworkError", "TimeoutException"}) or any(
+        isinstance(e, (socket.error, urllib.error.URLError)) for e in _chain(error)
+    )
+
+
+def _chain(error: BaseException):
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        yield error
+        error = error.__cause__ or error.__context__
+
+
+def _root_cause(error: BaseException) -> str:
+    last = list(_chain(error))[-1]
+    reason = getattr(last, "reason", None)
+    return _first_line(reason if isinstance(reason, BaseException) else last) or type(last).__name__
+
+
+def _first_line(error: object) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else ""
+

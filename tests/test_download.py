@@ -1,0 +1,277 @@
+"""`download` with the real huggingface_hub client against a fake Hub on 127.0.0.1 (`fake_hub.py`).
+
+Never the real Hub: HF_ENDPOINT (and huggingface_hub's own copy of it) points at the test server,
+and so does the ImageBind URL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from pandagpt_demo import download as download_module
+from pandagpt_demo import fetch
+from pandagpt_demo.config import ModelConfig
+from pandagpt_demo.model import PandaGPT
+from pandagpt_demo.weights import main
+from tests.fake_hub import FakeHub
+from tests.tiny_llama import write_llama_pair
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+VICUNA, PANDA, LLAMA, VICUNA_DELTA, GATED = "test/vicuna-tiny-v0", "test/pandagpt-tiny", "test/llama-tiny", "test/vicuna-tiny-delta-v0", "test/gated-vicuna"
+
+
+@pytest.fixture(scope="module")
+def llama_pair(tmp_path_factory: pytest.TempPathFactory):
+    return write_llama_pair(tmp_path_factory.mktemp("llama_pair"))
+
+
+@pytest.fixture
+def hub(tiny_config: ModelConfig, llama_pair, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FakeHub]:
+    """The fake Hub serving the tiny set, a LLaMA + delta pair and a gated copy; the client pointed at it."""
+    import huggingface_hub.constants as constants
+
+    fake = FakeHub()
+    fake.add_folder(VICUNA, tiny_config.vicuna_dir, extra={"README.md": b"# tiny\n", ".gitattributes": b"*.bin filter=lfs\n"})
+    fake.add_folder(GATED, tiny_config.vicuna_dir, gated=True)
+    fake.add_folder(PANDA, tiny_config.delta_path.parent)
+    fake.add_folder(LLAMA, llama_pair[0])
+    fake.add_folder(VICUNA_DELTA, llama_pair[1])
+    with fake:
+        fake.imagebind_url = fake.add_url("imagebind_huge.pth", tiny_config.imagebind_path.read_bytes())
+        point_huggingface_hub_at(fake.endpoint, monkeypatch)
+        monkeypatch.setattr(socket, "getaddrinfo", _loopback_only(socket.getaddrinfo))
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+        monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))  # not the developer's login
+        monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(tmp_path / "no-tokens"))
+        for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "PANDAGPT_IMAGEBIND_URL"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setattr(fetch, "RETRY_DELAY_S", 0.0)
+        yield fake
+
+
+def point_huggingface_hub_at(endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """HF_ENDPOINT, and what huggingface_hub derived from it at import (as if it had been set before)."""
+    import huggingface_hub.constants as constants
+
+    monkeypatch.setenv("HF_ENDPOINT", endpoint)
+    monkeypatch.setattr(constants, "ENDPOINT", endpoint)
+    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", endpoint + "/{repo_id}/resolve/{revision}/{filename}")
+
+
+def _loopback_only(getaddrinfo):
+    """A guard: any attempt to resolve a host other than 127.0.0.1 fails the test's request at once."""
+
+    def guarded(host, *args, **kwargs):
+        if host not in ("127.0.0.1", b"127.0.0.1"):
+            raise OSError(f"test guard: no network beyond 127.0.0.1 (asked for {host!r})")
+        return getaddrinfo(host, *args, **kwargs)
+
+    return guarded
+
+
+def tiny_args(hub: FakeHub, directory: Path, *extra: str, vicuna: tuple[str, ...] = ("--vicuna-repo", VICUNA)) -> list[str]:
+    return ["download", "--model", "tiny", "--dir", str(directory), "--delta-repo", PANDA, *vicuna, "--imagebind-url", hub.imagebind_url, *extra]
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def test_full_download_of_a_tiny_set_then_check_passes_and_the_model_loads(hub: FakeHub, tiny_config: ModelConfig, tmp_path: Path, capsys) -> None:
+    assert main(tiny_args(hub, tmp_path)) == 0
+    config = ModelConfig.preset("tiny", tmp_path)
+    out = capsys.readouterr().out
+    assert "To download:" in out and "All present and plausible" in out
+
+    assert sha256(config.imagebind_path) == sha256(tiny_config.imagebind_path)
+    assert sha256(config.delta_path) == sha256(tiny_config.delta_path)
+    assert sorted(p.name for p in config.vicuna_dir.iterdir()) == sorted(p.name for p in tiny_config.vicuna_dir.iterdir())  # no README, no .cache
+    assert not (config.imagebind_path.parent / ".download").exists()
+
+    manifest = json.loads((config.imagebind_path.parent / "manifest.json").read_text())["components"]
+    assert set(manifest) == {"imagebind_huge.pth", "vicuna_tiny", "pandagpt_tiny"}
+    assert manifest["vicuna_tiny"]["origins"] == [{"repo": VICUNA, "revision": "main", "commit": hub.repos[VICUNA].commit}]
+    weights = manifest["vicuna_tiny"]["files"]["vicuna_tiny/model.safetensors"]
+    assert weights == {"size": config.vicuna_dir.joinpath("model.safetensors").stat().st_size, "sha256": sha256(tiny_config.vicuna_dir / "model.safetensors")}
+    assert manifest["imagebind_huge.pth"]["origins"] == [{"url": hub.imagebind_url}]
+    assert manifest["pandagpt_tiny"]["flags"] == ["--delta-repo", PANDA]
+
+    assert main(["check", "--dir", str(tmp_path), "--model", "tiny", "--hash"]) == 0
+    model = PandaGPT.load(config)
+    assert model.llm.config.hidden_size == 64
+
+    # LFS files came from the "CDN"; a second run finds everything in place and fetches nothing.
+    assert hub.requests("GET", "/cdn/")
+    fetched = len(hub.requests("GET"))
+    assert main(tiny_args(hub, tmp_path)) == 0
+    assert "Nothing to download" in capsys.readouterr().out
+    assert [r.path for r in hub.requests("GET")[fetched:] if "/resolve/" in r.path or "/cdn/" in r.path or "/files/" in r.path] == []
+
+
+def test_from_delta_builds_vicuna_from_llama_and_the_delta(hub: FakeHub, llama_pair, tmp_path: Path) -> None:
+    _, _, vicuna = llama_pair
+    args = tiny_args(hub, tmp_path, vicuna=("--from-delta", "--base-repo", LLAMA, "--vicuna-delta-repo", VICUNA_DELTA))
+    assert main(args) == 0
+    config = ModelConfig.preset("tiny", tmp_path)
+    from pandagpt_demo.tensorfiles import FolderTensors
+
+    made = FolderTensors(config.vicuna_dir)
+    assert set(made.keys()) == set(vicuna)
+    assert all(torch.equal(made.get(key), vicuna[key]) for key in vicuna)
+    assert made.shape("lm_head.weight") == (32001, 64)
+    # One weight format only: the base repo's .bin copy is not fetched; sources are removed after use.
+    assert not [r for r in hub.requests("HEAD", f"/{LLAMA}/resolve/") if r.path.endswith(".bin")]
+    assert sorted(p.name for p in (config.imagebind_path.parent).iterdir()) == ["imagebind_huge.pth", "manifest.json", "pandagpt_tiny", "vicuna_tiny"]
+    entry = json.loads((config.imagebind_path.parent / "manifest.json").read_text())["components"]["vicuna_tiny"]
+    assert [o["repo"] for o in entry["origins"]] == [LLAMA, VICUNA_DELTA] and entry["flags"][0] == "--from-delta"
+    assert "vicuna_tiny/model.safetensors.index.json" in entry["files"]
+    assert PandaGPT.load(config).llm.config.vocab_size == 32001
+
+
+def test_a_dropped_hub_connection_is_resumed_with_a_range_request(hub: FakeHub, tiny_config: ModelConfig, tmp_path: Path) -> None:
+    blob = "/cdn/" + sha256(tiny_config.vicuna_dir / "model.safetensors")
+    hub.cut_once[blob] = 12_000_000  # huggingface_hub writes in 10 MiB chunks: one is on disk when the line drops
+    assert main(tiny_args(hub, tmp_path)) == 0
+    gets = hub.requests("GET", blob)
+    assert [r.range for r in gets] == [None, f"bytes={10 * 1024**2}-"]
+    config = ModelConfig.preset("tiny", tmp_path)
+    assert sha256(config.vicuna_dir / "model.safetensors") == sha256(tiny_config.vicuna_dir / "model.safetensors")
+
+
+def test_an_interrupted_url_download_continues_in_the_next_run(hub: FakeHub, tiny_config: ModelConfig, tmp_path: Path, capsys) -> None:
+    path = "/files/imagebind_huge.pth"
+    hub.cut_once[path] = 3_000_000
+    hub.fail[f"GET {path}"] = [0] + [503] * 10  # the cut request is served, then the server is down
+    assert main(tiny_args(hub, tmp_path)) == 1
+    error = capsys.readouterr().err
+    assert "HTTP 503" in error and hub.imagebind_url in error and "3,000,000 bytes received are kept" in error
+    config = ModelConfig.preset("tiny", tmp_path)
+    assert not config.imagebind_path.exists()  # nothing half-written in place
+    [partial] = (config.imagebind_path.parent / ".download").glob("*/imagebind_huge.pth.part")
+    assert partial.stat().st_size == 3_000_000
+    assert main(["check", "--dir", str(tmp_path), "--model", "tiny"]) == 1
+
+    hub.fail.clear()
+    assert main(tiny_args(hub, tmp_path)) == 0
+    assert hub.requests("GET", path)[-1].range == "bytes=3000000-"
+    assert sha256(config.imagebind_path) == sha256(tiny_config.imagebind_path)
+
+
+def test_404_names_the_file_the_url_and_the_flag(hub: FakeHub, tmp_path: Path, capsys) -> None:
+    hub.add_repo("test/empty", {"README.md": b"nothing here\n"})
+    args = tiny_args(hub, tmp_path)
+    args[args.index(PANDA)] = "test/empty"
+    assert main(args) == 1
+    error = capsys.readouterr().err
+    assert f"{hub.endpoint}/test/empty/resolve/main/pytorch_model.pt" in error
+    assert "'pytorch_model.pt' is not in the Hub repository test/empty" in error and "--delta-repo" in error
+    assert not hub.requests("GET", "/resolve/") and not hub.requests("GET", "/files/")  # nothing downloaded
+    assert not (tmp_path / "tiny" / "pandagpt_tiny").exists()
+
+    hub.fail[f"GET /files/imagebind_huge.pth"] = [0]
+    hub.plain_files.pop("imagebind_huge.pth")
+    assert main(tiny_args(hub, tmp_path)) == 1
+    error = capsys.readouterr().err
+    assert "HTTP 404" in error and hub.imagebind_url in error and "--imagebind-repo" in error
+
+
+def test_401_for_a_gated_repo_says_how_to_set_hf_token(hub: FakeHub, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert main(tiny_args(hub, tmp_path, vicuna=("--vicuna-repo", GATED))) == 1
+    error = capsys.readouterr().err
+    assert "gated" in error and f"{hub.endpoint}/{GATED}" in error and "export HF_TOKEN=hf_" in error
+    assert f"{hub.endpoint}/api/models/{GATED}/revision/main" in error  # the URL that answered 401
+    assert not (tmp_path / "tiny" / "vicuna_tiny").exists()
+
+    monkeypatch.setenv("HF_TOKEN", "hf_wrong")
+    assert main(tiny_args(hub, tmp_path, vicuna=("--vicuna-repo", GATED))) == 1
+    assert "A token was sent" in capsys.readouterr().err
+
+    monkeypatch.setenv("HF_TOKEN", hub.token)
+    start = len(hub.log)
+    assert main(tiny_args(hub, tmp_path, vicuna=("--vicuna-repo", GATED))) == 0
+    gated = [r for r in hub.log[start:] if f"/{GATED}/" in r.path]
+    assert gated and all(r.authorization == f"Bearer {hub.token}" for r in gated)
+    assert all(r.authorization is None for r in hub.log if r.server == "cdn")  # the token never leaves the Hub
+
+
+def test_an_unknown_repo_and_no_network(hub: FakeHub, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert main(tiny_args(hub, tmp_path, vicuna=("--vicuna-repo", "test/no-such-repo"))) == 1
+    error = capsys.readouterr().err
+    assert "HTTP 401" in error and "does not exist, or it is private or gated" in error and "--vicuna-repo" in error
+
+    closed = "http://127.0.0.1:9"  # the discard port: nothing listens there
+    point_huggingface_hub_at(closed, monkeypatch)
+    args = tiny_args(hub, tmp_path)
+    args[args.index(hub.imagebind_url)] = f"{closed}/imagebind_huge.pth"
+    assert main(args) == 1
+    error = capsys.readouterr().err
+    assert "could not be reached" in error and "127.0.0.1:9" in error and "run the same command again" in error
+    assert not (tmp_path / "tiny" / "imagebind_huge.pth").exists()
+
+
+def test_too_little_disk_is_said_before_downloading(hub: FakeHub, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(download_module.shutil, "disk_usage", lambda path: SimpleNamespace(total=10**9, used=10**9, free=1_000_000))
+    assert main(tiny_args(hub, tmp_path)) == 1
+    error = capsys.readouterr().err
+    assert "Not enough disk space" in error and "1.00 MB free" in error and "vicuna_tiny" in error and "Nothing was downloaded" in error
+    assert not hub.requests("GET", "/resolve/") and not hub.requests("GET", "/cdn/") and not hub.requests("GET", "/files/")
+
+
+def test_a_wrong_part_is_replaced_only_with_replace(hub: FakeHub, tiny_config: ModelConfig, tmp_path: Path, capsys) -> None:
+    assert main(tiny_args(hub, tmp_path)) == 0
+    config = ModelConfig.preset("tiny", tmp_path)
+    config.delta_path.write_bytes(config.delta_path.read_bytes()[:50_000])  # a damaged file
+    capsys.readouterr()
+    assert main(tiny_args(hub, tmp_path)) == 1
+    assert "Present but wrong" in capsys.readouterr().err and config.delta_path.stat().st_size == 50_000
+    assert main(tiny_args(hub, tmp_path, "--replace")) == 0
+    assert sha256(config.delta_path) == sha256(tiny_config.delta_path)
+
+
+def test_vicuna_from_a_local_folder_is_linked(hub: FakeHub, tiny_config: ModelConfig, tmp_path: Path) -> None:
+    mine = tmp_path / "my_vicuna"
+    shutil.copytree(tiny_config.vicuna_dir, mine)
+    assert main(tiny_args(hub, tmp_path / "checkpoints", vicuna=("--vicuna", str(mine)))) == 0
+    config = ModelConfig.preset("tiny", tmp_path / "checkpoints")
+    assert config.vicuna_dir.is_symlink() and config.vicuna_dir.resolve() == mine.resolve()
+    assert not hub.requests(path_contains=VICUNA)
+
+    (mine / "model.safetensors").unlink()  # a folder that is not usable is refused before any download
+    assert main(tiny_args(hub, tmp_path / "other", vicuna=("--vicuna", str(mine)))) == 1
+
+
+def test_default_repos_and_the_cli_entry_point_honour_hf_endpoint(hub: FakeHub, tmp_path: Path) -> None:
+    """`python -m pandagpt_demo.weights download --model 7b` in a fresh process, HF_ENDPOINT from the environment only."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING"))}
+    env |= {"HF_ENDPOINT": hub.endpoint, "HF_HOME": str(tmp_path / "hf_home"), "PANDAGPT_IMAGEBIND_URL": hub.imagebind_url}
+    command = [sys.executable, "-m", "pandagpt_demo.weights", "download", "--model", "7b", "--dir", str(tmp_path)]
+    result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1, result.stdout + result.stderr
+    # The 7b default repo (not on the fake Hub: 401 as the real Hub answers for unknown repos), at the fake Hub's address.
+    assert f"{hub.endpoint}/api/models/openllmplayground/vicuna_7b_v0/revision/main" in result.stderr
+    assert hub.requests("HEAD", "/files/imagebind_huge.pth")  # the ImageBind URL override was used
+    assert not (tmp_path / "imagebind_huge.pth").exists()
+
+
+def test_app_download_flag(hub: FakeHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    sys.path.insert(0, str(REPO_ROOT))
+    import app
+
+    assert app.parse_args(["--download", "--model", "7b"]).download
+    app.download_first(app.parse_args(["--download", "--model", "tiny"]))  # tiny is made locally: nothing to do
+    monkeypatch.setenv("PANDAGPT_IMAGEBIND_URL", hub.imagebind_url)
+    with pytest.raises(SystemExit):
+        app.download_first(app.parse_args(["--download", "--model", "13b", "--checkpoints", str(tmp_path)]))
+    assert "Vision-CAIR/vicuna" in capsys.readouterr().err
