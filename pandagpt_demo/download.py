@@ -28,19 +28,11 @@ from typing import Callable
 
 from .check import OK, WRONG, Part, Report, check_delta, check_imagebind, check_model, check_vicuna, parts
 from .config import IMAGEBIND_URL, IMAGEBIND_URL_ENV, LLAMA_SHAPES, WEIGHT_SOURCES, ModelConfig
+from .delta import COPIED_FILES, DeltaMismatch, apply_delta
 from .fetch import DownloadError, RepoListing, fetch_hub_file, fetch_url, list_repo, url_metadata
 from .manifest import file_record, read_manifest, record_component
 
 STAGE = ".download"
-LLM_EXTRA_FILES = (
-    "config.json",
-    "generation_config.json",
-    "tokenizer.model",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "added_tokens.json",
-)
 SHARD_PATTERNS = (  # preferred first: safetensors, then torch .bin
     (re.compile(r"model(-\d+-of-\d+)?\.safetensors"), "model.safetensors.index.json"),
     (re.compile(r"pytorch_model(-\d+-of-\d+)?\.bin"), "pytorch_model.bin.index.json"),
@@ -261,16 +253,15 @@ def _plan_vicuna_folder(part: Part, source: Source, config: ModelConfig, shape, 
 
 
 def _plan_vicuna_from_delta(part: Part, source: Source, config: ModelConfig, shape, stage: Path) -> Plan:
-    from .delta import DeltaMismatch, apply_delta
 
     root = config.imagebind_path.parent
     base_repo, delta_repo = source.ids
     base = list_repo(base_repo, f"LLaMA {config.name} (the base for --from-delta)", "--base-repo")
     delta = list_repo(delta_repo, f"the Vicuna v0 {config.name} delta", "--vicuna-delta-repo")
-    base_names = [name for name in _llm_files(base, "LLaMA", "--base-repo") if name not in LLM_EXTRA_FILES or name == "config.json"]
+    base_names = [name for name in _llm_files(base, "LLaMA", "--base-repo") if name not in COPIED_FILES or name == "config.json"]
     delta_names = _llm_files(delta, "the Vicuna delta", "--vicuna-delta-repo")
     base_stage, delta_stage, out_stage = stage / f"{part.name}.base", stage / f"{part.name}.delta", stage / part.name
-    output_estimate = sum(delta.files[name].size for name in delta_names if name not in LLM_EXTRA_FILES)
+    output_estimate = sum(delta.files[name].size for name in delta_names if name not in COPIED_FILES)
     needed = _missing_bytes(base, base_names, base_stage) + _missing_bytes(delta, delta_names, delta_stage) + output_estimate
 
     def assemble() -> None:
@@ -310,7 +301,7 @@ def _llm_files(listing: RepoListing, what: str, flag: str) -> list[str]:
         raise DownloadError(f"{what}: the Hub repository {listing.repo} ({listing.page}) holds no model weights (*.safetensors or pytorch_model*.bin); pass another with {flag}.")
     if "config.json" not in names:
         raise DownloadError(f"{what}: the Hub repository {listing.repo} ({listing.page}) has no config.json; pass another with {flag}.")
-    extra = [name for name in LLM_EXTRA_FILES if name in names]
+    extra = [name for name in COPIED_FILES if name in names]
     return extra + ([index] if index in names else []) + shards
 
 
