@@ -12,8 +12,10 @@ Prints a table with the ratio project / original for each figure and writes the 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -25,13 +27,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pandagpt_demo.batching import BatchedDecoder  # noqa: E402
 from pandagpt_demo.checkpoints import wrap_lora  # noqa: E402
-from pandagpt_demo.config import LLAMA_SHAPES, ImageBindArch, ModelConfig, SamplingParams  # noqa: E402
+from pandagpt_demo.config import LLAMA_SHAPES, QUANTIZATIONS, ImageBindArch, ModelConfig, SamplingParams  # noqa: E402
 from pandagpt_demo.conversation import Conversation  # noqa: E402
 from pandagpt_demo.encoder import ImageBindEncoder  # noqa: E402
 from pandagpt_demo.generation import generate_tokens  # noqa: E402
 from pandagpt_demo.modalities import Modality  # noqa: E402
 from pandagpt_demo.model import PandaGPT, resolve_dtype  # noqa: E402
-from pandagpt_demo.synthetic import llama_tokenizer  # noqa: E402
+from pandagpt_demo.synthetic import llama_tokenizer, write_random_model_set  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 EXAMPLE_FILES = {
@@ -62,6 +64,13 @@ def build(size: str, device: str, dtype_name: str) -> PandaGPT:
                 torch.nn.init.normal_(parameter, std=0.02)
         proj = torch.nn.Linear(arch.out_embed_dim, llm.config.hidden_size).to(dtype)
     return PandaGPT(config, encoder, proj.requires_grad_(False), llm.eval(), llama_tokenizer())
+
+
+def load_quantized(args: argparse.Namespace, folder: Path) -> PandaGPT:
+    """Random weights of the size written in the released formats, loaded with the LLM in 8/4 bits."""
+    layout = ModelConfig.tiny(folder) if args.size == "tiny" else ModelConfig.preset(args.size, folder)
+    write_random_model_set(layout, args.size, device=args.device)
+    return PandaGPT.load(dataclasses.replace(layout, device=args.device, dtype=args.dtype, quantize=args.quantize))
 
 
 def synchronize(device: str) -> None:
@@ -144,23 +153,30 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--dtype", default="auto", help="project path dtype (the original is always float16 on CUDA)")
     parser.add_argument("--new-tokens", type=int, default=256)
     parser.add_argument("--sessions", type=int, nargs="+", default=[1, 4, 16])
+    parser.add_argument("--quantize", choices=QUANTIZATIONS, help="project path with the LLM in 8/4 bits (written to a temp folder, then loaded)")
     parser.add_argument("--json", type=Path, default=Path("bench_generate.json"))
     args = parser.parse_args(argv)
 
     model = build(args.size, args.device, "auto")
     image_prompt(model)  # warm-up: first calls pay for lazy initialisation
     original = measure_original(model, args)
-    model.llm = model.llm.merge_and_unload()
     project_dtype = resolve_dtype(args.dtype, args.device)
-    model.llm.to(project_dtype), model.encoder.to(project_dtype), model.llama_proj.to(project_dtype)
-    model.dtype = project_dtype
+    if args.quantize:
+        del model
+        model = load_quantized(args, Path(tempfile.mkdtemp(prefix="bench_weights_")))
+    else:
+        model.llm = model.llm.merge_and_unload()
+        model.llm.to(project_dtype), model.encoder.to(project_dtype), model.llama_proj.to(project_dtype)
+        model.dtype = project_dtype
     if args.device.startswith("cuda"):
+        torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
     project = measure_project(model, args)
     peak = torch.cuda.max_memory_allocated() / 2**30 if args.device.startswith("cuda") else float("nan")
 
     device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
-    print(f"PandaGPT {args.size}, random weights, {device_name}, project dtype {project_dtype}, {args.new_tokens} new tokens")
+    bits = f", LLM in {args.quantize}" if args.quantize else ""
+    print(f"PandaGPT {args.size}, random weights, {device_name}, project dtype {project_dtype}{bits}, {args.new_tokens} new tokens")
     print(f"{'figure':<28}{'original':>12}{'project':>12}{'ratio':>8}")
     for key, value in project.items():
         before = original.get(key)
@@ -168,7 +184,7 @@ def main(argv: list[str] | None = None) -> dict:
         before_text = "" if before is None else f"{before:.1f}"
         print(f"{key:<28}{before_text:>12}{value:>12.1f}{ratio:>8}")
     print(f"{'peak_gpu_memory_gib':<28}{'':>12}{peak:>12.1f}")
-    result = {"size": args.size, "device": device_name, "dtype": str(project_dtype), "new_tokens": args.new_tokens,
+    result = {"size": args.size, "device": device_name, "dtype": str(project_dtype), "quantize": args.quantize, "new_tokens": args.new_tokens,
               "original": original, "project": project, "peak_gpu_memory_gib": peak}
     args.json.write_text(json.dumps(result, indent=2))
     return result

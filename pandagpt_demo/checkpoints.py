@@ -71,6 +71,21 @@ def load_imagebind(config: ModelConfig) -> ImageBindEncoder:
     return encoder
 
 
+def _quantization(config: ModelConfig, dtype: torch.dtype) -> dict:
+    """from_pretrained arguments that load the LLM in 8 or 4 bits, straight onto its device."""
+    if config.quantize is None:
+        return {}
+    from transformers import BitsAndBytesConfig
+
+    if config.quantize == "8bit":
+        quantization = BitsAndBytesConfig(load_in_8bit=True)
+    elif config.quantize == "4bit":
+        quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype)
+    else:
+        raise ValueError(f"unknown quantization {config.quantize!r}; use 8bit or 4bit")
+    return {"quantization_config": quantization, "device_map": {"": config.device}}
+
+
 def load_vicuna(config: ModelConfig, dtype: torch.dtype) -> tuple[nn.Module, object]:
     """The base LLM and its tokenizer from a Hugging Face folder."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -79,7 +94,7 @@ def load_vicuna(config: ModelConfig, dtype: torch.dtype) -> tuple[nn.Module, obj
     _require(folder / "config.json", "Vicuna folder (config.json)", config)
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder)
-        llm = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
+        llm = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, **_quantization(config, dtype))
     except (OSError, ValueError) as error:
         raise CheckpointError(f"Vicuna folder '{folder}' could not be loaded: {error}. Get it: {config.get_weights}") from error
     if tokenizer.pad_token is None:

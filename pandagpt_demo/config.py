@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 MODEL_SIZES = ("7b", "13b", "tiny")
+QUANTIZATIONS = ("8bit", "4bit")
 IMAGEBIND_URL = "https://dl.fbaipublicfiles.com/imagebind/imagebind_huge.pth"
 IMAGEBIND_URL_ENV = "PANDAGPT_IMAGEBIND_URL"  # overrides IMAGEBIND_URL (a mirror, or a test server)
 
@@ -171,7 +172,8 @@ class ModelConfig:
     context_length: int = 2048  # Vicuna v0's training context
     device: str = "cpu"
     dtype: str = "auto"  # auto: float16 on CUDA (as the original), float32 on CPU
-    merge_lora: bool = True
+    merge_lora: bool = True  # ignored when quantized: the LoRA then runs beside the 8/4-bit weights
+    quantize: str | None = None  # "8bit" or "4bit" (bitsandbytes): 13B fits in 24 GB, 7B in 12 GB
 
     @classmethod
     def tiny(cls, directory: Path | str) -> "ModelConfig":

@@ -83,11 +83,14 @@ class PandaGPT:
         progress("LoRA")
         llm = checkpoints.wrap_lora(llm, config.lora)
         checkpoints.load_lora(llm, delta.lora, config.delta_path)
-        if config.merge_lora:
-            llm = llm.merge_and_unload()  # one matmul per projection instead of three
+        if config.quantize is None:
+            if config.merge_lora:
+                llm = llm.merge_and_unload()  # one matmul per projection instead of three
+            llm = llm.to(config.device, dtype)
+        # Quantized weights are already on their device, and merging would re-round them: the LoRA stays beside.
         proj = checkpoints.load_llama_proj(delta, config.imagebind.out_embed_dim, llm.config.hidden_size, config.delta_path)
         progress(f"moving to {config.device} as {dtype}")
-        model = cls(config, encoder.to(config.device, dtype), proj.to(config.device, dtype), llm.to(config.device, dtype), tokenizer)
+        model = cls(config, encoder.to(config.device, dtype), proj.to(config.device, dtype), llm, tokenizer)
         progress("ready")
         return model
 

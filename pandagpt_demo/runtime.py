@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from .config import MODEL_SIZES, ModelConfig
+from .config import MODEL_SIZES, QUANTIZATIONS, ModelConfig
 from .model import PandaGPT, resolve_dtype
 from .synthetic import make_tiny
 
@@ -26,6 +26,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", choices=MODEL_SIZES, default="7b", help="model size (default 7b; tiny = random test weights)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device (default: cuda if available)")
     parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "float16", "bfloat16"), help="auto: float16 on CUDA, float32 on CPU")
+    parser.add_argument("--quantize", choices=QUANTIZATIONS, help="load the LLM in 8 or 4 bits (bitsandbytes) to fit smaller GPUs")
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,8 @@ class ModelChoice:
     @property
     def banner(self) -> str:
         dtype = str(resolve_dtype(self.config.dtype, self.config.device)).removeprefix("torch.")
-        live = f"Model **{self.config.name}** on **{self.config.device}** ({dtype})"
+        bits = f", LLM in {self.config.quantize}" if self.config.quantize else ""
+        live = f"Model **{self.config.name}** on **{self.config.device}** ({dtype}{bits})"
         if self.config.name != "tiny":
             return live
         real = ModelConfig.preset("7b", self.config.imagebind_path.parent.parent)
@@ -52,7 +54,7 @@ def choose_model(args: argparse.Namespace) -> ModelChoice:
     """
     from .check import check_model
 
-    settings = dict(device=args.device, dtype=args.dtype)
+    settings = dict(device=args.device, dtype=args.dtype, quantize=args.quantize)
     config = ModelConfig.preset(args.model, args.checkpoints, **settings)
     reason = None
     if args.model != "tiny":

@@ -261,3 +261,20 @@ def test_concurrent_video_embeddings_match_sequential(tiny_model: PandaGPT, medi
         together = list(pool.map(lambda i: tiny_model.embed_file(Modality.VIDEO, videos[i % 2]), range(8)))
     for index, vector in enumerate(together):
         torch.testing.assert_close(vector, alone[index % 2])
+
+
+@pytest.mark.parametrize("bits", ["8bit", "4bit"])
+def test_quantized_llm_keeps_the_lora_and_answers(tiny_config: ModelConfig, tiny_model: PandaGPT, bits: str) -> None:
+    """8/4-bit loading (bitsandbytes) keeps PandaGPT's LoRA unmerged beside the quantized weights."""
+    pytest.importorskip("bitsandbytes")
+    quantized = PandaGPT.load(dataclasses.replace(tiny_config, quantize=bits))
+    layer = quantized.llm.base_model.model.model.layers[0].self_attn.q_proj
+    assert type(layer.base_layer).__name__ == {"8bit": "Linear8bitLt", "4bit": "Linear4bit"}[bits]
+    assert "default" in layer.lora_A
+    reference = logits_of(tiny_model)
+    relative_error = lambda logits: float((logits - reference).abs().max() / reference.abs().max())  # noqa: E731
+    with_lora = relative_error(logits_of(quantized))
+    assert with_lora < {"8bit": 0.03, "4bit": 0.25}[bits]
+    assert answer(quantized, GREEDY)
+    quantized.llm.disable_adapter_layers()
+    assert relative_error(logits_of(quantized)) > with_lora, "the delta's LoRA still acts on the quantized model"
