@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from .checkpoints import PROJ_KEYS, CheckpointError, _check_keys, _peft_key
+from .checkpoints import PROJ_KEYS, CheckpointError, check_keys, load_tokenizer, peft_key
 from .config import LLAMA_SHAPES, ImageBindArch, LlamaShape, ModelConfig
 from .manifest import read_manifest, sha256_file
 from .tensorfiles import FolderTensors, TensorFile, UnreadableFile, weight_files
@@ -142,7 +142,7 @@ def check_imagebind(path: Path, arch: ImageBindArch, root: Path) -> Row:
     try:
         file = TensorFile(path)
         given = {key: torch.empty(file.shape(key), device="meta") for key in file.keys()}
-        _check_keys(path, "ImageBind checkpoint", _imagebind_shapes(arch), given)
+        check_keys(path, "ImageBind checkpoint", _imagebind_shapes(arch), given)
     except UnreadableFile as error:
         return Row("imagebind", name, WRONG, str(error))
     except CheckpointError as error:
@@ -210,10 +210,8 @@ def _check_tokenizer(folder: Path, name: str, config: object | None) -> Row:
     row_name = f"{name}/tokenizer"
     if not any((folder / file).is_file() for file in TOKENIZER_FILES):
         return Row("vicuna", row_name, MISSING, f"neither {' nor '.join(TOKENIZER_FILES)}")
-    from transformers import AutoTokenizer
-
     try:
-        tokenizer = AutoTokenizer.from_pretrained(folder)
+        tokenizer = load_tokenizer(folder)  # exactly as the app loads it
     except Exception as error:
         return Row("vicuna", row_name, WRONG, f"does not load ({_first_line(error)})")
     vocabulary = getattr(config, "vocab_size", None)
@@ -251,7 +249,7 @@ def _check_llm_tensors(tensors: FolderTensors, config: object, name: str) -> Row
     expected = {key: value.shape for key, value in _meta_llm(config).state_dict().items()}
     given = {key: torch.empty(tensors.shape(key), device="meta") for key in tensors.keys() if not key.endswith(_IGNORED_LLM_KEYS)}
     try:
-        _check_keys(tensors.folder, "The weights", expected, given)
+        check_keys(tensors.folder, "The weights", expected, given)
     except CheckpointError as error:
         return Row("vicuna", row_name, WRONG, _after_colon(error))
     norm = tensors.get("model.norm.weight").float().abs().mean().item()
@@ -293,9 +291,9 @@ def check_delta(path: Path, llm: object | LlamaShape | None, config: ModelConfig
     proj = file.shape("llama_proj.weight")
     if proj != (hidden, config.imagebind.out_embed_dim):
         return Row("delta", name, WRONG, f"llama_proj.weight is {proj}, Vicuna (hidden {hidden}) and ImageBind ({config.imagebind.out_embed_dim}-d) need {(hidden, config.imagebind.out_embed_dim)}")
-    given = {_peft_key(key): torch.empty(file.shape(key), device="meta") for key in keys if key not in PROJ_KEYS}
+    given = {peft_key(key): torch.empty(file.shape(key), device="meta") for key in keys if key not in PROJ_KEYS}
     try:
-        _check_keys(path, "PandaGPT delta (LoRA part)", _lora_shapes(llm_config, config), given)
+        check_keys(path, "PandaGPT delta (LoRA part)", _lora_shapes(llm_config, config), given)
     except CheckpointError as error:
         return Row("delta", name, WRONG, _after_colon(error))
     return Row("delta", name, OK, f"llama_proj {proj}, LoRA r={config.lora.r} on {layers} layers")
@@ -346,7 +344,7 @@ def _relative(path: Path, root: Path) -> str:
 
 
 def _after_colon(error: Exception) -> str:
-    """`_check_keys`' message, shortened: each kind of difference with its count and one example."""
+    """`check_keys`' message, shortened: each kind of difference with its count and one example."""
     text = str(error)
     marker = "does not match the model: "
     text = text.split(marker, 1)[1] if marker in text else text

@@ -42,7 +42,7 @@ def _load_state_dict(path: Path, what: str) -> dict[str, torch.Tensor]:
     return state
 
 
-def _check_keys(path: Path, what: str, expected: dict[str, torch.Size], given: dict[str, torch.Tensor]) -> None:
+def check_keys(path: Path, what: str, expected: dict[str, torch.Size], given: dict[str, torch.Tensor]) -> None:
     """Compare key sets and shapes; name every difference (a few of each) in one error."""
     missing = sorted(set(expected) - set(given))
     unexpected = sorted(set(given) - set(expected))
@@ -66,7 +66,7 @@ def load_imagebind(config: ModelConfig) -> ImageBindEncoder:
     encoder = ImageBindEncoder(config.imagebind)
     state = _load_state_dict(path, "ImageBind checkpoint")
     expected = {k: v.shape for k, v in encoder.model.state_dict().items()}
-    _check_keys(path, "ImageBind checkpoint", expected, state)
+    check_keys(path, "ImageBind checkpoint", expected, state)
     encoder.model.load_state_dict(state)
     return encoder
 
@@ -86,19 +86,32 @@ def _quantization(config: ModelConfig, dtype: torch.dtype) -> dict:
     return {"quantization_config": quantization, "device_map": {"": config.device}}
 
 
+def load_tokenizer(folder: Path):
+    """LLaMA's SentencePiece tokenizer, by class as the original did (`LlamaTokenizer`).
+
+    Not `AutoTokenizer`: Vicuna v0 folders name the class `LLaMATokenizer`, which transformers no
+    longer knows, and falls back to a generic tokenizer without SentencePiece's leading-space rule,
+    so every prompt would be tokenized differently from training.
+    """
+    from transformers import LlamaTokenizer
+
+    tokenizer = LlamaTokenizer.from_pretrained(folder)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token  # as the original: pad = eos
+    return tokenizer
+
+
 def load_vicuna(config: ModelConfig, dtype: torch.dtype) -> tuple[nn.Module, object]:
     """The base LLM and its tokenizer from a Hugging Face folder."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     folder = config.vicuna_dir
     _require(folder / "config.json", "Vicuna folder (config.json)", config)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(folder)
+        tokenizer = load_tokenizer(folder)
         llm = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, **_quantization(config, dtype))
     except (OSError, ValueError) as error:
         raise CheckpointError(f"Vicuna folder '{folder}' could not be loaded: {error}. Get it: {config.get_weights}") from error
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token  # as the original: pad = eos
     llm.eval().requires_grad_(False)
     return llm, tokenizer
 
@@ -111,7 +124,7 @@ class Delta:
     lora: dict[str, torch.Tensor]
 
 
-def _peft_key(delta_key: str) -> str:
+def peft_key(delta_key: str) -> str:
     """`llama_model.X.lora_A.weight` or `...lora_A.default.weight` -> peft's `X.lora_A.default.weight`."""
     key = delta_key.removeprefix(DELTA_LLM_PREFIX)
     for part in ("lora_A", "lora_B"):
@@ -124,7 +137,7 @@ def read_delta(config: ModelConfig) -> Delta:
     _require(path, "PandaGPT delta", config)
     state = _load_state_dict(path, "PandaGPT delta")
     llama_proj = {k: state[k] for k in PROJ_KEYS if k in state}
-    lora = {_peft_key(k): v for k, v in state.items() if k not in PROJ_KEYS}
+    lora = {peft_key(k): v for k, v in state.items() if k not in PROJ_KEYS}
     missing_proj = [k for k in PROJ_KEYS if k not in state]
     if missing_proj:
         raise CheckpointError(f"PandaGPT delta at '{path}' lacks {', '.join(missing_proj)}; is it the right file?")
@@ -149,13 +162,13 @@ def wrap_lora(llm: nn.Module, spec: LoraSpec) -> nn.Module:
 def load_lora(model: nn.Module, lora_state: dict[str, torch.Tensor], path: Path) -> None:
     """Load the delta's LoRA tensors into a wrapped model, every one accounted for."""
     expected = {k: v.shape for k, v in model.state_dict().items() if ".lora_" in k}
-    _check_keys(path, "PandaGPT delta (LoRA part)", expected, lora_state)
+    check_keys(path, "PandaGPT delta (LoRA part)", expected, lora_state)
     model.load_state_dict(lora_state, strict=False)  # base weights come from Vicuna; LoRA keys checked above
 
 
 def load_llama_proj(delta: Delta, encoder_dim: int, hidden_size: int, path: Path) -> nn.Linear:
     proj = nn.Linear(encoder_dim, hidden_size)
     expected = {f"llama_proj.{k}": v.shape for k, v in proj.state_dict().items()}
-    _check_keys(path, "PandaGPT delta (llama_proj)", expected, delta.llama_proj)
+    check_keys(path, "PandaGPT delta (llama_proj)", expected, delta.llama_proj)
     proj.load_state_dict({k.removeprefix("llama_proj."): v for k, v in delta.llama_proj.items()})
     return proj.eval().requires_grad_(False)

@@ -68,7 +68,7 @@ class PandaGPT:
 
     def serve(self, max_batch: int, max_waiting: int) -> None:
         """Decode concurrent requests together from now on (see batching.py)."""
-        self.decoder = BatchedDecoder(self.llm, self.tokenizer.eos_token_id, max_batch, max_waiting)
+        self.decoder = BatchedDecoder(self.llm, self.llm.config.eos_token_id, max_batch, max_waiting)
 
     @classmethod
     def load(cls, config: ModelConfig, progress: Callable[[str], None] = lambda step: None) -> "PandaGPT":
@@ -121,7 +121,8 @@ class PandaGPT:
     def prompt_ids(self, conversation: Conversation, with_vector: bool) -> tuple[list[int], list[int]]:
         """Token ids before and after the vector; `before` starts with BOS."""
         parts = conversation.prompt_parts(with_vector)
-        return [self.tokenizer.bos_token_id, *self._ids(parts.before)], self._ids(parts.after)
+        # BOS from the model's config: early LLaMA conversions left the tokenizer's special tokens empty.
+        return [self.llm.config.bos_token_id, *self._ids(parts.before)], self._ids(parts.after)
 
     @torch.inference_mode()
     def prompt_embeds(self, conversation: Conversation, vector: torch.Tensor | None) -> torch.Tensor:
@@ -167,5 +168,5 @@ class PandaGPT:
         if self.decoder is not None:
             tokens = self.decoder.generate(embeds, params, cancel)
         else:
-            tokens = generate_tokens(self.llm, embeds, params, self.tokenizer.eos_token_id, cancel)
+            tokens = generate_tokens(self.llm, embeds, params, self.llm.config.eos_token_id, cancel)
         yield from stream_text(self.tokenizer, tokens, self.config.prompt.stop_text)
