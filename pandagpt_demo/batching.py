@@ -86,76 +86,46 @@ class BatchedDecoder:
     # --- the decode loop (one thread) ------------------------------------------------------------
 
     def _run(self) -> None:
-        active: list[_Request] = []
-        cache: list[tuple[torch.Tensor, torch.Tensor]] = []
-        pads: list[int] = []  # left padding of each row in `cache`
+        batch = _Batch()
         while not self._stop.is_set():
             request = None
             try:
                 with torch.inference_mode():
-                    while len(active) < self.max_batch:
+                    while len(batch.requests) < self.max_batch:
                         try:  # never wait while others decode; idle, wake up now and then to see _stop
-                            request = self._waiting.get_nowait() if active else self._waiting.get(timeout=0.1)
+                            request = self._waiting.get_nowait() if batch.requests else self._waiting.get(timeout=0.1)
                         except queue.Empty:
                             break
-                        if request.cancel.is_set():
-                            request.out.put(_DONE)
-                            continue
-                        cache, pads = self._admit(request, active, cache, pads)
-                    if active:
-                        cache, pads = self._step(active, cache, pads)
+                        self._admit(request, batch)
+                    if batch.requests:
+                        self._step(batch)
             except Exception as error:  # noqa: BLE001 - every reader in flight must hear of it
-                for reader in {*active, request} - {None}:
+                for reader in {*batch.requests, request} - {None}:
                     reader.out.put(error)
-                active, cache, pads = [], [], []
+                batch = _Batch()
 
-    def _admit(self, request: _Request, active: list[_Request], cache: list, pads: list[int]) -> tuple[list, list[int]]:
-        """Prefill one request alone, emit its first token, and merge its cache into the batch."""
+    def _admit(self, request: _Request, batch: "_Batch") -> None:
+        """Prefill one request alone, emit its first token, and let it join the batch."""
+        if request.cancel.is_set():
+            request.out.put(_DONE)
+            return
         output = self.llm(inputs_embeds=request.embeds.to(self._device), use_cache=True)
         token = int(sample_rows(output.logits[:, -1], [request.params], self._generator)[0])
-        if not self._emit(request, token):
-            return cache, pads
-        layers = [(layer.keys, layer.values) for layer in output.past_key_values.layers]
-        new_length = layers[0][0].shape[2]
-        length = cache[0][0].shape[2] if cache else 0
-        if cache and new_length > length:
-            cache = [(_left_pad(k, new_length - length), _left_pad(v, new_length - length)) for k, v in cache]
-            pads = [p + new_length - length for p in pads]
-            length = new_length
-        grow = max(length - new_length, 0)
-        layers = [(_left_pad(k, grow), _left_pad(v, grow)) for k, v in layers]
-        cache = [(torch.cat([k0, k1]), torch.cat([v0, v1])) for (k0, v0), (k1, v1) in zip(cache, layers)] if cache else layers
-        active.append(request)
-        return cache, [*pads, grow]
+        if self._emit(request, token):
+            batch.join(request, output.past_key_values)
 
-    def _step(self, active: list[_Request], cache: list, pads: list[int]) -> tuple[list, list[int]]:
-        """Decode one token for every active row, then drop the rows that are done."""
-        length = cache[0][0].shape[2]
-        pad = torch.tensor(pads, device=self._device)
-        columns = torch.arange(length + 1, device=self._device)
-        mask = (columns[None, :] >= pad[:, None]).long()
-        positions = (length - pad)[:, None]
-        ids = torch.tensor([[r.last] for r in active], device=self._device)
-        output = self.llm(
-            input_ids=ids,
-            attention_mask=mask,
-            position_ids=positions,
-            past_key_values=DynamicCache(cache),
-            use_cache=True,
-        )
-        tokens = sample_rows(output.logits[:, -1], [r.params for r in active], self._generator).tolist()
-        keep = [i for i, (r, t) in enumerate(zip(active, tokens)) if self._emit(r, t)]
-        cache = [(layer.keys, layer.values) for layer in output.past_key_values.layers]
-        if len(keep) < len(active):
-            index = torch.tensor(keep, device=self._device)
-            cache = [(k.index_select(0, index), v.index_select(0, index)) for k, v in cache]
-            active[:] = [active[i] for i in keep]
-            pads = [pads[i] for i in keep]
-            if pads and min(pads) > 0:  # every remaining row is padded there: drop those columns
-                cut = min(pads)
-                cache = [(k[:, :, cut:], v[:, :, cut:]) for k, v in cache]
-                pads = [p - cut for p in pads]
-        return (cache if active else []), pads
+    def _step(self, batch: "_Batch") -> None:
+        """Decode one token for every row, then drop the rows that are done."""
+        ids = torch.tensor([[r.last] for r in batch.requests], device=self._device)
+        mask = positions = None
+        if any(batch.pads):  # rows of different lengths: hide the padding, count positions per row
+            length = batch.cache.get_seq_length()
+            pad = torch.tensor(batch.pads, device=self._device)
+            mask = (torch.arange(length + 1, device=self._device)[None, :] >= pad[:, None]).long()
+            positions = (length - pad)[:, None]
+        output = self.llm(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=batch.cache, use_cache=True)
+        tokens = sample_rows(output.logits[:, -1], [r.params for r in batch.requests], self._generator).tolist()
+        batch.keep([i for i, (r, t) in enumerate(zip(batch.requests, tokens)) if self._emit(r, t)])
 
     def _emit(self, request: _Request, token: int) -> bool:
         """Hand `token` to its reader; False when the request is finished (and told so)."""
@@ -169,6 +139,47 @@ class BatchedDecoder:
             request.out.put(_DONE)
             return False
         return True
+
+
+@dataclass
+class _Batch:
+    """The requests being decoded and their shared KV cache, each row left-padded to one length."""
+
+    requests: list[_Request] = field(default_factory=list)
+    cache: DynamicCache | None = None
+    pads: list[int] = field(default_factory=list)
+
+    def _layers(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return [(layer.keys, layer.values) for layer in self.cache.layers]
+
+    def join(self, request: _Request, cache: DynamicCache) -> None:
+        """Add a prefilled request; the shorter side (batch or newcomer) is padded on the left."""
+        if self.cache is None:
+            self.requests, self.cache, self.pads = [request], cache, [0]
+            return
+        length, new_length = self.cache.get_seq_length(), cache.get_seq_length()
+        grow_batch, grow_new = max(new_length - length, 0), max(length - new_length, 0)
+        layers = [
+            (torch.cat([_left_pad(k0, grow_batch), _left_pad(k1, grow_new)]), torch.cat([_left_pad(v0, grow_batch), _left_pad(v1, grow_new)]))
+            for (k0, v0), (k1, v1) in zip(self._layers(), [(layer.keys, layer.values) for layer in cache.layers])
+        ]
+        self.cache = DynamicCache(layers)
+        self.requests.append(request)
+        self.pads = [p + grow_batch for p in self.pads] + [grow_new]
+
+    def keep(self, rows: list[int]) -> None:
+        """Keep only these rows; drop the leading columns that are padding in every remaining row."""
+        if len(rows) == len(self.requests):
+            return
+        if not rows:
+            self.requests, self.cache, self.pads = [], None, []
+            return
+        index = torch.tensor(rows, device=self.cache.layers[0].keys.device)
+        self.requests = [self.requests[i] for i in rows]
+        self.pads = [self.pads[i] for i in rows]
+        cut = min(self.pads)
+        self.pads = [p - cut for p in self.pads]
+        self.cache = DynamicCache([(k.index_select(0, index)[:, :, cut:], v.index_select(0, index)[:, :, cut:]) for k, v in self._layers()])
 
 
 def _left_pad(tensor: torch.Tensor, amount: int) -> torch.Tensor:
