@@ -29,7 +29,7 @@ class CheckpointError(RuntimeError):
 
 def _require(path: Path, what: str, config: ModelConfig) -> None:
     if not path.exists():
-        raise CheckpointError(f"{what} not found at '{path}'. Get it: {config.get_weights}")
+        raise CheckpointError(f"{what} not found at '{path}'. Get it: {config.how_to_get()}")
 
 
 def _load_state_dict(path: Path, what: str) -> dict[str, torch.Tensor]:
@@ -111,7 +111,7 @@ def load_vicuna(config: ModelConfig, dtype: torch.dtype) -> tuple[nn.Module, obj
         tokenizer = load_tokenizer(folder)
         llm = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, **_quantization(config, dtype))
     except (OSError, ValueError) as error:
-        raise CheckpointError(f"Vicuna folder '{folder}' could not be loaded: {error}. Get it: {config.get_weights}") from error
+        raise CheckpointError(f"Vicuna folder '{folder}' could not be loaded: {error}. Get it: {config.how_to_get()}") from error
     llm.eval().requires_grad_(False)
     return llm, tokenizer
 

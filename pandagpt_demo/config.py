@@ -165,7 +165,8 @@ class ModelConfig:
     imagebind_path: Path
     vicuna_dir: Path
     delta_path: Path
-    get_weights: str = "python -m pandagpt_demo.weights make-tiny checkpoints/tiny"
+    get_weights: str = "python -m pandagpt_demo.weights make-tiny checkpoints/tiny"  # the one command
+    weight_sources: str = "random weights made locally"  # where that command fetches from
     imagebind: ImageBindArch = field(default_factory=ImageBindArch)
     lora: LoraSpec = field(default_factory=LoraSpec)
     prompt: PromptTemplate = field(default_factory=PromptTemplate)
@@ -188,6 +189,10 @@ class ModelConfig:
             get_weights=f"python -m pandagpt_demo.weights make-tiny {root}",
         )
 
+    def how_to_get(self) -> str:
+        """The fix command and the sources it uses, for error messages."""
+        return f"{self.get_weights} ({self.weight_sources})"
+
     @classmethod
     def preset(cls, size: str, checkpoints_dir: Path | str = "checkpoints", **overrides: object) -> "ModelConfig":
         """The file layout `python -m pandagpt_demo.weights` writes, for one model size."""
@@ -200,10 +205,10 @@ class ModelConfig:
                 imagebind_path=root / "imagebind_huge.pth",
                 vicuna_dir=root / f"vicuna_{size}_v0",
                 delta_path=root / f"pandagpt_{size}" / "pytorch_model.pt",
-                get_weights=(
-                    f"python -m pandagpt_demo.weights download --model {size} --dir {shlex.quote(str(root))} "
-                    f"(ImageBind from {IMAGEBIND_URL}, Vicuna v0 from the Hub repo {WEIGHT_SOURCES[size].vicuna}, "
-                    f"PandaGPT's delta from {WEIGHT_SOURCES[size].pandagpt_delta}; see README, 'Get the real weights')"
+                get_weights=f"python -m pandagpt_demo.weights download --model {size} --dir {shlex.quote(str(root))}",
+                weight_sources=(
+                    f"ImageBind from {IMAGEBIND_URL}, Vicuna v0 from the Hub repo {WEIGHT_SOURCES[size].vicuna}, "
+                    f"PandaGPT's delta from {WEIGHT_SOURCES[size].pandagpt_delta}; see README, 'Get the real weights'"
                 ),
             )
         else:

@@ -42,7 +42,7 @@ class ModelChoice:
         if self.config.name != "tiny":
             return live
         real = ModelConfig.preset("7b", self.config.imagebind_path.parent.parent)
-        reason = self.fallback_reason or f"Started with --model tiny; for real answers get the weights: {real.get_weights}"
+        reason = self.fallback_reason or f"Started with --model tiny; for real answers: {real.get_weights}"
         return f"{live}. ⚠️ Tiny random weights: answers are noise. {reason}"
 
 
