@@ -6,7 +6,6 @@ one `PandaGPT`. An answer that was interrupted (Stop, a closed tab) is kept as f
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,10 @@ from .modalities import Modality
 from .model import PandaGPT
 
 Notify = Callable[[str], None]
+
+
+def _quiet(message: str) -> None:
+    """The default listener for notices (context trimmed): nobody to tell."""
 
 
 @dataclass
@@ -60,43 +63,27 @@ class ChatSession:
         """The summed projection of the given files (a bad file raises MediaError, changing nothing)."""
         return model.fuse(self.cache.vectors(inputs.files, model.embed_file), inputs.weights)
 
-    def ask(
-        self,
-        model: PandaGPT,
-        question: str,
-        inputs: Inputs,
-        params: SamplingParams,
-        notify: Notify = lambda message: None,
-        cancel: threading.Event | None = None,
-    ) -> Iterator[str]:
-        """Stream the answer to a new question, yielding the answer so far after each piece."""
-        self._settle()
-        vector = self.vector(model, inputs)
-        self.conversation.ask(question)
-        return self._stream(model, vector, params, notify, cancel)
+    def ask(self, model: PandaGPT, question: str, inputs: Inputs, params: SamplingParams, notify: Notify = _quiet) -> Iterator[str]:
+        """Stream the answer to a new question, yielding the answer so far after each piece.
 
-    def regenerate(
-        self,
-        model: PandaGPT,
-        inputs: Inputs,
-        params: SamplingParams,
-        notify: Notify = lambda message: None,
-        cancel: threading.Event | None = None,
-    ) -> Iterator[str]:
+        To stop early, stop iterating (close the generator): what was shown is kept as the answer.
+        """
+        return self._respond(model, inputs, params, notify, lambda conversation: conversation.ask(question))
+
+    def regenerate(self, model: PandaGPT, inputs: Inputs, params: SamplingParams, notify: Notify = _quiet) -> Iterator[str]:
         """Answer the last question again (with the files and settings given now)."""
+        return self._respond(model, inputs, params, notify, Conversation.reopen)
+
+    def _respond(
+        self, model: PandaGPT, inputs: Inputs, params: SamplingParams, notify: Notify, open_turn: Callable[[Conversation], None]
+    ) -> Iterator[str]:
+        """Encode the files (a bad one raises here, before anything changes), open the turn, stream."""
         self._settle()
         vector = self.vector(model, inputs)
-        self.conversation.reopen()
-        return self._stream(model, vector, params, notify, cancel)
+        open_turn(self.conversation)
+        return self._stream(model, vector, params, notify)
 
-    def _stream(
-        self,
-        model: PandaGPT,
-        vector: torch.Tensor | None,
-        params: SamplingParams,
-        notify: Notify,
-        cancel: threading.Event | None,
-    ) -> Iterator[str]:
+    def _stream(self, model: PandaGPT, vector: torch.Tensor | None, params: SamplingParams, notify: Notify) -> Iterator[str]:
         seen = self.conversation.copy()  # what fits in the context; the session keeps every turn
         try:
             fit = model.fit(seen, vector is not None, params.max_new_tokens)
@@ -108,7 +95,7 @@ class ChatSession:
         if fit.max_new_tokens < params.max_new_tokens:
             notify(f"Only room for {fit.max_new_tokens} new tokens in the context.")
         params = SamplingParams(fit.max_new_tokens, params.top_p, params.temperature, params.seed)
-        for piece in model.stream(seen, vector, params, cancel):
+        for piece in model.stream(seen, vector, params):
             self._shown += piece
             yield self._shown
         self._settle()

@@ -1,0 +1,49 @@
+"""One user's chat without Gradio: turns, interrupted answers, regenerate, undo, context notices."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from pandagpt_demo.config import ModelConfig, SamplingParams
+from pandagpt_demo.modalities import MediaError, Modality
+from pandagpt_demo.model import PandaGPT
+from pandagpt_demo.session import ChatSession, Inputs
+from tests.media import write_image
+
+GREEDY = SamplingParams(max_new_tokens=10, temperature=0.0)
+
+
+def test_turns_regenerate_undo_and_interrupted_answers(tiny_model: PandaGPT, tmp_path: Path) -> None:
+    image = tmp_path / "photo.png"
+    write_image(image)
+    inputs = Inputs.of({Modality.IMAGE: image})
+    session = ChatSession()
+    first = list(session.ask(tiny_model, "What is this?", inputs, GREEDY))[-1]
+    assert session.conversation.turns[0].answer == first
+    assert list(session.regenerate(tiny_model, inputs, GREEDY))[-1] == first  # greedy: the same answer
+
+    stream = session.ask(tiny_model, "And then?", inputs, SamplingParams(max_new_tokens=50, temperature=0.0))
+    shown = next(stream)
+    stream.close()  # Stop: what was shown becomes the answer at the next action
+    messages = session.messages()
+    assert messages[-1] == {"role": "assistant", "content": shown}
+    assert session.undo() == "And then?"
+    assert [m["role"] for m in session.messages()] == ["user", "assistant"]
+
+    with pytest.raises(MediaError):
+        session.ask(tiny_model, "Bad", Inputs.of({Modality.AUDIO: tmp_path / "missing.wav"}), GREEDY)
+    assert len(session.conversation.turns) == 1, "a bad file leaves the conversation as it was"
+    session.clear()
+    assert session.messages() == [] and len(session.cache) == 0
+
+
+def test_long_conversation_is_trimmed_with_a_notice(tiny_config: ModelConfig) -> None:
+    model = PandaGPT.load(dataclasses.replace(tiny_config, context_length=60))
+    session = ChatSession.from_history([(f"Question {i} about it?", f"Answer {i}.") for i in range(6)])
+    notices: list[str] = []
+    list(session.ask(model, "Now?", Inputs(), GREEDY, notices.append))
+    assert any("left out" in notice for notice in notices)
+    assert len(session.conversation.turns) == 7, "the session keeps every turn; only the model sees fewer"
