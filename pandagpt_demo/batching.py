@@ -18,6 +18,7 @@ from torch import nn
 from transformers import DynamicCache
 
 from .config import SamplingParams
+from .static_decode import KV, StaticSlot
 
 _DONE = object()
 
@@ -53,8 +54,19 @@ def sample_rows(logits: torch.Tensor, params: list[SamplingParams], generator: t
 class BatchedDecoder:
     """Serve `generate` calls from many threads with one decode loop over a shared batch."""
 
-    def __init__(self, llm: nn.Module, eos_token_id: int | None, max_batch: int = 16, max_waiting: int = 64, seed: int = 0) -> None:
+    def __init__(
+        self,
+        llm: nn.Module,
+        eos_token_id: int | None,
+        max_batch: int = 16,
+        max_waiting: int = 64,
+        seed: int = 0,
+        slot: StaticSlot | None = None,
+    ) -> None:
+        """`slot`, if given, decodes a request that is alone in the batch (see static_decode.py)."""
         self.llm = llm
+        self.slot = slot
+        self.steps = {"slot": 0, "batch": 0}  # decode steps taken each way, for benchmarks and tests
         self.eos_token_id = eos_token_id
         self.max_batch = max_batch
         self.max_waiting = max_waiting
@@ -109,13 +121,28 @@ class BatchedDecoder:
         if request.cancel.is_set():
             request.out.put(_DONE)
             return
-        output = self.llm(inputs_embeds=request.embeds.to(self._device), use_cache=True)
+        embeds = request.embeds.to(self._device)
+        if self.slot is not None and not batch.requests and self.slot.holds(embeds.shape[1] + request.params.max_new_tokens):
+            logits = self.slot.prefill(embeds)
+            if self._emit(request, int(sample_rows(logits, [request.params], self._generator)[0])):
+                batch.requests, batch.in_slot = [request], True
+            return
+        if batch.in_slot:  # company arrives: the lone request moves from the slot into the batch
+            batch.cache, batch.pads, batch.in_slot = DynamicCache(self.slot.export()), [0], False
+        output = self.llm(inputs_embeds=embeds, use_cache=True)
         token = int(sample_rows(output.logits[:, -1], [request.params], self._generator)[0])
         if self._emit(request, token):
             batch.join(request, output.past_key_values)
 
     def _step(self, batch: "_Batch") -> None:
         """Decode one token for every row, then drop the rows that are done."""
+        self.steps["slot" if batch.in_slot else "batch"] += 1
+        if batch.in_slot:
+            request = batch.requests[0]
+            logits = self.slot.step(request.last, self._device)
+            if not self._emit(request, int(sample_rows(logits, [request.params], self._generator)[0])):
+                batch.requests, batch.in_slot = [], False
+            return
         ids = torch.tensor([[r.last] for r in batch.requests], device=self._device)
         mask = positions = None
         if any(batch.pads):  # rows of different lengths: hide the padding, count positions per row
@@ -126,6 +153,12 @@ class BatchedDecoder:
         output = self.llm(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=batch.cache, use_cache=True)
         tokens = sample_rows(output.logits[:, -1], [r.params for r in batch.requests], self._generator).tolist()
         batch.keep([i for i, (r, t) in enumerate(zip(batch.requests, tokens)) if self._emit(r, t)])
+        if self.slot is not None and len(batch.requests) == 1:  # alone again: back to the fast slot
+            request = batch.requests[0]
+            remaining = request.params.max_new_tokens - request.produced
+            if self.slot.holds(batch.cache.get_seq_length() + remaining):
+                self.slot.load(_kv(batch.cache))
+                batch.cache, batch.pads, batch.in_slot = None, [], True
 
     def _emit(self, request: _Request, token: int) -> bool:
         """Hand `token` to its reader; False when the request is finished (and told so)."""
@@ -148,9 +181,7 @@ class _Batch:
     requests: list[_Request] = field(default_factory=list)
     cache: DynamicCache | None = None
     pads: list[int] = field(default_factory=list)
-
-    def _layers(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        return [(layer.keys, layer.values) for layer in self.cache.layers]
+    in_slot: bool = False  # the lone request decodes in the decoder's StaticSlot instead
 
     def join(self, request: _Request, cache: DynamicCache) -> None:
         """Add a prefilled request; the shorter side (batch or newcomer) is padded on the left."""
@@ -161,7 +192,7 @@ class _Batch:
         grow_batch, grow_new = max(new_length - length, 0), max(length - new_length, 0)
         layers = [
             (torch.cat([_left_pad(k0, grow_batch), _left_pad(k1, grow_new)]), torch.cat([_left_pad(v0, grow_batch), _left_pad(v1, grow_new)]))
-            for (k0, v0), (k1, v1) in zip(self._layers(), [(layer.keys, layer.values) for layer in cache.layers])
+            for (k0, v0), (k1, v1) in zip(_kv(self.cache), _kv(cache))
         ]
         self.cache = DynamicCache(layers)
         self.requests.append(request)
@@ -179,7 +210,11 @@ class _Batch:
         self.pads = [self.pads[i] for i in rows]
         cut = min(self.pads)
         self.pads = [p - cut for p in self.pads]
-        self.cache = DynamicCache([(k.index_select(0, index)[:, :, cut:], v.index_select(0, index)[:, :, cut:]) for k, v in self._layers()])
+        self.cache = DynamicCache([(k.index_select(0, index)[:, :, cut:], v.index_select(0, index)[:, :, cut:]) for k, v in _kv(self.cache)])
+
+
+def _kv(cache: DynamicCache) -> KV:
+    return [(layer.keys, layer.values) for layer in cache.layers]
 
 
 def _left_pad(tensor: torch.Tensor, amount: int) -> torch.Tensor:

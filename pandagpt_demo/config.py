@@ -174,6 +174,7 @@ class ModelConfig:
     device: str = "cpu"
     dtype: str = "auto"  # auto: float16 on CUDA (as the original), float32 on CPU
     merge_lora: bool = True  # ignored when quantized: the LoRA then runs beside the 8/4-bit weights
+    compile: bool = True  # on CUDA, a lone request decodes in a static cache compiled into CUDA graphs
     quantize: str | None = None  # "8bit" or "4bit" (bitsandbytes): 13B fits in 24 GB, 7B in 12 GB
 
     @classmethod

@@ -17,6 +17,7 @@ from torch import nn
 
 from . import checkpoints
 from .batching import BatchedDecoder
+from .static_decode import StaticSlot
 from .config import ModelConfig, SamplingParams
 from .conversation import Conversation
 from .encoder import ImageBindEncoder
@@ -67,8 +68,12 @@ class PandaGPT:
         self.decoder: BatchedDecoder | None = None
 
     def serve(self, max_batch: int, max_waiting: int) -> None:
-        """Decode concurrent requests together from now on (see batching.py)."""
-        self.decoder = BatchedDecoder(self.llm, self.llm.config.eos_token_id, max_batch, max_waiting)
+        """Decode concurrent requests together from now on (see batching.py); on CUDA a request
+        decoding alone uses a static cache, compiled unless `config.compile` is off (static_decode.py)."""
+        slot = None
+        if self.device.type == "cuda":
+            slot = StaticSlot(self.llm, self.config.context_length, compile_step=self.config.compile)
+        self.decoder = BatchedDecoder(self.llm, self.llm.config.eos_token_id, max_batch, max_waiting, slot=slot)
 
     @classmethod
     def load(cls, config: ModelConfig, progress: Callable[[str], None] = lambda step: None) -> "PandaGPT":

@@ -82,3 +82,28 @@ def test_sample_rows_applies_each_rows_settings() -> None:
     picks = {tuple(sample_rows(logits, params, torch.Generator().manual_seed(s)).tolist()) for s in range(30)}
     assert {p[0] for p in picks} == {1}
     assert {p[1] for p in picks} == {1, 2}
+
+
+def test_a_lone_request_moves_through_the_static_slot_and_back(tiny_model: PandaGPT) -> None:
+    """Alone in the static slot, joined by another (into the batch), alone again: same tokens throughout."""
+    from pandagpt_demo.static_decode import StaticSlot
+
+    slot = StaticSlot(tiny_model.llm, max_len=450, compile_step=False)
+    decoder = BatchedDecoder(tiny_model.llm, eos_token_id=None, max_batch=4, max_waiting=8, slot=slot)
+    long = (prompt(tiny_model, "The long one, alone first?", True), SamplingParams(max_new_tokens=400, temperature=0.0))
+    short = (prompt(tiny_model, "Short", False), SamplingParams(max_new_tokens=6, temperature=0.0))
+    expected = [list(generate_tokens(tiny_model.llm, embeds, params, None)) for embeds, params in (long, short)]
+    try:
+        first = decoder.generate(*long)
+        tokens = [next(first) for _ in range(5)]  # decoding alone, in the slot
+        assert slot.length > 0
+        second = list(decoder.generate(*short))  # joins: both move into the batch, then the short one leaves
+        tokens += list(first)
+    finally:
+        decoder.close()
+    # The short one: 1 token from its prefill, 5 decoded together with the long one; then the long
+    # one is alone again and goes back to the slot for the rest of its 400 tokens.
+    assert decoder.steps["batch"] == 5
+    assert decoder.steps["slot"] == 400 - 1 - 5
+    assert second == expected[1]
+    assert tokens == expected[0]

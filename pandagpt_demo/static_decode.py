@@ -1,0 +1,76 @@
+"""A lone request's KV cache in fixed buffers, so its decode step can be compiled into CUDA graphs.
+
+At batch 1 decoding is bound by per-token overhead (hundreds of small kernel launches) long before
+memory bandwidth; a static cache gives every step the same shapes and addresses, which lets
+`torch.compile(mode="reduce-overhead")` replay the whole step as one CUDA graph. `BatchedDecoder`
+moves a request into this slot whenever it decodes alone, and back into the shared batch when
+others join. Without CUDA (or if compiling fails) the same step runs eagerly.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import torch
+from torch import nn
+from transformers import StaticCache
+
+log = logging.getLogger(__name__)
+
+KV = list[tuple[torch.Tensor, torch.Tensor]]
+
+
+class StaticSlot:
+    """Decode one sequence at a time in a preallocated cache of `max_len` positions."""
+
+    def __init__(self, llm: nn.Module, max_len: int, compile_step: bool) -> None:
+        self.llm = llm
+        self.max_len = max_len
+        self.cache = StaticCache(config=llm.config, max_cache_len=max_len)
+        self.length = 0
+        self._step: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = self._eager_step
+        if compile_step:
+            self._step = torch.compile(self._eager_step, mode="reduce-overhead", fullgraph=True)
+
+    def _eager_step(self, ids: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
+        output = self.llm(input_ids=ids, cache_position=position, past_key_values=self.cache, use_cache=True)
+        return output.logits[:, -1]
+
+    def holds(self, length: int) -> bool:
+        """Whether a whole sequence of `length` positions (prompt + answer) fits in the slot."""
+        return length <= self.max_len
+
+    def prefill(self, embeds: torch.Tensor) -> torch.Tensor:
+        """Start a sequence from its (1, L, hidden) prompt; returns the next-token logits (1, vocab)."""
+        self.cache.reset()
+        positions = torch.arange(embeds.shape[1], device=embeds.device)
+        output = self.llm(inputs_embeds=embeds, cache_position=positions, past_key_values=self.cache, use_cache=True)
+        self.length = embeds.shape[1]
+        return output.logits[:, -1]
+
+    def step(self, token: int, device: torch.device) -> torch.Tensor:
+        """Feed one token; returns the next-token logits (1, vocab)."""
+        ids = torch.tensor([[token]], device=device)
+        position = torch.tensor([self.length], device=device)
+        try:
+            logits = self._step(ids, position)
+        except Exception as error:  # noqa: BLE001 - a compiler failure must not end the answer
+            if self._step == self._eager_step:
+                raise
+            log.warning("compiled decode step failed (%s); decoding eagerly from now on", error)
+            self._step = self._eager_step
+            logits = self._step(ids, position)
+        self.length += 1
+        return logits.clone()  # CUDA graph outputs are overwritten by the next replay
+
+    def load(self, layers: KV) -> None:
+        """Take over a sequence from the batch: (1, heads, length, dim) keys and values per layer."""
+        self.cache.reset()
+        for layer, (keys, values) in zip(self.cache.layers, layers):
+            layer.update(keys, values)
+        self.length = layers[0][0].shape[2]
+
+    def export(self) -> KV:
+        """The sequence's keys and values so far, for the batch to take it over."""
+        return [(layer.keys[:, :, : self.length].clone(), layer.values[:, :, : self.length].clone()) for layer in self.cache.layers]
