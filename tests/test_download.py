@@ -180,7 +180,7 @@ def test_404_names_the_file_the_url_and_the_flag(hub: FakeHub, tmp_path: Path, c
     assert not hub.requests("GET", "/resolve/") and not hub.requests("GET", "/files/")  # nothing downloaded
     assert not (tmp_path / "tiny" / "pandagpt_tiny").exists()
 
-    hub.fail[f"GET /files/imagebind_huge.pth"] = [0]
+    hub.fail["GET /files/imagebind_huge.pth"] = [0]
     hub.plain_files.pop("imagebind_huge.pth")
     assert main(tiny_args(hub, tmp_path)) == 1
     error = capsys.readouterr().err
