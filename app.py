@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> None:
         server_name=args.host,
         server_port=args.port,
         share=args.share,
-        max_file_size=f"{args.max_file_mb}mb",
+        max_file_size=int(args.max_file_mb * 1024 * 1024),  # bytes; Gradio refuses larger uploads unread
         allowed_paths=[str(EXAMPLES_FILE.parent)],
         show_error=True,
     )

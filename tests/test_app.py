@@ -138,3 +138,14 @@ def test_concurrent_videos_get_their_own_embeddings(app_url: str, tmp_path: Path
     for thread in threads:
         thread.join(timeout=300)
     assert [together[i] for i in range(4)] == [alone[0], alone[1], alone[0], alone[1]]
+
+
+def test_files_over_the_size_limit_are_refused(app_url: str, tmp_path: Path) -> None:
+    """The app runs with --max-file-mb 5: a larger upload is refused before the app reads it."""
+    big = tmp_path / "huge.wav"
+    big.write_bytes(b"\0" * (6 * 1024 * 1024))
+    client = Client(app_url, verbose=False)
+    with pytest.raises(Exception, match="(?i)too large|exceed|size|413"):
+        client.predict(*send_args("Listen", audio=str(big)), api_name="/send")
+    chat, _ = client.predict(*send_args("Still fine?"), api_name="/send")
+    assert texts(chat)[0] == ("user", "Still fine?")
