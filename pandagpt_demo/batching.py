@@ -18,6 +18,7 @@ from torch import nn
 from transformers import DynamicCache
 
 from .config import SamplingParams
+from .generation import sample_rows
 from .static_decode import KV, StaticSlot
 
 _DONE = object()
@@ -35,20 +36,6 @@ class _Request:
     out: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
     produced: int = 0
     last: int = 0
-
-
-def sample_rows(logits: torch.Tensor, params: list[SamplingParams], generator: torch.Generator | None) -> torch.Tensor:
-    """One token per row with that row's own settings; greedy rows take the argmax. -> (B,) ids."""
-    greedy = torch.tensor([p.greedy for p in params], device=logits.device)
-    temperature = torch.tensor([p.temperature if not p.greedy else 1.0 for p in params], device=logits.device)
-    top_p = torch.tensor([p.top_p for p in params], device=logits.device)
-    probs = torch.softmax(logits.float() / temperature[:, None], dim=-1)
-    sorted_probs, order = torch.sort(probs, dim=-1, descending=True)
-    outside = torch.cumsum(sorted_probs, dim=-1) - sorted_probs >= top_p[:, None]
-    outside[:, 0] = False  # the top token always stays (greedy rows have top-p 0)
-    sorted_probs = sorted_probs.masked_fill(outside, 0.0)
-    sampled = order.gather(-1, torch.multinomial(sorted_probs, 1, generator=generator)).squeeze(-1)
-    return torch.where(greedy, logits.argmax(dim=-1), sampled)
 
 
 class BatchedDecoder:

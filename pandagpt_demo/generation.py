@@ -16,16 +16,33 @@ from torch import nn
 from .config import SamplingParams
 
 
+def sample_rows(logits: torch.Tensor, params: list[SamplingParams], generator: torch.Generator | None) -> torch.Tensor:
+    """One token per row of (B, vocab) logits, each row with its own settings. -> (B,) ids.
+
+    Greedy rows take the argmax; others sample from the nucleus (top-p) at their temperature. A
+    nucleus that holds the top token alone (top-p 0.01, the demo's default, nearly always) is the
+    argmax too, so the full sort runs only when some row really samples among several tokens.
+    """
+    argmax = logits.argmax(dim=-1)
+    if all(p.greedy for p in params):
+        return argmax
+    device = logits.device
+    greedy = torch.tensor([p.greedy for p in params], device=device)
+    temperature = torch.tensor([1.0 if p.greedy else p.temperature for p in params], device=device)
+    top_p = torch.tensor([p.top_p for p in params], device=device)
+    probs = torch.softmax(logits.float() / temperature[:, None], dim=-1)
+    if bool((greedy | (probs.max(dim=-1).values >= top_p)).all()):
+        return argmax
+    sorted_probs, order = torch.sort(probs, dim=-1, descending=True)
+    outside = torch.cumsum(sorted_probs, dim=-1) - sorted_probs >= top_p[:, None]
+    outside[:, 0] = False  # the top token always stays
+    sampled = order.gather(-1, torch.multinomial(sorted_probs.masked_fill(outside, 0.0), 1, generator=generator)).squeeze(-1)
+    return torch.where(greedy, argmax, sampled)
+
+
 def sample_next(logits: torch.Tensor, params: SamplingParams, generator: torch.Generator | None) -> int:
-    """Pick the next token from (vocab,) logits: greedy, or temperature + nucleus (top-p) sampling."""
-    if params.greedy:
-        return int(torch.argmax(logits))
-    probs = torch.softmax(logits.float() / params.temperature, dim=-1)
-    sorted_probs, order = torch.sort(probs, descending=True)
-    before = torch.cumsum(sorted_probs, dim=-1) - sorted_probs  # mass of the tokens ranked above
-    sorted_probs[before >= params.top_p] = 0.0  # the top token always stays (before == 0)
-    choice = torch.multinomial(sorted_probs, 1, generator=generator)
-    return int(order[choice])
+    """The next token from (vocab,) logits."""
+    return int(sample_rows(logits[None], [params], generator)[0])
 
 
 @torch.inference_mode()

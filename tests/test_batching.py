@@ -8,10 +8,10 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import torch
 
-from pandagpt_demo.batching import BatchedDecoder, QueueFull, sample_rows
+from pandagpt_demo.batching import BatchedDecoder, QueueFull
 from pandagpt_demo.config import SamplingParams
 from pandagpt_demo.conversation import Conversation
-from pandagpt_demo.generation import generate_tokens
+from pandagpt_demo.generation import generate_tokens, sample_rows
 from pandagpt_demo.model import PandaGPT
 
 
@@ -77,11 +77,12 @@ def test_full_queue_is_refused(tiny_model: PandaGPT) -> None:
 
 
 def test_sample_rows_applies_each_rows_settings() -> None:
-    logits = torch.tensor([[0.0, 5.0, 4.9], [0.0, 5.0, 4.9]])
-    params = [SamplingParams(temperature=0.0), SamplingParams(temperature=1.0, top_p=1.0)]
+    logits = torch.tensor([[0.0, 5.0, 4.9], [0.0, 5.0, 4.9], [0.0, 5.0, 4.9]])
+    params = [SamplingParams(temperature=0.0), SamplingParams(temperature=1.0, top_p=1.0), SamplingParams(temperature=1.0, top_p=0.01)]
     picks = {tuple(sample_rows(logits, params, torch.Generator().manual_seed(s)).tolist()) for s in range(30)}
     assert {p[0] for p in picks} == {1}
     assert {p[1] for p in picks} == {1, 2}
+    assert {p[2] for p in picks} == {1}, "a nucleus of top-p 0.01 holds the top token alone"
 
 
 def test_a_lone_request_moves_through_the_static_slot_and_back(tiny_model: PandaGPT) -> None:
