@@ -18,7 +18,7 @@ from torch import nn
 from transformers import DynamicCache
 
 from .config import SamplingParams
-from .generation import sample_rows
+from .generation import sample_next, sample_rows
 from .static_decode import KV, StaticSlot
 
 _DONE = object()
@@ -110,15 +110,13 @@ class BatchedDecoder:
             return
         embeds = request.embeds.to(self._device)
         if self.slot is not None and not batch.requests and self.slot.holds(embeds.shape[1] + request.params.max_new_tokens):
-            logits = self.slot.prefill(embeds)
-            if self._emit(request, int(sample_rows(logits, [request.params], self._generator)[0])):
+            if self._emit_sampled(request, self.slot.prefill(embeds)):
                 batch.requests, batch.in_slot = [request], True
             return
         if batch.in_slot:  # company arrives: the lone request moves from the slot into the batch
             batch.cache, batch.pads, batch.in_slot = DynamicCache(self.slot.export()), [0], False
         output = self.llm(inputs_embeds=embeds, use_cache=True)
-        token = int(sample_rows(output.logits[:, -1], [request.params], self._generator)[0])
-        if self._emit(request, token):
+        if self._emit_sampled(request, output.logits[:, -1]):
             batch.join(request, output.past_key_values)
 
     def _step(self, batch: "_Batch") -> None:
@@ -126,8 +124,7 @@ class BatchedDecoder:
         self.steps["slot" if batch.in_slot else "batch"] += 1
         if batch.in_slot:
             request = batch.requests[0]
-            logits = self.slot.step(request.last, self._device)
-            if not self._emit(request, int(sample_rows(logits, [request.params], self._generator)[0])):
+            if not self._emit_sampled(request, self.slot.step(request.last, self._device)):
                 batch.requests, batch.in_slot = [], False
             return
         ids = torch.tensor([[r.last] for r in batch.requests], device=self._device)
@@ -146,6 +143,10 @@ class BatchedDecoder:
             if self.slot.holds(batch.cache.get_seq_length() + remaining):
                 self.slot.load(_kv(batch.cache))
                 batch.cache, batch.pads, batch.in_slot = None, [], True
+
+    def _emit_sampled(self, request: _Request, logits: torch.Tensor) -> bool:
+        """Sample one request's next token from its (1, vocab) logits and hand it over (see `_emit`)."""
+        return self._emit(request, sample_next(logits[0], request.params, self._generator))
 
     def _emit(self, request: _Request, token: int) -> bool:
         """Hand `token` to its reader; False when the request is finished (and told so)."""

@@ -47,7 +47,6 @@ WEIGHT_SOURCES = {
         vicuna_delta="lmsys/vicuna-13b-delta-v0",
     ),
 }
-PANDAGPT_DELTA_REPOS = {size: sources.pandagpt_delta for size, sources in WEIGHT_SOURCES.items()}
 
 
 @dataclass(frozen=True)

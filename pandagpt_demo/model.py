@@ -17,12 +17,12 @@ from torch import nn
 
 from . import checkpoints
 from .batching import BatchedDecoder
-from .static_decode import StaticSlot
 from .config import ModelConfig, SamplingParams
 from .conversation import Conversation
 from .encoder import ImageBindEncoder
 from .generation import generate_tokens, stream_text
 from .modalities import Modality, load_modality
+from .static_decode import StaticSlot
 
 
 class PromptTooLong(ValueError):
@@ -88,13 +88,13 @@ class PandaGPT:
         progress("LoRA")
         llm = checkpoints.wrap_lora(llm, config.lora)
         checkpoints.load_lora(llm, delta.lora, config.delta_path)
-        if config.quantize is None:
-            if config.merge_lora:
-                llm = llm.merge_and_unload()  # one matmul per projection instead of three
-            llm = llm.to(config.device, dtype)
         # Quantized weights are already on their device, and merging would re-round them: the LoRA stays beside.
+        if config.quantize is None and config.merge_lora:
+            llm = llm.merge_and_unload()  # one matmul per projection instead of three
         proj = checkpoints.load_llama_proj(delta, config.imagebind.out_embed_dim, llm.config.hidden_size, config.delta_path)
         progress(f"moving to {config.device} as {dtype}")
+        if config.quantize is None:
+            llm = llm.to(config.device, dtype)
         model = cls(config, encoder.to(config.device, dtype), proj.to(config.device, dtype), llm, tokenizer)
         progress("ready")
         return model
