@@ -29,6 +29,7 @@ class StaticSlot:
         self.max_len = max_len
         self.cache = StaticCache(config=llm.config, max_cache_len=max_len)
         self.length = 0
+        self._positions = torch.arange(max_len, device=llm.device)  # step inputs sliced from here: no copy per token
         self._step: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = self._eager_step
         if compile_step:
             self._step = torch.compile(self._eager_step, mode="reduce-overhead", fullgraph=True)
@@ -37,6 +38,11 @@ class StaticSlot:
         output = self.llm(input_ids=ids, cache_position=position, past_key_values=self.cache, use_cache=True)
         return output.logits[:, -1]
 
+    @property
+    def compiled(self) -> bool:
+        """Whether steps run through torch.compile (False before compiling is asked for, or after it failed)."""
+        return self._step != self._eager_step
+
     def holds(self, length: int) -> bool:
         """Whether a whole sequence of `length` positions (prompt + answer) fits in the slot."""
         return length <= self.max_len
@@ -44,19 +50,18 @@ class StaticSlot:
     def prefill(self, embeds: torch.Tensor) -> torch.Tensor:
         """Start a sequence from its (1, L, hidden) prompt; returns the next-token logits (1, vocab)."""
         self.cache.reset()
-        positions = torch.arange(embeds.shape[1], device=embeds.device)
-        output = self.llm(inputs_embeds=embeds, cache_position=positions, past_key_values=self.cache, use_cache=True)
+        output = self.llm(inputs_embeds=embeds, cache_position=self._positions[: embeds.shape[1]], past_key_values=self.cache, use_cache=True)
         self.length = embeds.shape[1]
         return output.logits[:, -1]
 
     def step(self, token: int, device: torch.device) -> torch.Tensor:
         """Feed one token; returns the next-token logits (1, vocab)."""
         ids = torch.tensor([[token]], device=device)
-        position = torch.tensor([self.length], device=device)
+        position = self._positions[self.length : self.length + 1]
         try:
             logits = self._step(ids, position)
         except Exception as error:  # noqa: BLE001 - a compiler failure must not end the answer
-            if self._step == self._eager_step:
+            if not self.compiled:
                 raise
             log.warning("compiled decode step failed (%s); decoding eagerly from now on", error)
             self._step = self._eager_step

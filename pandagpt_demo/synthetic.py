@@ -18,13 +18,19 @@ from .encoder import ImageBindEncoder
 
 
 def llama_tokenizer():
-    """The LLaMA SentencePiece vocabulary as a transformers tokenizer, from the wordllama wheel."""
-    from importlib.resources import files
+    """The LLaMA SentencePiece vocabulary as a transformers tokenizer, from the wordllama wheel.
+
+    Only the wheel's file is read: the package is located, not imported (that would pull in pydantic).
+    """
+    from importlib.util import find_spec
 
     from tokenizers import Tokenizer
     from transformers import LlamaTokenizer
 
-    source = files("wordllama") / "tokenizers" / "l2_supercat_tokenizer_config.json"
+    spec = find_spec("wordllama")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError("the LLaMA tokenizer file comes from the wordllama wheel: pip install wordllama")
+    source = Path(next(iter(spec.submodule_search_locations))) / "tokenizers" / "l2_supercat_tokenizer_config.json"
     backend = Tokenizer.from_str(source.read_text(encoding="utf-8"))
     return LlamaTokenizer(tokenizer_object=backend, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
 

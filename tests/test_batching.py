@@ -85,11 +85,21 @@ def test_sample_rows_applies_each_rows_settings() -> None:
     assert {p[2] for p in picks} == {1}, "a nucleus of top-p 0.01 holds the top token alone"
 
 
-def test_a_lone_request_moves_through_the_static_slot_and_back(tiny_model: PandaGPT) -> None:
-    """Alone in the static slot, joined by another (into the batch), alone again: same tokens throughout."""
+@pytest.mark.parametrize("compile_step", [False, True], ids=["eager", "compiled"])
+def test_a_lone_request_moves_through_the_static_slot_and_back(tiny_model: PandaGPT, compile_step: bool) -> None:
+    """Alone in the static slot, joined by another (into the batch), alone again: same tokens throughout.
+
+    Compiled, the step must trace as one graph with no break and no recompile as positions advance
+    or the cache is reloaded (on CUDA that graph is replayed as a CUDA graph; here inductor runs on CPU).
+    """
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
     from pandagpt_demo.static_decode import StaticSlot
 
-    slot = StaticSlot(tiny_model.llm, max_len=450, compile_step=False)
+    torch._dynamo.reset()
+    counters.clear()
+    slot = StaticSlot(tiny_model.llm, max_len=450, compile_step=compile_step)
     decoder = BatchedDecoder(tiny_model.llm, eos_token_id=None, max_batch=4, max_waiting=8, slot=slot)
     long = (prompt(tiny_model, "The long one, alone first?", True), SamplingParams(max_new_tokens=400, temperature=0.0))
     short = (prompt(tiny_model, "Short", False), SamplingParams(max_new_tokens=6, temperature=0.0))
@@ -108,3 +118,7 @@ def test_a_lone_request_moves_through_the_static_slot_and_back(tiny_model: Panda
     assert decoder.steps["slot"] == 400 - 1 - 5
     assert second == expected[1]
     assert tokens == expected[0]
+    assert slot.compiled == compile_step, "the compiled step failed and fell back to eager"
+    if compile_step:
+        assert counters["stats"]["unique_graphs"] == 1
+        assert not counters["graph_break"]
