@@ -72,6 +72,17 @@ def load_quantized(args: argparse.Namespace, folder: Path) -> PandaGPT:
     return PandaGPT.load(dataclasses.replace(layout, device=args.device, dtype=args.dtype, quantize=args.quantize))
 
 
+def reset_peak_memory(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+
+
+def peak_memory(device: str) -> dict[str, float]:
+    """Peak GPU memory since the last reset (nothing off CUDA)."""
+    return {"peak_gpu_memory_gib": torch.cuda.max_memory_allocated() / 2**30} if device.startswith("cuda") else {}
+
+
 def synchronize(device: str) -> None:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
@@ -112,7 +123,7 @@ def measure_original(model: PandaGPT, args: argparse.Namespace) -> dict[str, flo
     embeds = image_prompt(model)
     seconds = timed(device, lambda: original_generate(model, embeds, args.new_tokens))
     results["decode_tok_s_batch1"] = args.new_tokens / seconds
-    for sessions in args.sessions:  # a queue that serves one request at a time
+    for sessions in args.original_sessions or args.sessions:  # a queue that serves one request at a time
         seconds = timed(device, lambda: [original_generate(model, embeds, args.new_tokens) for _ in range(sessions)])
         results[f"aggregate_tok_s_{sessions}"] = sessions * args.new_tokens / seconds
     return results
@@ -156,13 +167,17 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--dtype", default="auto", help="project path dtype (the original is always float16 on CUDA)")
     parser.add_argument("--new-tokens", type=int, default=256)
     parser.add_argument("--sessions", type=int, nargs="+", default=[1, 4, 16])
+    parser.add_argument("--original-sessions", type=int, nargs="*", metavar="N",
+                        help="session counts measured for the original (default: as --sessions); it serves one request at a time, "
+                        "so its aggregate is its batch-1 rate, and 16 sequential 13B answers take minutes")
     parser.add_argument("--quantize", choices=QUANTIZATIONS, help="project path with the LLM in 8/4 bits (written to a temp folder, then loaded)")
     parser.add_argument("--json", type=Path, default=Path("bench_generate.json"))
     args = parser.parse_args(argv)
 
     model = build(args.size, args.device, "auto")
     image_prompt(model)  # warm-up: first calls pay for lazy initialisation
-    original = measure_original(model, args)
+    reset_peak_memory(args.device)
+    original = measure_original(model, args) | peak_memory(args.device)
     project_dtype = resolve_dtype(args.dtype, args.device)
     if args.quantize:
         del model
@@ -171,11 +186,8 @@ def main(argv: list[str] | None = None) -> dict:
         model.llm = model.llm.merge_and_unload()
         model.llm.to(project_dtype), model.encoder.to(project_dtype), model.llama_proj.to(project_dtype)
         model.dtype = project_dtype
-    if args.device.startswith("cuda"):
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats()
-    project = measure_project(model, args)
-    peak = torch.cuda.max_memory_allocated() / 2**30 if args.device.startswith("cuda") else float("nan")
+    reset_peak_memory(args.device)
+    project = measure_project(model, args) | peak_memory(args.device)
 
     device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
     bits = f", LLM in {args.quantize}" if args.quantize else ""
@@ -183,12 +195,12 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"{'figure':<28}{'original':>12}{'project':>12}{'ratio':>8}")
     for key, value in project.items():
         before = original.get(key)
-        ratio = "" if before is None else f"{(before / value if key.endswith('_ms') else value / before):.2f}x"
+        smaller_is_better = key.endswith("_ms") or key.endswith("_gib")
+        ratio = "" if before is None else f"{(before / value if smaller_is_better else value / before):.2f}x"
         before_text = "" if before is None else f"{before:.1f}"
         print(f"{key:<28}{before_text:>12}{value:>12.1f}{ratio:>8}")
-    print(f"{'peak_gpu_memory_gib':<28}{'':>12}{peak:>12.1f}")
     result = {"size": args.size, "device": device_name, "dtype": str(project_dtype), "quantize": args.quantize, "new_tokens": args.new_tokens,
-              "original": original, "project": project, "peak_gpu_memory_gib": peak}
+              "original": original, "project": project}
     args.json.write_text(json.dumps(result, indent=2))
     return result
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -21,3 +22,13 @@ def test_benchmark_smoke(tmp_path: Path) -> None:
         assert {"ttft_ms", "decode_tok_s_batch1", "aggregate_tok_s_1", "aggregate_tok_s_2"} <= set(numbers[path])
         assert all(numbers[path][key] > 0 for key in ("ttft_ms", "decode_tok_s_batch1", "aggregate_tok_s_2"))
     assert {f"encode_ms_{m}" for m in ("image", "audio", "video", "thermal", "depth", "imu")} <= set(numbers["project"])
+
+
+def test_gpu_check_script_rehearses_on_cpu(tmp_path: Path) -> None:
+    """benchmarks/gpu_check.sh (what a lent GPU runs) works end to end: writes a model set, checks it, answers."""
+    env = {**os.environ, "PYTHON": sys.executable, "DEVICE": "cpu", "OUT": str(tmp_path / "out"), "TMPDIR": str(tmp_path)}
+    result = subprocess.run(["bash", "benchmarks/gpu_check.sh", "model", "tiny"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    log = (tmp_path / "out" / "model_tiny.log").read_text()
+    assert "All present and plausible" in log
+    assert "panda> " in log and "-m pandagpt_demo.chat" in log
