@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from transformers import DynamicCache
 
+from .compiled import CompiledStep
 from .config import SamplingParams
 from .generation import sample_next, sample_rows
 from .static_decode import KV, StaticSlot
@@ -49,10 +50,17 @@ class BatchedDecoder:
         max_waiting: int = 64,
         seed: int = 0,
         slot: StaticSlot | None = None,
+        compile_backend: str | None = None,
     ) -> None:
-        """`slot`, if given, decodes a request that is alone in the batch (see static_decode.py)."""
+        """`slot`, if given, decodes a request that is alone in the batch (see static_decode.py).
+
+        `compile_backend` ("inductor" on CUDA) compiles the batch step with dynamic shapes: batch
+        size and length vary, so no CUDA graphs, but a few fused kernels per layer instead of the
+        eager model's hundreds of small launches and Python between them.
+        """
         self.llm = llm
         self.slot = slot
+        self.batch_step = CompiledStep(self._eager_batch_step, compile_backend is not None, backend=compile_backend or "inductor", dynamic=True)
         self.steps = {"slot": 0, "batch": 0}  # decode steps taken each way, for benchmarks and tests
         self.eos_token_id = eos_token_id
         self.max_batch = max_batch
@@ -66,10 +74,24 @@ class BatchedDecoder:
 
     def generate(self, embeds: torch.Tensor, params: SamplingParams, cancel: threading.Event | None = None) -> Iterator[int]:
         """Token ids for one prompt, as they are decoded; stop iterating to cancel."""
+        yield from self._stream(self._submit(embeds, params, cancel))
+
+    def warm_up(self, prompts: list[torch.Tensor], params: SamplingParams) -> None:
+        """Decode `prompts` queued at once (so they share a batch), discarding the tokens: compiling
+        each kind of step happens here instead of in someone's answer."""
+        for request in [self._submit(embeds, params, None) for embeds in prompts]:
+            for _ in self._stream(request):
+                pass
+
+    def _submit(self, embeds: torch.Tensor, params: SamplingParams, cancel: threading.Event | None) -> _Request:
         if self._waiting.qsize() >= self.max_waiting:
             raise QueueFull(f"{self._waiting.qsize()} requests are already waiting; please try again in a moment.")
         request = _Request(embeds, params, cancel or threading.Event())
         self._waiting.put(request)
+        return request
+
+    @staticmethod
+    def _stream(request: _Request) -> Iterator[int]:
         try:
             while (item := request.out.get()) is not _DONE:
                 if isinstance(item, BaseException):
@@ -134,8 +156,8 @@ class BatchedDecoder:
             pad = torch.tensor(batch.pads, device=self._device)
             mask = (torch.arange(length + 1, device=self._device)[None, :] >= pad[:, None]).long()
             positions = (length - pad)[:, None]
-        output = self.llm(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=batch.cache, use_cache=True)
-        tokens = sample_rows(output.logits[:, -1], [r.params for r in batch.requests], self._generator).tolist()
+        logits = self.batch_step(ids, mask, positions, batch.cache)
+        tokens = sample_rows(logits, [r.params for r in batch.requests], self._generator).tolist()
         batch.keep([i for i, (r, t) in enumerate(zip(batch.requests, tokens)) if self._emit(r, t)])
         if self.slot is not None and len(batch.requests) == 1:  # alone again: back to the fast slot
             request = batch.requests[0]
@@ -143,6 +165,11 @@ class BatchedDecoder:
             if self.slot.holds(batch.cache.get_seq_length() + remaining):
                 self.slot.load(_kv(batch.cache))
                 batch.cache, batch.pads, batch.in_slot = None, [], True
+
+    def _eager_batch_step(self, ids: torch.Tensor, mask: torch.Tensor | None, positions: torch.Tensor | None, cache: DynamicCache) -> torch.Tensor:
+        """One token for every row: (B, 1) ids -> (B, vocab) next-token logits; `cache` grows by one."""
+        output = self.llm(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True)
+        return output.logits[:, -1]
 
     def _emit_sampled(self, request: _Request, logits: torch.Tensor) -> bool:
         """Sample one request's next token from its (1, vocab) logits and hand it over (see `_emit`)."""

@@ -67,13 +67,32 @@ class PandaGPT:
         self.dtype = resolve_dtype(config.dtype, config.device)
         self.decoder: BatchedDecoder | None = None
 
-    def serve(self, max_batch: int, max_waiting: int) -> None:
-        """Decode concurrent requests together from now on (see batching.py); on CUDA a request
-        decoding alone uses a static cache, compiled unless `config.compile` is off (static_decode.py)."""
-        slot = None
-        if self.device.type == "cuda":
-            slot = StaticSlot(self.llm, self.config.context_length, compile_step=self.config.compile)
-        self.decoder = BatchedDecoder(self.llm, self.llm.config.eos_token_id, max_batch, max_waiting, slot=slot)
+    def serve(self, max_batch: int, max_waiting: int, progress: Callable[[str], None] = lambda step: None) -> None:
+        """Decode concurrent requests together from now on (see batching.py).
+
+        On CUDA a request decoding alone uses a static cache (static_decode.py), and unless
+        `config.compile` is off both kinds of step are compiled, here and now, by a warm-up.
+        """
+        cuda = self.device.type == "cuda"
+        compile_steps = cuda and self.config.compile
+        slot = StaticSlot(self.llm, self.config.context_length, compile_step=compile_steps) if cuda else None
+        backend = "inductor" if compile_steps else None
+        self.decoder = BatchedDecoder(self.llm, self.llm.config.eos_token_id, max_batch, max_waiting, slot=slot, compile_backend=backend)
+        if compile_steps:
+            progress("compiling the decode steps (a few minutes on a first start, cached after)")
+            self.warm_up()
+
+    def warm_up(self) -> None:
+        """Run every kind of decode step once: alone, in a batch of equal lengths, in a padded batch."""
+        def embeds(question: str) -> torch.Tensor:
+            conversation = Conversation(self.config.prompt)
+            conversation.ask(question)
+            return self.prompt_embeds(conversation, None)
+
+        short, long = embeds("Hi"), embeds("Hello! What can you do for me today?")
+        params = SamplingParams(max_new_tokens=4, temperature=0.0)
+        for prompts in ([short], [short, short], [short, long], [short, short, long]):
+            self.decoder.warm_up(prompts, params)
 
     @classmethod
     def load(cls, config: ModelConfig, progress: Callable[[str], None] = lambda step: None) -> "PandaGPT":

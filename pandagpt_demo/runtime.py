@@ -103,7 +103,7 @@ class ModelHandle:
         try:
             model = load_with_progress(self.choice, self._on_step)
             if self.max_batch:
-                model.serve(self.max_batch, self.max_waiting)
+                model.serve(self.max_batch, self.max_waiting, progress=self._on_step)
             self._model = model
             self.status = "Ready"
         except Exception as error:  # shown in the UI; the server stays up to say what is wrong

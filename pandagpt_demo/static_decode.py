@@ -9,14 +9,11 @@ others join. Without CUDA (or if compiling fails) the same step runs eagerly.
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable
-
 import torch
 from torch import nn
 from transformers import StaticCache
 
-log = logging.getLogger(__name__)
+from .compiled import CompiledStep
 
 KV = list[tuple[torch.Tensor, torch.Tensor]]
 
@@ -30,9 +27,7 @@ class StaticSlot:
         self.cache = StaticCache(config=llm.config, max_cache_len=max_len)
         self.length = 0
         self._positions = torch.arange(max_len, device=llm.device)  # step inputs sliced from here: no copy per token
-        self._step: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = self._eager_step
-        if compile_step:
-            self._step = torch.compile(self._eager_step, mode="reduce-overhead", fullgraph=True)
+        self._step = CompiledStep(self._eager_step, compile_step, mode="reduce-overhead", fullgraph=True)
 
     def _eager_step(self, ids: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
         output = self.llm(input_ids=ids, cache_position=position, past_key_values=self.cache, use_cache=True)
@@ -40,8 +35,8 @@ class StaticSlot:
 
     @property
     def compiled(self) -> bool:
-        """Whether steps run through torch.compile (False before compiling is asked for, or after it failed)."""
-        return self._step != self._eager_step
+        """Whether steps run through torch.compile (False when not asked for, or after it failed)."""
+        return self._step.compiled
 
     def holds(self, length: int) -> bool:
         """Whether a whole sequence of `length` positions (prompt + answer) fits in the slot."""
@@ -56,16 +51,7 @@ class StaticSlot:
 
     def step(self, token: int, device: torch.device) -> torch.Tensor:
         """Feed one token; returns the next-token logits (1, vocab)."""
-        ids = torch.tensor([[token]], device=device)
-        position = self._positions[self.length : self.length + 1]
-        try:
-            logits = self._step(ids, position)
-        except Exception as error:  # noqa: BLE001 - a compiler failure must not end the answer
-            if not self.compiled:
-                raise
-            log.warning("compiled decode step failed (%s); decoding eagerly from now on", error)
-            self._step = self._eager_step
-            logits = self._step(ids, position)
+        logits = self._step(torch.tensor([[token]], device=device), self._positions[self.length : self.length + 1])
         self.length += 1
         return logits.clone()  # CUDA graph outputs are overwritten by the next replay
 

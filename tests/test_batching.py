@@ -49,6 +49,42 @@ def test_concurrent_requests_get_their_own_greedy_streams(tiny_model: PandaGPT, 
     assert together == alone
 
 
+def test_the_compiled_batch_step_gives_the_same_streams_without_recompiling(tiny_model: PandaGPT) -> None:
+    """Compiled with dynamic shapes, the batch step traces once per kind of batch (one row or
+    several, padded or not), never per length, and changes no token. aot_eager traces exactly as
+    on CUDA; inductor's CPU code generation is not what the app runs."""
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    requests = [
+        (prompt(tiny_model, "Short?", True), SamplingParams(max_new_tokens=9, temperature=0.0)),
+        (prompt(tiny_model, "A much longer question about the picture and the sound?", True), SamplingParams(max_new_tokens=17, top_p=0.0)),
+        (prompt(tiny_model, "Text only, medium length?", False), SamplingParams(max_new_tokens=13, temperature=0.0)),
+    ]
+    alone = [list(generate_tokens(tiny_model.llm, embeds, params, None)) for embeds, params in requests]
+    decoder = BatchedDecoder(tiny_model.llm, eos_token_id=None, max_batch=4, max_waiting=8, compile_backend="aot_eager")
+    try:
+        rounds = []
+        for _ in range(2):
+            start = threading.Barrier(len(requests))
+
+            def run(index: int) -> list[int]:
+                start.wait()
+                return list(decoder.generate(*requests[index]))
+
+            with ThreadPoolExecutor(len(requests)) as pool:
+                rounds.append(list(pool.map(run, range(len(requests)))))
+            graphs = counters["stats"]["unique_graphs"]
+    finally:
+        decoder.close()
+    assert rounds == [alone, alone]
+    assert decoder.batch_step.compiled, "the compiled batch step failed and fell back to eager"
+    assert not counters["graph_break"]
+    assert 1 <= graphs <= 4, f"{graphs} graphs: the step recompiles as lengths change"  # kinds: one row; several, padded or not
+
+
 def test_sampled_and_greedy_requests_share_a_batch(tiny_model: PandaGPT, decoder: BatchedDecoder) -> None:
     greedy = (prompt(tiny_model, "Greedy one", True), SamplingParams(max_new_tokens=12, temperature=0.0))
     expected = list(generate_tokens(tiny_model.llm, *greedy, None))
@@ -122,3 +158,35 @@ def test_a_lone_request_moves_through_the_static_slot_and_back(tiny_model: Panda
     if compile_step:
         assert counters["stats"]["unique_graphs"] == 1
         assert not counters["graph_break"]
+
+
+def test_after_the_warm_up_real_traffic_compiles_nothing(tiny_model: PandaGPT) -> None:
+    """`PandaGPT.warm_up` (run by `serve` on CUDA) meets every kind of step, so no user waits for a compile."""
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    from pandagpt_demo.static_decode import StaticSlot
+
+    torch._dynamo.reset()
+    counters.clear()
+    slot = StaticSlot(tiny_model.llm, max_len=256, compile_step=True)
+    tiny_model.decoder = BatchedDecoder(tiny_model.llm, eos_token_id=None, max_batch=4, max_waiting=8, slot=slot, compile_backend="aot_eager")
+    try:
+        tiny_model.warm_up()
+        warmed = counters["stats"]["unique_graphs"]
+        requests = [
+            (prompt(tiny_model, "First, a question alone for a while?", True), SamplingParams(max_new_tokens=30, temperature=0.0)),
+            (prompt(tiny_model, "Then another", False), SamplingParams(max_new_tokens=12, temperature=0.0)),
+            (prompt(tiny_model, "And a third, longer than the others by far, with a picture?", True), SamplingParams(max_new_tokens=8, temperature=0.0)),
+        ]
+        streams = [tiny_model.decoder.generate(*request) for request in requests]
+        first = [next(streams[0]) for _ in range(5)]
+        with ThreadPoolExecutor(2) as pool:
+            rest = list(pool.map(list, streams[1:]))
+        first += list(streams[0])
+    finally:
+        tiny_model.decoder.close()
+        tiny_model.decoder = None
+    assert [len(first), *map(len, rest)] == [30, 12, 8]
+    assert slot.compiled and not counters["graph_break"]
+    assert counters["stats"]["unique_graphs"] == warmed, "a kind of step was first compiled during real traffic"
