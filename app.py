@@ -7,7 +7,7 @@ import os
 import sys
 
 from pandagpt_demo.runtime import ModelHandle, add_model_arguments, choose_model
-from pandagpt_demo.ui import EXAMPLES_FILE, build_demo
+from pandagpt_demo.ui import EXAMPLES_FILE, build_demo, on_zero_gpu
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -46,7 +46,8 @@ def main(argv: list[str] | None = None) -> None:
         download_first(args)
     choice = choose_model(args)
     print(choice.banner.replace("**", ""))
-    handle = ModelHandle(choice, max_batch=args.concurrency, max_waiting=args.queue_size).start()
+    max_batch = None if on_zero_gpu() else args.concurrency  # ZeroGPU: no GPU outside a request
+    handle = ModelHandle(choice, max_batch=max_batch, max_waiting=args.queue_size).start()
     demo = build_demo(handle)
     demo.queue(default_concurrency_limit=args.concurrency, max_size=args.queue_size)
     demo.launch(

@@ -7,6 +7,7 @@ history, uploads and cached embeddings are never seen by anyone else. The model 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,12 +36,18 @@ class UISettings:
     temperature: float = 1.0
 
 
+def on_zero_gpu() -> bool:
+    """Whether this is a ZeroGPU Space: there the GPU exists only inside `spaces.GPU` calls, so
+    answers are decoded inside each request rather than by the shared batching thread."""
+    return "SPACES_ZERO_GPU" in os.environ
+
+
 def on_gpu(fn):
-    """Run `fn` under ZeroGPU's `spaces.GPU` on Hugging Face Spaces; unchanged elsewhere."""
-    try:
-        import spaces
-    except ImportError:
+    """Run `fn` under ZeroGPU's `spaces.GPU` on a ZeroGPU Space; unchanged elsewhere."""
+    if not on_zero_gpu():
         return fn
+    import spaces
+
     return spaces.GPU(fn)
 
 
