@@ -19,7 +19,7 @@ def test_benchmark_smoke(tmp_path: Path) -> None:
     assert "decode_tok_s_batch1" in result.stdout and "ratio" in result.stdout
     numbers = json.loads(out.read_text())
     for path in ("original", "project"):
-        assert {"ttft_ms", "decode_tok_s_batch1", "aggregate_tok_s_1", "aggregate_tok_s_2"} <= set(numbers[path])
+        assert {"ttft_ms", "decode_tok_s_batch1", "aggregate_tok_s_1", "aggregate_tok_s_2", "worst_first_token_ms_2"} <= set(numbers[path])
         assert all(numbers[path][key] > 0 for key in ("ttft_ms", "decode_tok_s_batch1", "aggregate_tok_s_2"))
     assert {f"encode_ms_{m}" for m in ("image", "audio", "video", "thermal", "depth", "imu")} <= set(numbers["project"])
 
