@@ -55,6 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     choice = choose_model(args)
     print(choice.banner.replace("**", ""), file=sys.stderr)
     model = load_with_progress(choice)
+    model.serve(max_batch=1, max_waiting=1)  # the app's decode path: on CUDA, the compiled static slot
     inputs = Inputs.of({m: getattr(args, m.value) for m in Modality}, _weights(args.weight))
     params = SamplingParams(args.max_new_tokens, args.top_p, args.temperature)
     session = ChatSession()

@@ -27,6 +27,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device (default: cuda if available)")
     parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "float16", "bfloat16"), help="auto: float16 on CUDA, float32 on CPU")
     parser.add_argument("--quantize", choices=QUANTIZATIONS, help="load the LLM in 8 or 4 bits (bitsandbytes) to fit smaller GPUs")
+    parser.add_argument("--no-compile", dest="compile", action="store_false",
+                        help="on CUDA, skip compiling the decode steps: ready minutes sooner, decodes slower")
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,7 @@ def choose_model(args: argparse.Namespace) -> ModelChoice:
     """
     from .check import check_model
 
-    settings = dict(device=args.device, dtype=args.dtype, quantize=args.quantize)
+    settings = dict(device=args.device, dtype=args.dtype, quantize=args.quantize, compile=args.compile)
     config = ModelConfig.preset(args.model, args.checkpoints, **settings)
     reason = None
     if args.model != "tiny":

@@ -111,7 +111,7 @@ def test_sizes_are_compared_with_the_manifest(tiny_copy: ModelConfig, tmp_path: 
 
 
 def test_the_app_falls_back_to_tiny_with_checks_explanation(tiny_config: ModelConfig, tmp_path: Path) -> None:
-    args = argparse.Namespace(model="7b", checkpoints=tmp_path, device="cpu", dtype="auto", quantize=None)
+    args = argparse.Namespace(model="7b", checkpoints=tmp_path, device="cpu", dtype="auto", quantize=None, compile=True)
     choice = choose_model(args)
     assert choice.config.name == "tiny"
     assert "imagebind_huge.pth missing" in choice.fallback_reason
