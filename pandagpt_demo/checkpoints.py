@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .config import LoraSpec, ModelConfig
+from .config import LoraSpec, ModelConfig, SpecialTokens
 from .encoder import ImageBindEncoder
 
 DELTA_LLM_PREFIX = "llama_model."
@@ -86,18 +86,21 @@ def _quantization(config: ModelConfig, dtype: torch.dtype) -> dict:
     return {"quantization_config": quantization, "device_map": {"": config.device}}
 
 
-def load_tokenizer(folder: Path):
+def load_tokenizer(folder: Path, tokens: SpecialTokens = SpecialTokens()):
     """LLaMA's SentencePiece tokenizer, by class as the original did (`LlamaTokenizer`).
 
     Not `AutoTokenizer`: Vicuna v0 folders name the class `LLaMATokenizer`, which transformers no
     longer knows, and falls back to a generic tokenizer without SentencePiece's leading-space rule,
-    so every prompt would be tokenized differently from training.
+    so every prompt would be tokenized differently from training. The special tokens are named
+    here, not read from the folder (see `SpecialTokens`).
     """
     from transformers import LlamaTokenizer
 
-    tokenizer = LlamaTokenizer.from_pretrained(folder)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token  # as the original: pad = eos
+    tokenizer = LlamaTokenizer.from_pretrained(folder, unk_token=tokens.unk, bos_token=tokens.bos, eos_token=tokens.eos)
+    for name, piece in (("bos", tokens.bos), ("eos", tokens.eos)):
+        if tokenizer.convert_tokens_to_ids(piece) in (None, tokenizer.unk_token_id):
+            raise ValueError(f"the tokenizer in '{folder}' has no {name} piece {piece!r}: not LLaMA's vocabulary")
+    tokenizer.pad_token = tokenizer.eos_token  # as the original: pad = eos
     return tokenizer
 
 
@@ -108,7 +111,7 @@ def load_vicuna(config: ModelConfig, dtype: torch.dtype) -> tuple[nn.Module, obj
     folder = config.vicuna_dir
     _require(folder / "config.json", "Vicuna folder (config.json)", config)
     try:
-        tokenizer = load_tokenizer(folder)
+        tokenizer = load_tokenizer(folder, config.special_tokens)
         llm = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, **_quantization(config, dtype))
     except (OSError, ValueError) as error:
         raise CheckpointError(f"Vicuna folder '{folder}' could not be loaded: {error}. Get it: {config.how_to_get()}") from error

@@ -130,6 +130,20 @@ class LoraSpec:
 
 
 @dataclass(frozen=True)
+class SpecialTokens:
+    """LLaMA's SentencePiece control pieces; their ids come from the vocabulary itself (0, 1, 2).
+
+    Named explicitly when loading, because early Vicuna folders cannot be trusted with them: some
+    leave them empty in tokenizer_config.json (transformers then fails to load), some write
+    bos 0 / eos 1 in config.json (a prompt would start with <unk> and answers stop on <s>).
+    """
+
+    unk: str = "<unk>"
+    bos: str = "<s>"
+    eos: str = "</s>"
+
+
+@dataclass(frozen=True)
 class PromptTemplate:
     """PandaGPT's conversation format as data (see REFERENCE.md, 'The model')."""
 
@@ -169,6 +183,7 @@ class ModelConfig:
     imagebind: ImageBindArch = field(default_factory=ImageBindArch)
     lora: LoraSpec = field(default_factory=LoraSpec)
     prompt: PromptTemplate = field(default_factory=PromptTemplate)
+    special_tokens: SpecialTokens = field(default_factory=SpecialTokens)
     context_length: int = 2048  # Vicuna v0's training context
     device: str = "cpu"
     dtype: str = "auto"  # auto: float16 on CUDA (as the original), float32 on CPU

@@ -77,7 +77,8 @@ def stream_text(tokenizer, tokens: Iterable[int], stop_text: str) -> Iterator[st
     """Yield text pieces of the answer; never yields `stop_text` or what follows it.
 
     Held back until it is certain: a tail that could begin the stop text, trailing whitespace
-    (the answer is stripped, as the original's), and an incomplete UTF-8 character.
+    (the answer is stripped, as the original's), and an incomplete UTF-8 character (LLaMA spells
+    characters outside its vocabulary as byte tokens, decoded as U+FFFD until all have arrived).
     """
     ids: list[int] = []
     shown = 0
@@ -95,8 +96,7 @@ def stream_text(tokenizer, tokens: Iterable[int], stop_text: str) -> Iterator[st
             if stop_text.startswith(text[-keep:]):
                 safe = min(safe, len(text[:-keep].rstrip()))
                 break
-        if text[:safe].endswith("\ufffd"):
-            safe -= 1
+        safe = len(text[:safe].rstrip("\ufffd").rstrip())
         if safe > shown:
             yield text[shown:safe]
             shown = safe

@@ -77,7 +77,7 @@ class PandaGPT:
         compile_steps = cuda and self.config.compile
         slot = StaticSlot(self.llm, self.config.context_length, compile_step=compile_steps) if cuda else None
         backend = "inductor" if compile_steps else None
-        self.decoder = BatchedDecoder(self.llm, self.llm.config.eos_token_id, max_batch, max_waiting, slot=slot, compile_backend=backend)
+        self.decoder = BatchedDecoder(self.llm, self.tokenizer.eos_token_id, max_batch, max_waiting, slot=slot, compile_backend=backend)
         if compile_steps:
             progress("compiling the decode steps (a few minutes on a first start, cached after)")
             self.warm_up()
@@ -145,8 +145,7 @@ class PandaGPT:
     def prompt_ids(self, conversation: Conversation, with_vector: bool) -> tuple[list[int], list[int]]:
         """Token ids before and after the vector; `before` starts with BOS."""
         parts = conversation.prompt_parts(with_vector)
-        # BOS from the model's config: early LLaMA conversions left the tokenizer's special tokens empty.
-        return [self.llm.config.bos_token_id, *self._ids(parts.before)], self._ids(parts.after)
+        return [self.tokenizer.bos_token_id, *self._ids(parts.before)], self._ids(parts.after)
 
     @torch.inference_mode()
     def prompt_embeds(self, conversation: Conversation, vector: torch.Tensor | None) -> torch.Tensor:
@@ -192,5 +191,5 @@ class PandaGPT:
         if self.decoder is not None:
             tokens = self.decoder.generate(embeds, params, cancel)
         else:
-            tokens = generate_tokens(self.llm, embeds, params, self.llm.config.eos_token_id, cancel)
+            tokens = generate_tokens(self.llm, embeds, params, self.tokenizer.eos_token_id, cancel)
         yield from stream_text(self.tokenizer, tokens, self.config.prompt.stop_text)

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from .checkpoints import DELTA_LLM_PREFIX, wrap_lora
-from .config import LLAMA_SHAPES, ModelConfig
+from .config import LLAMA_SHAPES, ModelConfig, SpecialTokens
 from .encoder import ImageBindEncoder
 
 
@@ -32,7 +32,8 @@ def llama_tokenizer():
         raise ModuleNotFoundError("the LLaMA tokenizer file comes from the wordllama wheel: pip install wordllama")
     source = Path(next(iter(spec.submodule_search_locations))) / "tokenizers" / "l2_supercat_tokenizer_config.json"
     backend = Tokenizer.from_str(source.read_text(encoding="utf-8"))
-    return LlamaTokenizer(tokenizer_object=backend, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+    tokens = SpecialTokens()
+    return LlamaTokenizer(tokenizer_object=backend, bos_token=tokens.bos, eos_token=tokens.eos, unk_token=tokens.unk)
 
 
 def write_random_model_set(config: ModelConfig, size: str, seed: int = 0, device: str = "cpu") -> ModelConfig:

@@ -119,6 +119,23 @@ def test_delta_keys_without_default_load_the_same(tiny_config: ModelConfig, tiny
     torch.testing.assert_close(logits_of(PandaGPT.load(plain)), logits_of(tiny_model))
 
 
+def test_special_tokens_come_from_the_vocabulary_not_the_folder(tiny_config: ModelConfig, tmp_path: Path) -> None:
+    """Early Vicuna folders write bos 0 / eos 1 in config.json and empty special tokens in
+    tokenizer_config.json; the prompt must still start with <s> (1) and answers stop at </s> (2)."""
+    import json
+    import shutil
+
+    folder = shutil.copytree(tiny_config.vicuna_dir, tmp_path / "vicuna_old_style")
+    config_file, tokenizer_file = folder / "config.json", folder / "tokenizer_config.json"
+    config_file.write_text(json.dumps(json.loads(config_file.read_text()) | {"bos_token_id": 0, "eos_token_id": 1}))
+    tokenizer_file.write_text(json.dumps(json.loads(tokenizer_file.read_text()) | {"bos_token": "", "eos_token": "", "unk_token": ""}))
+    model = PandaGPT.load(dataclasses.replace(tiny_config, vicuna_dir=folder))
+    conversation = Conversation()
+    conversation.ask("Hi")
+    assert model.prompt_ids(conversation, with_vector=False)[0][0] == 1
+    assert (model.tokenizer.bos_token_id, model.tokenizer.eos_token_id) == (1, 2)
+
+
 def test_delta_with_wrong_key_fails_loudly(tiny_config: ModelConfig, tmp_path: Path) -> None:
     def rename(state: dict) -> dict:
         key = next(k for k in state if "layers.1.self_attn.v_proj.lora_A" in k)
@@ -204,6 +221,18 @@ def test_stream_text_stops_at_stop_text_and_keeps_spaces(tiny_model: PandaGPT) -
     consumed = []
     list(stream_text(tokenizer, (consumed.append(i) or i for i in ids), "###"))
     assert len(consumed) < len(ids)  # generation is abandoned at the stop text
+
+
+def test_streamed_characters_split_over_byte_tokens_arrive_whole(tiny_model: PandaGPT) -> None:
+    """LLaMA spells characters outside its vocabulary (most emoji) as UTF-8 byte tokens; the stream
+    must never show the partial bytes, nor lose the space before them."""
+    tokenizer = tiny_model.tokenizer
+    text = "panda 🐼 emoji ☃ and 日本 ok"
+    ids = tokenizer(text + "\n### Human: next", add_special_tokens=False).input_ids
+    assert len(ids) > len(tokenizer(text.replace("🐼", "x").replace("☃", "x"), add_special_tokens=False).input_ids) + 3  # bytes, really
+    pieces = list(stream_text(tokenizer, iter(ids), "###"))
+    assert "".join(pieces) == text
+    assert not any("\ufffd" in piece for piece in pieces)
 
 
 def test_cancel_stops_generation(tiny_model: PandaGPT) -> None:
