@@ -38,11 +38,21 @@ class Inputs:
         return cls(given, {Modality(m): float(w) for m, w in (weights or {}).items()})
 
 
+@dataclass(eq=False)
+class _Answer:
+    """The text of one answer being streamed; only its own stream writes to it."""
+
+    text: str = ""
+
+
 @dataclass
 class ChatSession:
     conversation: Conversation = field(default_factory=Conversation)
     cache: EmbeddingCache = field(default_factory=EmbeddingCache)
-    _shown: str = ""  # the streamed part of an answer still being written
+    # The answer being streamed into the open turn. A new question, Regenerate, Undo or Clear
+    # replaces it, and the stream that wrote it stops at its next piece: two requests in one
+    # session never write into the same answer.
+    _current: _Answer | None = None
 
     @classmethod
     def from_history(cls, history: list[tuple[str, str]]) -> "ChatSession":
@@ -54,10 +64,10 @@ class ChatSession:
         return session
 
     def _settle(self) -> None:
-        """Close a turn whose streaming was interrupted, keeping what the user saw."""
+        """Close a turn whose streaming was interrupted, keeping what the user saw; silence its stream."""
         if self.conversation.waiting:
-            self.conversation.answer(self._shown.strip())
-        self._shown = ""
+            self.conversation.answer(self._current.text.strip() if self._current else "")
+        self._current = None
 
     def vector(self, model: PandaGPT, inputs: Inputs) -> torch.Tensor | None:
         """The summed projection of the given files (a bad file raises MediaError, changing nothing)."""
@@ -67,38 +77,58 @@ class ChatSession:
         """Stream the answer to a new question, yielding the answer so far after each piece.
 
         To stop early, stop iterating (close the generator): what was shown is kept as the answer.
+        If answering fails (the context, a full queue, the model), the question is taken back.
         """
-        return self._respond(model, inputs, params, notify, lambda conversation: conversation.ask(question))
-
-    def regenerate(self, model: PandaGPT, inputs: Inputs, params: SamplingParams, notify: Notify = _quiet) -> Iterator[str]:
-        """Answer the last question again (with the files and settings given now)."""
-        return self._respond(model, inputs, params, notify, Conversation.reopen)
-
-    def _respond(
-        self, model: PandaGPT, inputs: Inputs, params: SamplingParams, notify: Notify, open_turn: Callable[[Conversation], None]
-    ) -> Iterator[str]:
-        """Encode the files (a bad one raises here, before anything changes), open the turn, stream."""
         self._settle()
         vector = self.vector(model, inputs)
-        open_turn(self.conversation)
-        return self._stream(model, vector, params, notify)
+        self.conversation.ask(question)
+        return self._stream(model, vector, params, notify, self._start_answer(), rollback=self.conversation.undo)
 
-    def _stream(self, model: PandaGPT, vector: torch.Tensor | None, params: SamplingParams, notify: Notify) -> Iterator[str]:
+    def regenerate(self, model: PandaGPT, inputs: Inputs, params: SamplingParams, notify: Notify = _quiet) -> Iterator[str]:
+        """Answer the last question again (with the files and settings given now); if that fails,
+        the previous answer is put back."""
+        self._settle()
+        vector = self.vector(model, inputs)
+        turns = self.conversation.turns
+        last, old_answer = (turns[-1], turns[-1].answer) if turns else (None, None)
+        self.conversation.reopen()
+        return self._stream(model, vector, params, notify, self._start_answer(), rollback=lambda: setattr(last, "answer", old_answer))
+
+    def _start_answer(self) -> _Answer:
+        """The open turn's answer, owned from now on by the stream about to be made."""
+        self._current = _Answer()
+        return self._current
+
+    def _stream(
+        self,
+        model: PandaGPT,
+        vector: torch.Tensor | None,
+        params: SamplingParams,
+        notify: Notify,
+        answer: _Answer,
+        rollback: Callable[[], object],
+    ) -> Iterator[str]:
+        """Stream into `answer` while it is still the session's current one; on failure, undo the turn."""
         seen = self.conversation.copy()  # what fits in the context; the session keeps every turn
         try:
             fit = model.fit(seen, vector is not None, params.max_new_tokens)
-        except ValueError:
-            self.conversation.undo()
+            if fit.dropped_turns:
+                notify(f"The conversation is longer than the model's context: the oldest {fit.dropped_turns} turn(s) are left out of this answer.")
+            if fit.max_new_tokens < params.max_new_tokens:
+                notify(f"Only room for {fit.max_new_tokens} new tokens in the context.")
+            params = SamplingParams(fit.max_new_tokens, params.top_p, params.temperature, params.seed)
+            for piece in model.stream(seen, vector, params):
+                if self._current is not answer:
+                    return  # replaced by a newer action of this session: stop decoding
+                answer.text += piece
+                yield answer.text
+        except Exception:
+            if self._current is answer:
+                self._current = None
+                rollback()
             raise
-        if fit.dropped_turns:
-            notify(f"The conversation is longer than the model's context: the oldest {fit.dropped_turns} turn(s) are left out of this answer.")
-        if fit.max_new_tokens < params.max_new_tokens:
-            notify(f"Only room for {fit.max_new_tokens} new tokens in the context.")
-        params = SamplingParams(fit.max_new_tokens, params.top_p, params.temperature, params.seed)
-        for piece in model.stream(seen, vector, params):
-            self._shown += piece
-            yield self._shown
-        self._settle()
+        if self._current is answer:
+            self._settle()
 
     def undo(self) -> str | None:
         """Remove the last turn; returns its question so the user can edit and resend it."""
@@ -116,7 +146,8 @@ class ChatSession:
         result: list[dict[str, str]] = []
         for turn in self.conversation.turns:
             result.append({"role": "user", "content": turn.question})
-            answer = turn.answer if turn.answer is not None else self._shown
-            if answer or turn.answer is not None:
-                result.append({"role": "assistant", "content": answer})
+            if turn.answer is not None:
+                result.append({"role": "assistant", "content": turn.answer})
+            elif self._current is not None and self._current.text:
+                result.append({"role": "assistant", "content": self._current.text})
         return result

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from pandagpt_demo.batching import QueueFull
 from pandagpt_demo.config import ModelConfig, SamplingParams
 from pandagpt_demo.modalities import MediaError, Modality
 from pandagpt_demo.model import PandaGPT
@@ -47,3 +48,38 @@ def test_long_conversation_is_trimmed_with_a_notice(tiny_config: ModelConfig) ->
     list(session.ask(model, "Now?", Inputs(), GREEDY, notices.append))
     assert any("left out" in notice for notice in notices)
     assert len(session.conversation.turns) == 7, "the session keeps every turn; only the model sees fewer"
+
+
+def test_a_new_request_in_the_same_session_stops_the_running_answer(tiny_model: PandaGPT) -> None:
+    """Two requests of one session (a double click, two API calls) never write into one answer."""
+    session = ChatSession()
+    long = SamplingParams(max_new_tokens=40, temperature=0.0)
+    first = session.ask(tiny_model, "First?", Inputs(), long)
+    shown = next(first)
+    second = list(session.ask(tiny_model, "Second?", Inputs(), GREEDY))[-1]
+    assert list(first) == [], "the replaced stream stops at its next piece"
+    assert [(t.question, t.answer) for t in session.conversation.turns] == [("First?", shown.strip()), ("Second?", second)]
+    alone = ChatSession.from_history([("First?", shown.strip())])
+    assert list(alone.ask(tiny_model, "Second?", Inputs(), GREEDY))[-1] == second, "nothing of the first leaked in"
+
+    third = session.ask(tiny_model, "Third?", Inputs(), long)
+    next(third)
+    assert session.undo() == "Third?"
+    assert list(third) == [] and len(session.conversation.turns) == 2, "Undo stops the answer it removes"
+
+
+def test_a_failed_answer_takes_the_turn_back(tiny_config: ModelConfig) -> None:
+    """A refused request (here a queue that accepts nothing) leaves the conversation as it was:
+    a new question is withdrawn, and a regenerated answer is restored."""
+    model = PandaGPT.load(tiny_config)
+    session = ChatSession.from_history([("What is this?", "A sunset.")])
+    model.serve(max_batch=1, max_waiting=0)
+    try:
+        with pytest.raises(QueueFull):
+            list(session.regenerate(model, Inputs(), GREEDY))
+        assert session.messages() == [{"role": "user", "content": "What is this?"}, {"role": "assistant", "content": "A sunset."}]
+        with pytest.raises(QueueFull):
+            list(session.ask(model, "And now?", Inputs(), GREEDY))
+        assert len(session.conversation.turns) == 1 and not session.conversation.waiting
+    finally:
+        model.decoder.close()
