@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from .modalities import MediaError, Modality
+from .modalities import MediaError, Modality, checked_file
 
 CacheKey = tuple[Modality, str]
 
@@ -46,7 +46,7 @@ class EmbeddingCache:
         current: set[CacheKey] = set()
         for modality, path in files.items():
             try:
-                key = (modality, file_digest(path))
+                key = (modality, file_digest(checked_file(modality, path)))
             except OSError as error:
                 raise MediaError(modality, path, f"it cannot be read ({error.strerror or error})") from error
             current.add(key)

@@ -114,13 +114,15 @@ def _not_readable(modality: Modality, what: str) -> str:
     return f"it is not a readable {what} (accepted: {', '.join(modality.extensions)})"
 
 
-def _checked_file(modality: Modality, path: str | Path) -> Path:
+def checked_file(modality: Modality, path: str | Path) -> Path:
     """Fail early, with a clear message, on paths that no decoder could use."""
     path = Path(path)
     if not path.exists():
         raise MediaError(modality, path, "file not found")
-    if not path.is_file():
+    if path.is_dir():
         raise MediaError(modality, path, "it is a folder, not a file")
+    if not path.is_file():  # a device, a pipe: reading it might never end
+        raise MediaError(modality, path, "it is not a regular file")
     if path.stat().st_size == 0:
         raise MediaError(modality, path, "it is empty (0 bytes)")
     return path
@@ -142,7 +144,7 @@ def _check_pixels(modality: Modality, path: Path, size: tuple[int, int], max_pix
 
 def _open_image(modality: Modality, path: str | Path, mode: str | None, max_pixels: int) -> Image.Image:
     """Decode an image fully (converted to `mode` unless None) after checking its size."""
-    path = _checked_file(modality, path)
+    path = checked_file(modality, path)
     try:
         with Image.open(path) as img:
             _check_pixels(modality, path, img.size, max_pixels)
@@ -210,7 +212,7 @@ def _depth_from_image(path: Path, max_pixels: int) -> np.ndarray:
 
 def load_depth(path: str | Path, max_pixels: int = MAX_PIXELS) -> torch.Tensor:
     """Depth/disparity map -> (1, 224, 224) float32 in [0, 1], nearer = larger, via the thermal transform."""
-    path = _checked_file(Modality.DEPTH, path)
+    path = checked_file(Modality.DEPTH, path)
     if path.suffix.lower() == ".npy":
         disparity = _depth_from_npy(path, max_pixels)
     else:
@@ -295,7 +297,7 @@ def _melspec(clip: torch.Tensor) -> torch.Tensor:
 
 def load_audio(path: str | Path) -> torch.Tensor:
     """Audio file -> (3, 1, 128, 204) float32: three 2 s log-mel clips, as ImageBind's audio loader."""
-    path = _checked_file(Modality.AUDIO, path)
+    path = checked_file(Modality.AUDIO, path)
     waveform, rate = _read_audio(path)
     if waveform.size(1) == 0:
         raise MediaError(Modality.AUDIO, path, "it is empty (0 samples)")
@@ -391,7 +393,7 @@ def load_video(path: str | Path) -> torch.Tensor:
     Only the 10 sampled frames are ever held in memory: the frame count comes from the container (or a
     first decode pass when it does not say), then one decode pass keeps just the needed frames.
     """
-    path = _checked_file(Modality.VIDEO, path)
+    path = checked_file(Modality.VIDEO, path)
     try:
         fps, n_frames = _probe_video(path)
         if n_frames == 0:
@@ -484,7 +486,7 @@ def _imu_from_npy(path: Path) -> np.ndarray:
 
 def load_imu(path: str | Path) -> torch.Tensor:
     """IMU recording -> (6, 2000) float32: the centre 2000 samples, or zero-padded at the end if shorter."""
-    path = _checked_file(Modality.IMU, path)
+    path = checked_file(Modality.IMU, path)
     data = _imu_from_npy(path) if path.suffix.lower() == ".npy" else _imu_from_csv(path)
     n_samples = data.shape[1]
     if n_samples == 0:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -39,4 +40,25 @@ def test_cache_hit_change_and_removal(tiny_model: PandaGPT, tmp_path: Path) -> N
         cache.vectors({Modality.IMAGE: tmp_path / "gone.png"}, tiny_model.embed_file)
     assert len(cache) == 1  # a bad file leaves what was cached
     cache.clear()
+    assert len(cache) == 0
+
+
+@pytest.mark.parametrize("kind", ["device", "pipe", "folder"])
+def test_files_that_are_not_regular_are_refused_before_reading(tmp_path: Path, kind: str) -> None:
+    """Hashing /dev/zero or a pipe would never end: such paths are refused by their type."""
+    if kind == "device":
+        path = Path("/dev/zero")
+    elif kind == "pipe":
+        path = tmp_path / "pipe.wav"
+        os.mkfifo(path)
+    else:
+        path = tmp_path / "folder.wav"
+        path.mkdir()
+
+    def encode(modality: Modality, path: str | Path) -> torch.Tensor:
+        raise AssertionError("nothing may be encoded")
+
+    cache = EmbeddingCache()
+    with pytest.raises(MediaError, match=f"audio file '{path.name}'.*(not a regular file|folder)"):
+        cache.vectors({Modality.AUDIO: path}, encode)
     assert len(cache) == 0
