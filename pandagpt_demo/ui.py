@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
+from gradio import utils as gradio_utils
 from gradio.data_classes import FileData
 
 from .batching import QueueFull
@@ -24,16 +25,26 @@ from .session import ChatSession, Inputs
 
 EXAMPLES_FILE = Path(__file__).resolve().parent.parent / "examples" / "examples.json"
 MODALITIES = tuple(Modality)  # the order of the file inputs everywhere below
-USER_ERRORS = (MediaError, ValueError, QueueFull)  # shown to the user; the chat goes on
+
+
+class ModelUnavailable(RuntimeError):
+    """The model is still loading, or failed to load; the message says which."""
+
+
+USER_ERRORS = (MediaError, ValueError, QueueFull, ModelUnavailable)  # shown to the user; the chat goes on
 
 
 @dataclass(frozen=True)
 class UISettings:
-    """Defaults of the sampling sliders (those of the original demo)."""
+    """Defaults of the sampling sliders (those of the original demo) and the largest values the
+    sliders offer; API callers are held to the same ranges."""
 
     max_new_tokens: int = 256
     top_p: float = 0.01
     temperature: float = 1.0
+    max_new_tokens_limit: int = 1024
+    temperature_limit: float = 2.0
+    weight_limit: float = 2.0
 
 
 def on_zero_gpu() -> bool:
@@ -51,25 +62,48 @@ def on_gpu(fn):
     return spaces.GPU(fn)
 
 
-def _file_path(value: str | dict | FileData | None) -> str | None:
-    """A component's or an API client's file value as a local path."""
-    if value is None or isinstance(value, str):
-        return value
+def _upload_roots() -> list[Path]:
+    """Where a file handed to a handler may live: Gradio's upload folder and the examples."""
+    return [Path(gradio_utils.get_upload_folder()).resolve(), EXAMPLES_FILE.parent.resolve()]
+
+
+def _file_path(modality: Modality, value: str | dict | FileData | None) -> str | None:
+    """A component's or an API client's file value as a local path, only if it was uploaded.
+
+    A plain string reaches `/chat` unchecked by Gradio, so without this anyone could have the
+    server read (and describe) any file it can open.
+    """
+    if value is None:
+        return None
     if isinstance(value, FileData):
-        return value.path
-    return value.get("path")
+        path = value.path
+    elif isinstance(value, dict) and isinstance(value.get("path"), str):
+        path = value["path"]
+    elif isinstance(value, str):
+        path = value
+    else:
+        raise ValueError(f"The {modality.value} input must be a file (gradio_client.handle_file(...)), not {type(value).__name__}.")
+    resolved = Path(path).resolve()
+    if not any(resolved.is_relative_to(root) for root in _upload_roots()):
+        raise MediaError(modality, path, "it is a path on the server, not an uploaded file; send the file itself (gradio_client.handle_file)")
+    return path
 
 
-def _settings(args: tuple) -> tuple[Inputs, SamplingParams, ChatSession]:
-    """Unpack the page's shared inputs: six files, six weights, three sliders, the session."""
-    n = len(MODALITIES)
-    files, weights, (max_new_tokens, top_p, temperature, session) = args[:n], args[n : 2 * n], args[2 * n :]
-    inputs = Inputs.of({m: _file_path(f) for m, f in zip(MODALITIES, files)}, dict(zip(MODALITIES, weights)))
-    return inputs, _params(max_new_tokens, top_p, temperature), session
+def _number(name: str, value: object, low: float, high: float) -> float:
+    """`value` as a float within [low, high], or a ValueError that says which setting is wrong."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise ValueError(f"{name} must be a number from {low:g} to {high:g}, not {value!r}.")
+    return float(value)
 
 
-def _params(max_new_tokens: float, top_p: float, temperature: float) -> SamplingParams:
-    return SamplingParams(max_new_tokens=int(max_new_tokens), top_p=float(top_p), temperature=float(temperature))
+def _api_history(history: object) -> list[tuple[str, str]]:
+    """`/chat`'s history: earlier [question, answer] pairs of strings."""
+    pairs = history or []
+    if not isinstance(pairs, list) or not all(
+        isinstance(pair, (list, tuple)) and len(pair) == 2 and all(isinstance(text, str) for text in pair) for pair in pairs
+    ):
+        raise ValueError("history must be a list of [question, answer] pairs of strings.")
+    return [(question, answer) for question, answer in pairs]
 
 
 def _example_rows() -> list[list[str | None]]:
@@ -82,58 +116,102 @@ def _example_rows() -> list[list[str | None]]:
 
 
 class ChatApp:
-    """Event handlers of the page; every one works on the caller's own session."""
+    """Event handlers of the page; every one works on the caller's own session.
 
-    def __init__(self, handle: ModelHandle) -> None:
+    A user's mistake (a bad file, a setting out of range, a full queue) is shown as a warning
+    while the chat, the files and the question stay as they were.
+    """
+
+    def __init__(self, handle: ModelHandle, settings: UISettings) -> None:
         self.handle = handle
+        self.settings = settings
 
     def _model(self) -> PandaGPT:
         try:
             return self.handle.get(timeout=0)
         except RuntimeError as error:
-            raise gr.Error(str(error)) from error
+            raise ModelUnavailable(str(error)) from error
 
     def status(self) -> str:
         return f"{self.handle.choice.banner}  \n{self.handle.status}"
 
-    def _answer(self, session: ChatSession, start: Callable[[PandaGPT], Iterator[str]]) -> Iterator[tuple]:
-        """Stream (chat, session) while `start(model)` answers; user errors become a visible message."""
-        try:
-            for _ in start(self._model()):
-                yield session.messages(), session
-        except USER_ERRORS as error:
-            raise gr.Error(str(error)) from error
-        yield session.messages(), session
+    def _settings(self, args: tuple) -> tuple[Inputs, SamplingParams]:
+        """Unpack the page's shared inputs: six files, six weights, three sliders."""
+        n = len(MODALITIES)
+        files, weights, (max_new_tokens, top_p, temperature) = args[:n], args[n : 2 * n], args[2 * n : 2 * n + 3]
+        inputs = Inputs.of({m: _file_path(m, f) for m, f in zip(MODALITIES, files)}, self._weights(dict(zip(MODALITIES, weights))))
+        return inputs, self._params(max_new_tokens, top_p, temperature)
+
+    def _params(self, max_new_tokens: object, top_p: object, temperature: object) -> SamplingParams:
+        tokens = _number("max_new_tokens", max_new_tokens, 1, self.settings.max_new_tokens_limit)
+        if tokens != int(tokens):
+            raise ValueError(f"max_new_tokens must be a whole number, not {max_new_tokens!r}.")
+        return SamplingParams(
+            max_new_tokens=int(tokens),
+            top_p=_number("top_p", top_p, 0, 1),
+            temperature=_number("temperature", temperature, 0, self.settings.temperature_limit),
+        )
+
+    def _weights(self, weights: Mapping[Modality, object]) -> dict[Modality, float]:
+        limit = self.settings.weight_limit
+        return {m: _number(f"The {m.value} weight", w, -limit, limit) for m, w in weights.items()}
+
+    def _api_weights(self, weights: object) -> dict[Modality, float]:
+        """`/chat`'s weights: a mapping from modality names to numbers."""
+        if weights is None:
+            return {}
+        names = {m.value for m in MODALITIES}
+        if not isinstance(weights, dict) or not set(weights) <= names:
+            raise ValueError(f"weights must map modality names ({', '.join(sorted(names))}) to numbers, not {weights!r}.")
+        return self._weights({Modality(k): v for k, v in weights.items()})
 
     @on_gpu
     def send(self, question: str, *args) -> Iterator[tuple]:
-        """Ask a question about the given files; streams (chat, textbox, session)."""
-        inputs, params, session = _settings(args)
-        question = (question or "").strip()
+        """Ask a question about the given files; streams (chat, textbox, session).
+
+        The textbox is emptied with the first piece and then left alone, so the user can type the
+        next question while this answer streams; if answering fails, the question is put back.
+        """
+        session: ChatSession = args[-1]
+        question = question.strip() if isinstance(question, str) else ""
         if not question:
             gr.Warning("Type a question first.")
             yield session.messages(), "", session
             return
-        for messages, session in self._answer(session, lambda model: session.ask(model, question, inputs, params, gr.Warning)):
-            yield messages, "", session
+        textbox: str | dict = ""
+        try:
+            inputs, params = self._settings(args[:-1])
+            for _ in session.ask(self._model(), question, inputs, params, gr.Warning):
+                yield session.messages(), textbox, session
+                textbox = gr.skip()
+        except USER_ERRORS as error:
+            gr.Warning(str(error))
+            textbox = question
+        yield session.messages(), textbox, session
 
     @on_gpu
     def regenerate(self, *args) -> Iterator[tuple]:
-        """Answer the last question again."""
-        inputs, params, session = _settings(args)
+        """Answer the last question again; if that fails, the previous answer stays."""
+        session: ChatSession = args[-1]
         if not session.conversation.turns:
             gr.Warning("Nothing to regenerate yet.")
             yield session.messages(), session
             return
-        yield from self._answer(session, lambda model: session.regenerate(model, inputs, params, gr.Warning))
+        try:
+            inputs, params = self._settings(args[:-1])
+            for _ in session.regenerate(self._model(), inputs, params, gr.Warning):
+                yield session.messages(), session
+        except USER_ERRORS as error:
+            gr.Warning(str(error))
+        yield session.messages(), session
 
     def undo(self, session: ChatSession) -> tuple:
-        """Remove the last turn and put its question back in the textbox."""
+        """Remove the last turn (stopping its answer if one is streaming) and put its question back in the textbox."""
         question = session.undo()
         return session.messages(), question or "", session
 
     def clear(self, session: ChatSession) -> tuple:
-        """Forget history, uploads and cached embeddings."""
+        """Forget history, uploads and cached embeddings (stopping an answer being streamed)."""
         session.clear()
         return (session.messages(), "", session, *[None] * len(MODALITIES))
 
@@ -157,18 +235,22 @@ class ChatApp:
 
         `history` holds earlier [question, answer] pairs; `weights` maps modality names
         (image, audio, video, thermal, depth, imu) to multimodal-arithmetic weights (default 1).
+        Files must be uploaded with the request (gradio_client.handle_file).
         """
-        files = {m: _file_path(f) for m, f in zip(MODALITIES, (image, audio, video, thermal, depth, imu))}
         try:
-            session = ChatSession.from_history([(q, a) for q, a in history or []])
-            inputs = Inputs.of(files, {Modality(k): v for k, v in (weights or {}).items()})
-            yield from session.ask(self._model(), question, inputs, _params(max_new_tokens, top_p, temperature), gr.Info)
+            if not isinstance(question, str) or not question.strip():
+                raise ValueError("question must be a non-empty string.")
+            files = {m: _file_path(m, f) for m, f in zip(MODALITIES, (image, audio, video, thermal, depth, imu))}
+            session = ChatSession.from_history(_api_history(history))
+            inputs = Inputs.of(files, self._api_weights(weights))
+            params = self._params(max_new_tokens, top_p, temperature)
+            yield from session.ask(self._model(), question.strip(), inputs, params, gr.Info)
         except USER_ERRORS as error:
             raise gr.Error(str(error)) from error
 
 
 def build_demo(handle: ModelHandle, settings: UISettings = UISettings()) -> gr.Blocks:
-    app = ChatApp(handle)
+    app = ChatApp(handle, settings)
     with gr.Blocks(title="PandaGPT") as demo:
         session = gr.State(ChatSession())
         gr.Markdown("# PandaGPT\nGive it an image, a sound, a video, a thermal image, a depth map or an IMU recording — any mix — and ask.")
@@ -184,15 +266,15 @@ def build_demo(handle: ModelHandle, settings: UISettings = UISettings()) -> gr.B
                 with gr.Tab("Thermal"):
                     thermal = gr.Image(type="filepath", label="Thermal image", sources=["upload"])
                 with gr.Tab("Depth"):
-                    depth = gr.File(label="Depth map (16-bit PNG disparity or .npy metres)", file_types=list(Modality.DEPTH.extensions))
+                    depth = gr.File(label="Depth map (16-bit PNG disparity or .npy metres)", file_types=list(Modality.DEPTH.extensions), elem_id="depth")
                 with gr.Tab("IMU"):
                     imu = gr.File(label="IMU recording (.csv or .npy, 6 channels at 200 Hz)", file_types=list(Modality.IMU.extensions))
                 with gr.Accordion("Multimodal arithmetic: weight of each input", open=False):
-                    weights = [gr.Slider(-2, 2, value=1.0, step=0.1, label=m.value.capitalize()) for m in MODALITIES]
+                    weights = [gr.Slider(-settings.weight_limit, settings.weight_limit, value=1.0, step=0.1, label=m.value.capitalize()) for m in MODALITIES]
                 with gr.Accordion("Sampling", open=True):
-                    max_new_tokens = gr.Slider(1, 1024, value=settings.max_new_tokens, step=1, label="Maximum new tokens")
+                    max_new_tokens = gr.Slider(1, settings.max_new_tokens_limit, value=settings.max_new_tokens, step=1, label="Maximum new tokens")
                     top_p = gr.Slider(0, 1, value=settings.top_p, step=0.01, label="Top P")
-                    temperature = gr.Slider(0, 2, value=settings.temperature, step=0.01, label="Temperature")
+                    temperature = gr.Slider(0, settings.temperature_limit, value=settings.temperature, step=0.01, label="Temperature")
             with gr.Column(scale=3):
                 chatbot = gr.Chatbot(label="PandaGPT", height=480, elem_id="chatbot")
                 with gr.Row():

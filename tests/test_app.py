@@ -43,8 +43,9 @@ def test_image_and_audio_question_streams_then_regenerate_undo_clear(app_url: st
     job = client.submit(*send_args("What do you see and hear?", IMAGE, AUDIO, **GREEDY), api_name="/send")
     updates = list(job)
     assert len(updates) > 2, "the answer arrives in several pieces"
-    chat, textbox = updates[-1]
-    assert textbox == ""
+    chat, _ = updates[-1]
+    assert updates[0][1] == "", "the first piece empties the textbox"
+    assert all(update[1] == {"__type__": "update"} for update in updates[1:]), "then it is left alone for typing"
     (role_q, question), (role_a, answer) = texts(chat)
     assert (role_q, question) == ("user", "What do you see and hear?")
     assert role_a == "assistant" and answer and "###" not in answer
@@ -64,13 +65,14 @@ def test_image_and_audio_question_streams_then_regenerate_undo_clear(app_url: st
     assert chat == [] and textbox == "" and files == [None] * 6
 
 
-def test_bad_file_gives_error_and_chat_goes_on(app_url: str, tmp_path: Path) -> None:
+def test_bad_file_leaves_chat_and_question_and_chat_goes_on(app_url: str, tmp_path: Path) -> None:
+    """The page shows a warning naming the file (test_browser checks it); nothing given is lost."""
     client = Client(app_url, verbose=False)
-    client.predict(*send_args("First question", IMAGE), api_name="/send")
+    before, _ = client.predict(*send_args("First question", IMAGE), api_name="/send")
     bad = tmp_path / "notes.wav"
     bad.write_text("this is a text file, not a recording")
-    with pytest.raises(AppError, match="audio file 'notes.wav'"):
-        client.predict(*send_args("What is this sound?", audio=str(bad)), api_name="/send")
+    chat, textbox = client.predict(*send_args("What is this sound?", audio=str(bad)), api_name="/send")
+    assert chat == before and textbox == "What is this sound?"
     chat, _ = client.predict(*send_args("Still there?", IMAGE), api_name="/send")
     assert [text for role, text in texts(chat) if role == "user"] == ["First question", "Still there?"]
 
@@ -117,6 +119,36 @@ def test_chat_api_streams_text_with_history(app_url: str, tmp_path: Path) -> Non
     wrong_type.write_bytes(Path(AUDIO).read_bytes())
     with pytest.raises(AppError, match="image file 'photo.png'"):
         client.predict("Look", image=handle_file(str(wrong_type)), api_name="/chat")
+
+
+@pytest.mark.parametrize(
+    ("request_kwargs", "message"),
+    [
+        (dict(question="   "), "question must be a non-empty string"),
+        (dict(history=[{"role": "user", "content": "Hi"}]), r"history must be a list of \[question, answer\] pairs"),
+        (dict(weights=[1.0]), "weights must map modality names"),
+        (dict(weights={"smell": 1.0}), "weights must map modality names"),
+        (dict(weights={"audio": 7.0}), "audio weight must be a number from -2 to 2"),
+        (dict(max_new_tokens=0), "max_new_tokens must be a number from 1 to 1024"),
+        (dict(top_p=1.5), "top_p must be a number from 0 to 1"),
+        (dict(temperature=-1.0), "temperature must be a number from 0 to 2"),
+        (dict(image=5), "image input must be a file"),
+    ],
+)
+def test_chat_api_refuses_malformed_requests_with_a_clear_message(app_url: str, request_kwargs: dict, message: str) -> None:
+    request = {"question": "What is it?", **request_kwargs}
+    with pytest.raises(AppError, match=message):
+        Client(app_url, verbose=False).predict(api_name="/chat", **request)
+
+
+def test_chat_api_reads_only_uploaded_files(app_url: str, tmp_path: Path) -> None:
+    """A path on the server given as a plain string is refused: only uploads (and the examples) are read."""
+    secret = tmp_path / "private.jpg"
+    secret.write_bytes(Path(IMAGE).read_bytes())
+    client = Client(app_url, verbose=False)
+    with pytest.raises(AppError, match="image file 'private.jpg': it is a path on the server, not an uploaded file"):
+        client.predict("What is it?", image=str(secret), api_name="/chat")
+    assert client.predict("What is it?", image=handle_file(str(secret)), max_new_tokens=3, api_name="/chat")
 
 
 def test_concurrent_videos_get_their_own_embeddings(app_url: str, tmp_path: Path) -> None:

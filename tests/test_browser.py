@@ -146,3 +146,35 @@ def test_example_send_and_follow_up(page: Page, page_errors: list[str], app_url:
         docs.mkdir(exist_ok=True)
         shutil.copyfile(screenshot, docs / "screenshot.png")
         print(f"\nscreenshot copied to {docs / 'screenshot.png'}")
+
+
+def test_bad_file_warns_and_keeps_chat_and_question(page: Page, page_errors: list[str], app_url: str, tmp_path: Path):
+    """A broken depth map: a warning names it, the earlier answer stays on screen, the question
+    goes back into the textbox, and after removing the file the same question is answered."""
+    question_box = page.locator("#question textarea")
+    chat = page.locator("#chatbot")
+    page.goto(app_url)
+    expect(page.locator("#status")).to_contain_text("Ready", timeout=MODEL_READY_TIMEOUT_MS)
+    question_box.fill("Hello?")
+    question_box.press("Enter")
+    first = _wait_for_answer(page, 1)
+
+    broken = tmp_path / "broken.npy"
+    broken.write_text("not an array")
+    page.get_by_role("tab", name="Depth").click()
+    page.locator("#depth input[type=file]").set_input_files(str(broken))
+    expect(page.locator("#depth")).to_contain_text("broken.npy")
+    question_box.fill("How far is it?")
+    question_box.press("Enter")
+    expect(page.get_by_test_id("toast-body").filter(has_text="depth file 'broken.npy'")).to_be_visible(timeout=ANSWER_TIMEOUT_MS)
+    expect(question_box).to_have_value("How far is it?")
+    expect(chat.get_by_test_id("bot")).to_have_count(1)
+    expect(chat.get_by_test_id("bot").first).to_be_visible()
+    assert chat.get_by_test_id("bot").first.inner_text().strip() == first
+    _assert_no_error_toast(page)
+
+    page.locator("#depth").get_by_label("Clear").click()
+    page.locator("#send").click()
+    assert _wait_for_answer(page, 2)
+    expect(chat.get_by_test_id("user").filter(has_text="How far is it?")).to_have_count(1)
+    assert not page_errors, f"uncaught errors in the page: {page_errors}"
