@@ -3,13 +3,18 @@
 Decoding is bound by reading the weights once per step, so sixteen sessions decoded together cost
 little more than one. A request is prefilled alone, then its KV cache joins the running batch
 (left-padded to a common length); it leaves the batch at EOS, at its token limit, when cancelled,
-or when its reader stops listening. Each request keeps its own temperature, top-p and limit.
+or when its reader stops listening. Each request keeps its own temperature, top-p, limit and seed.
+
+Failures stay as local as they can: a request whose prefill fails hears of it alone, while the
+others keep decoding; a failed batch step fails the rows of that batch (they share its cache), and
+the decoder goes on serving later requests. After `close`, every reader hears `DecoderClosed`.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -29,14 +34,24 @@ class QueueFull(RuntimeError):
     """More requests are waiting than the server accepts; the caller should try again later."""
 
 
+class DecoderClosed(RuntimeError):
+    """The decoder was closed: a request in flight or waiting will get no more tokens."""
+
+
 @dataclass(eq=False)
 class _Request:
     embeds: torch.Tensor  # (1, L, hidden)
     params: SamplingParams
-    cancel: threading.Event
+    cancel: threading.Event | None  # the caller's: watched, never set (the caller may reuse it)
+    generator: torch.Generator | None  # its own when it samples with a seed, so company changes no draw
+    left: threading.Event = field(default_factory=threading.Event)  # its reader stopped listening
     out: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
     produced: int = 0
     last: int = 0
+
+    @property
+    def cancelled(self) -> bool:
+        return self.left.is_set() or (self.cancel is not None and self.cancel.is_set())
 
 
 class BatchedDecoder:
@@ -65,15 +80,20 @@ class BatchedDecoder:
         self.eos_token_id = eos_token_id
         self.max_batch = max_batch
         self.max_waiting = max_waiting
-        self._waiting: queue.Queue[_Request] = queue.Queue()
-        self._stop = threading.Event()
+        self._waiting: deque[_Request] = deque()
+        self._changed = threading.Condition()  # guards _waiting and _closed
+        self._closed = False
         self._device = next(llm.parameters()).device
         self._generator = torch.Generator(device=self._device).manual_seed(seed)
         self._thread = threading.Thread(target=self._run, name="batched-decoder", daemon=True)
         self._thread.start()
 
     def generate(self, embeds: torch.Tensor, params: SamplingParams, cancel: threading.Event | None = None) -> Iterator[int]:
-        """Token ids for one prompt, as they are decoded; stop iterating to cancel."""
+        """Token ids for one prompt, as they are decoded; stop iterating (or set `cancel`) to cancel.
+
+        Raises QueueFull when too many wait, DecoderClosed once `close` was called, and whatever
+        decoding this request raised.
+        """
         yield from self._stream(self._submit(embeds, params, cancel))
 
     def warm_up(self, prompts: list[torch.Tensor], params: SamplingParams) -> None:
@@ -84,11 +104,25 @@ class BatchedDecoder:
                 pass
 
     def _submit(self, embeds: torch.Tensor, params: SamplingParams, cancel: threading.Event | None) -> _Request:
-        if self._waiting.qsize() >= self.max_waiting:
-            raise QueueFull(f"{self._waiting.qsize()} requests are already waiting; please try again in a moment.")
-        request = _Request(embeds, params, cancel or threading.Event())
-        self._waiting.put(request)
+        generator = None
+        if params.seed is not None and not params.greedy:
+            generator = torch.Generator(device=self._device).manual_seed(params.seed)
+        request = _Request(embeds, params, cancel, generator)
+        with self._changed:
+            if self._closed:
+                raise DecoderClosed("the decoder was closed")
+            self._drop_cancelled()
+            if len(self._waiting) >= self.max_waiting:
+                raise QueueFull(f"{len(self._waiting)} requests are already waiting; please try again in a moment.")
+            self._waiting.append(request)
+            self._changed.notify()
         return request
+
+    def _drop_cancelled(self) -> None:
+        """End the waiting requests that were cancelled, so they take no place in the queue."""
+        for request in [r for r in self._waiting if r.cancelled]:
+            self._waiting.remove(request)
+            request.out.put(_DONE)
 
     @staticmethod
     def _stream(request: _Request) -> Iterator[int]:
@@ -98,38 +132,62 @@ class BatchedDecoder:
                     raise item
                 yield item
         finally:
-            request.cancel.set()  # the reader left: free its row at the next step
+            request.left.set()  # the reader left: free its row at the next step
 
     def close(self) -> None:
-        self._stop.set()
+        """Refuse new requests and stop after the current step; every reader left hears DecoderClosed."""
+        with self._changed:
+            self._closed = True
+            self._changed.notify_all()
         self._thread.join(timeout=10)
 
     # --- the decode loop (one thread) ------------------------------------------------------------
 
     def _run(self) -> None:
         batch = _Batch()
-        while not self._stop.is_set():
-            request = None
-            try:
-                with torch.inference_mode():
-                    while len(batch.requests) < self.max_batch:
-                        try:  # never wait while others decode; idle, wake up now and then to see _stop
-                            request = self._waiting.get_nowait() if batch.requests else self._waiting.get(timeout=0.1)
-                        except queue.Empty:
-                            break
+        try:
+            with torch.inference_mode():
+                while not self._closed:
+                    while len(batch.requests) < self.max_batch and (request := self._next_waiting(idle=not batch.requests)):
                         self._admit(request, batch)
                     if batch.requests:
-                        self._step(batch)
-            except Exception as error:  # noqa: BLE001 - every reader in flight must hear of it
-                for reader in {*batch.requests, request} - {None}:
-                    reader.out.put(error)
-                batch = _Batch()
+                        try:
+                            self._step(batch)
+                        except Exception as error:  # noqa: BLE001 - the rows share the step's cache: all must hear of it
+                            for reader in batch.requests:
+                                reader.out.put(error)
+                            batch = _Batch()
+        finally:  # closed, or this thread dies: no reader may wait forever, no request may be accepted
+            with self._changed:
+                self._closed = True
+                readers = [*batch.requests, *self._waiting]
+                self._waiting.clear()
+            for reader in readers:
+                reader.out.put(DecoderClosed("the decoder was closed"))
+
+    def _next_waiting(self, idle: bool) -> _Request | None:
+        """The oldest waiting request, or None; never waits while others decode, and idle only until
+        a request arrives or the decoder is closed."""
+        with self._changed:
+            if idle:
+                self._changed.wait_for(lambda: self._waiting or self._closed)
+            return self._waiting.popleft() if self._waiting and not self._closed else None
 
     def _admit(self, request: _Request, batch: "_Batch") -> None:
-        """Prefill one request alone, emit its first token, and let it join the batch."""
-        if request.cancel.is_set():
+        """Prefill one request alone, emit its first token, and let it join the batch.
+
+        A failure here (a malformed prompt, say) is this request's alone: its reader hears of it and
+        the batch decodes on (the newcomer's cache joins only once its prefill and first token are done).
+        """
+        if request.cancelled or request.params.max_new_tokens < 1:
             request.out.put(_DONE)
             return
+        try:
+            self._prefill(request, batch)
+        except Exception as error:  # noqa: BLE001 - see the docstring
+            request.out.put(error)
+
+    def _prefill(self, request: _Request, batch: "_Batch") -> None:
         embeds = request.embeds.to(self._device)
         if self.slot is not None and not batch.requests and self.slot.holds(embeds.shape[1] + request.params.max_new_tokens):
             if self._emit_sampled(request, self.slot.prefill(embeds)):
@@ -157,7 +215,7 @@ class BatchedDecoder:
             mask = (torch.arange(length + 1, device=self._device)[None, :] >= pad[:, None]).long()
             positions = (length - pad)[:, None]
         logits = self.batch_step(ids, mask, positions, batch.cache)
-        tokens = sample_rows(logits, [r.params for r in batch.requests], self._generator).tolist()
+        tokens = sample_rows(logits, [r.params for r in batch.requests], self._generator, [r.generator for r in batch.requests]).tolist()
         batch.keep([i for i, (r, t) in enumerate(zip(batch.requests, tokens)) if self._emit(r, t)])
         if self.slot is not None and len(batch.requests) == 1:  # alone again: back to the fast slot
             request = batch.requests[0]
@@ -173,11 +231,11 @@ class BatchedDecoder:
 
     def _emit_sampled(self, request: _Request, logits: torch.Tensor) -> bool:
         """Sample one request's next token from its (1, vocab) logits and hand it over (see `_emit`)."""
-        return self._emit(request, sample_next(logits[0], request.params, self._generator))
+        return self._emit(request, sample_next(logits[0], request.params, request.generator if request.generator is not None else self._generator))
 
     def _emit(self, request: _Request, token: int) -> bool:
         """Hand `token` to its reader; False when the request is finished (and told so)."""
-        if request.cancel.is_set() or token == self.eos_token_id:
+        if request.cancelled or token == self.eos_token_id:
             request.out.put(_DONE)
             return False
         request.out.put(token)

@@ -8,7 +8,7 @@ token decoded alone loses it) and holding back anything that might be the start 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -16,12 +16,19 @@ from torch import nn
 from .config import SamplingParams
 
 
-def sample_rows(logits: torch.Tensor, params: list[SamplingParams], generator: torch.Generator | None) -> torch.Tensor:
+def sample_rows(
+    logits: torch.Tensor,
+    params: list[SamplingParams],
+    generator: torch.Generator | None,
+    own: Sequence[torch.Generator | None] = (),
+) -> torch.Tensor:
     """One token per row of (B, vocab) logits, each row with its own settings. -> (B,) ids.
 
     Greedy rows take the argmax; others sample from the nucleus (top-p) at their temperature. A
     nucleus that holds the top token alone (top-p 0.01, the demo's default, nearly always) is the
     argmax too, so the full sort runs only when some row really samples among several tokens.
+    Rows draw from `generator`, except a row with its own generator in `own` (a request's seed):
+    it draws alone, and only when it samples, so its tokens do not depend on the batch it is in.
     """
     argmax = logits.argmax(dim=-1)
     if all(p.greedy for p in params):
@@ -31,12 +38,21 @@ def sample_rows(logits: torch.Tensor, params: list[SamplingParams], generator: t
     temperature = torch.tensor([1.0 if p.greedy else p.temperature for p in params], device=device)
     top_p = torch.tensor([p.top_p for p in params], device=device)
     probs = torch.softmax(logits.float() / temperature[:, None], dim=-1)
-    if bool((greedy | (probs.max(dim=-1).values >= top_p)).all()):
+    draws = (~(greedy | (probs.max(dim=-1).values >= top_p))).tolist()  # the one host sync: which rows sample
+    if not any(draws):
         return argmax
+    own = list(own) or [None] * len(params)
     sorted_probs, order = torch.sort(probs, dim=-1, descending=True)
     outside = torch.cumsum(sorted_probs, dim=-1) - sorted_probs >= top_p[:, None]
     outside[:, 0] = False  # the top token always stays
-    sampled = order.gather(-1, torch.multinomial(sorted_probs.masked_fill(outside, 0.0), 1, generator=generator)).squeeze(-1)
+    nucleus = sorted_probs.masked_fill(outside, 0.0)
+    if any(draw and mine is None for draw, mine in zip(draws, own)):
+        sampled = order.gather(-1, torch.multinomial(nucleus, 1, generator=generator)).squeeze(-1)
+    else:
+        sampled = order[:, 0].clone()
+    for row, (draw, mine) in enumerate(zip(draws, own)):
+        if draw and mine is not None:
+            sampled[row] = order[row : row + 1].gather(-1, torch.multinomial(nucleus[row : row + 1], 1, generator=mine))[0, 0]
     return torch.where(greedy, argmax, sampled)
 
 
@@ -56,8 +72,10 @@ def generate_tokens(
     """Yield up to `params.max_new_tokens` token ids after the (1, L, H) prompt embeddings.
 
     Stops at EOS (not yielded) or when `cancel` is set; the caller stops at the stop text simply
-    by no longer iterating.
+    by no longer iterating. A limit below 1 yields nothing and runs no prefill.
     """
+    if params.max_new_tokens < 1:
+        return
     generator = None
     if params.seed is not None and not params.greedy:
         generator = torch.Generator(device=inputs_embeds.device).manual_seed(params.seed)
