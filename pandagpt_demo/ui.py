@@ -14,6 +14,7 @@ from pathlib import Path
 
 import gradio as gr
 from gradio import utils as gradio_utils
+from gradio.components.image import ImageData
 from gradio.data_classes import FileData
 
 from .batching import QueueFull
@@ -87,6 +88,19 @@ def _file_path(modality: Modality, value: str | dict | FileData | None) -> str |
     if not any(resolved.is_relative_to(root) for root in _upload_roots()):
         raise MediaError(modality, path, "it is a path on the server, not an uploaded file; send the file itself (gradio_client.handle_file)")
     return path
+
+
+class UploadedImage(gr.Image):
+    """An image input that hands the uploaded file over untouched (Gradio's own Image would open
+    it, rotate it by EXIF and convert it to RGB first): the app's loader then decodes it exactly
+    as the released weights expect, and a broken file gets the app's message naming it."""
+
+    is_template = True  # drawn by the page as a plain Image
+
+    def preprocess(self, payload: ImageData | None) -> str | None:
+        if payload is not None and payload.path is not None:
+            return payload.path
+        return super().preprocess(payload)
 
 
 def _number(name: str, value: object, low: float, high: float) -> float:
@@ -258,13 +272,13 @@ def build_demo(handle: ModelHandle, settings: UISettings = UISettings()) -> gr.B
         with gr.Row():
             with gr.Column(scale=2):
                 with gr.Tab("Image"):
-                    image = gr.Image(type="filepath", label="Image", sources=["upload", "clipboard"])
+                    image = UploadedImage(type="filepath", label="Image", sources=["upload", "clipboard"], elem_id="image")
                 with gr.Tab("Audio"):
                     audio = gr.Audio(type="filepath", label="Audio", sources=["upload", "microphone"])
                 with gr.Tab("Video"):
                     video = gr.Video(label="Video", sources=["upload"])
                 with gr.Tab("Thermal"):
-                    thermal = gr.Image(type="filepath", label="Thermal image", sources=["upload"])
+                    thermal = UploadedImage(type="filepath", label="Thermal image", sources=["upload"], elem_id="thermal")
                 with gr.Tab("Depth"):
                     depth = gr.File(label="Depth map (16-bit PNG disparity or .npy metres)", file_types=list(Modality.DEPTH.extensions), elem_id="depth")
                 with gr.Tab("IMU"):

@@ -174,6 +174,17 @@ def test_bad_file_warns_and_keeps_chat_and_question(page: Page, page_errors: lis
     _assert_no_error_toast(page)
 
     page.locator("#depth").get_by_label("Clear").click()
+
+    not_an_image = tmp_path / "photo.png"  # an image input hands the file to the app's own check too
+    not_an_image.write_text("not a picture")
+    page.get_by_role("tab", name="Image").click()
+    page.locator("#image input[type=file]").set_input_files(str(not_an_image))
+    page.locator("#send").click()
+    expect(page.get_by_test_id("toast-body").filter(has_text="image file 'photo.png'")).to_be_visible(timeout=ANSWER_TIMEOUT_MS)
+    expect(question_box).to_have_value("How far is it?")
+    _assert_no_error_toast(page)
+
+    page.locator("#image").get_by_label("Remove Image").click()
     page.locator("#send").click()
     assert _wait_for_answer(page, 2)
     expect(chat.get_by_test_id("user").filter(has_text="How far is it?")).to_have_count(1)
