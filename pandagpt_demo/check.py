@@ -22,14 +22,13 @@ from pathlib import Path
 
 import torch
 
-from .checkpoints import PROJ_KEYS, CheckpointError, check_keys, load_tokenizer, peft_key
+from .checkpoints import PROJ_KEYS, TOKENIZER_FILES, CheckpointError, check_keys, load_tokenizer, peft_keys
 from .config import LLAMA_SHAPES, ImageBindArch, LlamaShape, ModelConfig
+from .delta import DELTA_NORM_LIMIT, NORM_KEY, norm_scale
 from .manifest import read_manifest, sha256_file
 from .tensorfiles import FolderTensors, TensorFile, UnreadableFile, weight_files
 
 OK, MISSING, WRONG = "OK", "missing", "wrong"
-TOKENIZER_FILES = ("tokenizer.model", "tokenizer.json")
-DELTA_NORM_LIMIT = 0.2  # mean |model.norm.weight| of a real LLaMA is ~1-2; of a delta, ~0
 _IGNORED_LLM_KEYS = ("rotary_emb.inv_freq",)  # buffers in old checkpoints; transformers ignores them
 
 
@@ -252,9 +251,9 @@ def _check_llm_tensors(tensors: FolderTensors, config: object, name: str) -> Row
         check_keys(tensors.folder, "The weights", expected, given)
     except CheckpointError as error:
         return Row("vicuna", row_name, WRONG, _after_colon(error))
-    norm = tensors.get("model.norm.weight").float().abs().mean().item()
+    norm = norm_scale(tensors)
     if norm < DELTA_NORM_LIMIT:
-        return Row("vicuna", row_name, WRONG, f"looks like a delta, not a merged Vicuna (mean |model.norm.weight| = {norm:.3f}, a real model's is ~1)")
+        return Row("vicuna", row_name, WRONG, f"looks like a delta, not a merged Vicuna (mean |{NORM_KEY}| = {norm:.3f}, a real model's is ~1)")
     return Row("vicuna", row_name, OK, f"{len(given)} tensors, shapes as config.json says")
 
 
@@ -291,8 +290,8 @@ def check_delta(path: Path, llm: object | LlamaShape | None, config: ModelConfig
     proj = file.shape("llama_proj.weight")
     if proj != (hidden, config.imagebind.out_embed_dim):
         return Row("delta", name, WRONG, f"llama_proj.weight is {proj}, Vicuna (hidden {hidden}) and ImageBind ({config.imagebind.out_embed_dim}-d) need {(hidden, config.imagebind.out_embed_dim)}")
-    given = {peft_key(key): torch.empty(file.shape(key), device="meta") for key in keys if key not in PROJ_KEYS}
     try:
+        given = {target: torch.empty(file.shape(key), device="meta") for key, target in peft_keys(keys, path).items()}
         check_keys(path, "PandaGPT delta (LoRA part)", _lora_shapes(llm_config, config), given)
     except CheckpointError as error:
         return Row("delta", name, WRONG, _after_colon(error))

@@ -1,15 +1,17 @@
 """Loading the three released files as they are, failing loudly on anything unexpected.
 
 - `imagebind_huge.pth`: ImageBind's state dict, loaded strictly.
-- a Vicuna v0 folder in Hugging Face format: config, weights, tokenizer.
+- a Vicuna v0 folder in Hugging Face format: config, weights, tokenizer; every weight file must be
+  readable and every tensor the model needs present (transformers would leave a missing one random).
 - PandaGPT's delta `pytorch_model.pt`: `llama_proj.{weight,bias}` plus LoRA tensors named
   `llama_model.base_model.model.model.layers.N.self_attn.X_proj.lora_{A,B}[.default].weight`.
   The original loads it with `strict=False`, so a wrong file silently gives nonsense; here every
-  missing or unexpected key is an error.
+  missing or unexpected key is an error, and so is a LoRA tensor given under both names.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,9 +20,13 @@ from torch import nn
 
 from .config import LoraSpec, ModelConfig, SpecialTokens
 from .encoder import ImageBindEncoder
+from .tensorfiles import TensorFile, UnreadableFile, weight_files
 
 DELTA_LLM_PREFIX = "llama_model."
 PROJ_KEYS = ("llama_proj.weight", "llama_proj.bias")
+TOKENIZER_FILES = ("tokenizer.model", "tokenizer.json")  # either holds the vocabulary
+CONTROL_PIECE_IDS = (("unk", 0), ("bos", 1), ("eos", 2))  # SpecialTokens field -> its id in LLaMA's vocabulary
+SHOWN_KEYS = 5  # keys named in an error message; the rest are counted
 
 
 class CheckpointError(RuntimeError):
@@ -54,10 +60,15 @@ def check_keys(path: Path, what: str, expected: dict[str, torch.Size], given: di
     problems = []
     for label, items in (("missing keys", missing), ("unexpected keys", unexpected), ("wrong shapes", wrong)):
         if items:
-            shown = ", ".join(items[:5]) + (f" (+{len(items) - 5} more)" if len(items) > 5 else "")
-            problems.append(f"{len(items)} {label}: {shown}")
+            problems.append(f"{len(items)} {label}: {_some(items)}")
     if problems:
         raise CheckpointError(f"{what} at '{path}' does not match the model: " + "; ".join(problems))
+
+
+def _some(items: list[str]) -> str:
+    """The first few items, and how many more there are."""
+    more = len(items) - SHOWN_KEYS
+    return ", ".join(items[:SHOWN_KEYS]) + (f" (+{more} more)" if more > 0 else "")
 
 
 def load_imagebind(config: ModelConfig) -> ImageBindEncoder:
@@ -92,29 +103,70 @@ def load_tokenizer(folder: Path, tokens: SpecialTokens = SpecialTokens()):
     Not `AutoTokenizer`: Vicuna v0 folders name the class `LLaMATokenizer`, which transformers no
     longer knows, and falls back to a generic tokenizer without SentencePiece's leading-space rule,
     so every prompt would be tokenized differently from training. The special tokens are named
-    here, not read from the folder (see `SpecialTokens`).
+    here, not read from the folder (see `SpecialTokens`); naming them would silently *add* any the
+    vocabulary lacks, and a folder without tokenizer files would give a vocabulary of just those,
+    so both are refused (FileNotFoundError, ValueError), naming the folder.
     """
     from transformers import LlamaTokenizer
 
+    folder = Path(folder)
+    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        raise FileNotFoundError(f"'{folder}' has no tokenizer: neither {' nor '.join(TOKENIZER_FILES)} is there")
     tokenizer = LlamaTokenizer.from_pretrained(folder, unk_token=tokens.unk, bos_token=tokens.bos, eos_token=tokens.eos)
-    for name, piece in (("bos", tokens.bos), ("eos", tokens.eos)):
-        if tokenizer.convert_tokens_to_ids(piece) in (None, tokenizer.unk_token_id):
-            raise ValueError(f"the tokenizer in '{folder}' has no {name} piece {piece!r}: not LLaMA's vocabulary")
+    _require_control_pieces(tokenizer, folder, tokens)
     tokenizer.pad_token = tokenizer.eos_token  # as the original: pad = eos
     return tokenizer
 
 
+def _require_control_pieces(tokenizer, folder: Path, tokens: SpecialTokens) -> None:
+    """<unk>, <s>, </s> must be the folder's own pieces 0, 1, 2; a piece added by naming it gets an id past the vocabulary."""
+    own = tokenizer.backend_tokenizer.get_vocab_size(with_added_tokens=False)
+    problems = []
+    for field_name, expected in CONTROL_PIECE_IDS:
+        piece = getattr(tokens, field_name)
+        found = tokenizer.convert_tokens_to_ids(piece)
+        if found is None or found >= own:
+            problems.append(f"{field_name} {piece!r} is not in its vocabulary of {own} pieces")
+        elif found != expected:
+            problems.append(f"{field_name} {piece!r} has id {found}, LLaMA's has {expected}")
+    if problems:
+        raise ValueError(f"the tokenizer in '{folder}' is not LLaMA's: {'; '.join(problems)}")
+
+
+def _require_readable_shards(folder: Path, config: ModelConfig) -> None:
+    """Open every weight file's header before transformers does: a truncated download would
+    otherwise fail deep inside it with a bare RuntimeError or SafetensorError naming no file."""
+    try:
+        index, names = weight_files(folder)
+    except UnreadableFile as error:
+        raise CheckpointError(f"Vicuna folder '{folder}': {error}; download it again. Get it: {config.how_to_get()}") from error
+    for name in names:
+        path = folder / name
+        _require(path, f"Vicuna weight shard (listed in {index.name})" if index else "Vicuna weight file", config)
+        try:
+            TensorFile(path)
+        except UnreadableFile as error:
+            raise CheckpointError(f"Vicuna weight shard '{path}' is truncated or corrupt ({error}); download it again. Get it: {config.how_to_get()}") from error
+
+
 def load_vicuna(config: ModelConfig, dtype: torch.dtype) -> tuple[nn.Module, object]:
-    """The base LLM and its tokenizer from a Hugging Face folder."""
+    """The base LLM and its tokenizer from a Hugging Face folder, every tensor of the model loaded from it."""
     from transformers import AutoModelForCausalLM
 
     folder = config.vicuna_dir
     _require(folder / "config.json", "Vicuna folder (config.json)", config)
+    _require_readable_shards(folder, config)
     try:
         tokenizer = load_tokenizer(folder, config.special_tokens)
-        llm = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, **_quantization(config, dtype))
+        llm, info = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, output_loading_info=True, **_quantization(config, dtype))
     except (OSError, ValueError) as error:
         raise CheckpointError(f"Vicuna folder '{folder}' could not be loaded: {error}. Get it: {config.how_to_get()}") from error
+    missing = sorted(info["missing_keys"])
+    if missing:  # transformers initialises them randomly and only warns
+        raise CheckpointError(
+            f"Vicuna folder '{folder}' lacks {len(missing)} of the model's tensors ({_some(missing)}): an incomplete "
+            f"download or a folder for another model. Get it again: {config.how_to_get()}"
+        )
     llm.eval().requires_grad_(False)
     return llm, tokenizer
 
@@ -135,12 +187,28 @@ def peft_key(delta_key: str) -> str:
     return key
 
 
+def peft_keys(delta_keys: Iterable[str], path: Path) -> dict[str, str]:
+    """The delta's LoRA keys -> peft's names; one tensor given under both spellings is an error, not a silent pick."""
+    named: dict[str, str] = {}
+    for key in delta_keys:
+        if key in PROJ_KEYS:
+            continue
+        target = peft_key(key)
+        if target in named:
+            raise CheckpointError(
+                f"PandaGPT delta at '{path}' holds the same LoRA tensor twice, as '{named[target]}' and '{key}' "
+                "(with and without '.default'): keep one of them"
+            )
+        named[target] = key
+    return {key: target for target, key in named.items()}
+
+
 def read_delta(config: ModelConfig) -> Delta:
     path = config.delta_path
     _require(path, "PandaGPT delta", config)
     state = _load_state_dict(path, "PandaGPT delta")
     llama_proj = {k: state[k] for k in PROJ_KEYS if k in state}
-    lora = {peft_key(k): v for k, v in state.items() if k not in PROJ_KEYS}
+    lora = {target: state[key] for key, target in peft_keys(state, path).items()}
     missing_proj = [k for k in PROJ_KEYS if k not in state]
     if missing_proj:
         raise CheckpointError(f"PandaGPT delta at '{path}' lacks {', '.join(missing_proj)}; is it the right file?")

@@ -6,7 +6,11 @@ What FastChat's `apply_delta` (v0) did, without loading either model whole:
   not belong to its base (another size, another architecture) is refused, naming both shapes;
 - the v0 delta's vocabulary has one token more than LLaMA's (`[PAD]`, 32,001 rows): the base's
   `embed_tokens` and `lm_head` are grown with zero rows to the delta's shape, then added, so the
-  extra rows are the delta's own;
+  extra rows are the delta's own. A base that already has as many rows is not LLaMA (a merged
+  Vicuna v0 has them too) and is refused;
+- each folder must play its role: a delta holds differences, so its final RMSNorm gains
+  (`model.norm.weight`) are ~0 where a model's are ~1. That is what tells a merged Vicuna given as
+  the delta (shapes alike: it has `[PAD]` too), or a delta given as the base, from the right files;
 - tensors are read one at a time (safetensors headers / mmap'd torch files) and written as float16
   safetensors shards of at most `max_shard_bytes`, so RAM holds one output shard at a time;
 - `rotary_emb.inv_freq` buffers (in old checkpoints) are dropped: transformers recomputes them;
@@ -38,6 +42,8 @@ COPIED_FILES = (
 )
 DTYPE = torch.float16
 MAX_SHARD_BYTES = 2 * 1024**3
+NORM_KEY = "model.norm.weight"
+DELTA_NORM_LIMIT = 0.2  # mean |NORM_KEY|: a real LLaMA's or Vicuna's is ~1-2; a delta's (a difference of two), ~0
 
 
 class DeltaMismatch(ValueError):
@@ -56,8 +62,31 @@ def _skipped(key: str) -> bool:
     return key.endswith(SKIPPED)
 
 
+def norm_scale(tensors: FolderTensors) -> float | None:
+    """mean |model.norm.weight|, which tells a model (above DELTA_NORM_LIMIT) from a delta; None without that tensor."""
+    if NORM_KEY not in tensors:
+        return None
+    return tensors.get(NORM_KEY).float().abs().mean().item()
+
+
+def _check_roles(base: FolderTensors, delta: FolderTensors, base_dir: Path, delta_dir: Path) -> None:
+    """A delta given as the base, or a full model given as the delta, is refused before anything else."""
+    base_scale, delta_scale = norm_scale(base), norm_scale(delta)
+    if base_scale is not None and base_scale < DELTA_NORM_LIMIT:
+        raise DeltaMismatch(
+            f"the base '{base_dir}' looks like a delta, not LLaMA (mean |{NORM_KEY}| = {base_scale:.3f}; a model's is ~1): "
+            "were the base and the delta swapped?"
+        )
+    if delta_scale is not None and delta_scale >= DELTA_NORM_LIMIT:
+        raise DeltaMismatch(
+            f"the delta '{delta_dir}' looks like a full model, not LMSYS's Vicuna delta (mean |{NORM_KEY}| = {delta_scale:.3f}; "
+            "a delta's is ~0): if it is a merged Vicuna v0, it needs no delta (`python -m pandagpt_demo.weights download --vicuna DIR` "
+            "uses it as it is)"
+        )
+
+
 def plan(base: FolderTensors, delta: FolderTensors, base_dir: Path, delta_dir: Path) -> list[str]:
-    """The keys to write, in the delta's order, after checking every shape; raises DeltaMismatch."""
+    """The keys to write, in the delta's order, after checking roles and every shape; raises DeltaMismatch."""
     base_config, delta_config = _config(base_dir), _config(delta_dir)
     for key in CONFIG_KEYS:
         if base_config.get(key) != delta_config.get(key):
@@ -65,6 +94,7 @@ def plan(base: FolderTensors, delta: FolderTensors, base_dir: Path, delta_dir: P
                 f"the delta in '{delta_dir}' does not belong to the base in '{base_dir}': config.json {key} is "
                 f"{delta_config.get(key)!r} in the delta and {base_config.get(key)!r} in the base"
             )
+    _check_roles(base, delta, base_dir, delta_dir)
     base_keys = {k for k in base.keys() if not _skipped(k)}
     delta_keys = [k for k in delta.keys() if not _skipped(k)]
     problems = []
@@ -77,16 +107,28 @@ def plan(base: FolderTensors, delta: FolderTensors, base_dir: Path, delta_dir: P
     for key in delta_keys:
         if key not in base_keys:
             continue
-        base_shape, delta_shape = base.shape(key), delta.shape(key)
-        if base_shape == delta_shape:
-            continue
-        grows = key.endswith(GROWABLE) and len(base_shape) == 2 and base_shape[1:] == delta_shape[1:] and base_shape[0] <= delta_shape[0]
-        if not grows:
-            problems.append(f"{key} is {tuple(delta_shape)} in the delta but {tuple(base_shape)} in the base")
+        problem = _shape_problem(key, base.shape(key), delta.shape(key))
+        if problem:
+            problems.append(problem)
     if problems:
         shown = "; ".join(problems[:4]) + (f"; and {len(problems) - 4} more" if len(problems) > 4 else "")
         raise DeltaMismatch(f"the delta in '{delta_dir}' does not match the base in '{base_dir}': {shown}")
     return delta_keys
+
+
+def _shape_problem(key: str, base_shape: tuple[int, ...], delta_shape: tuple[int, ...]) -> str | None:
+    """What is wrong with one tensor's two shapes, or None: only the vocabulary's rows may, and must, grow."""
+    mismatch = f"{key} is {tuple(delta_shape)} in the delta but {tuple(base_shape)} in the base"
+    if not key.endswith(GROWABLE):
+        return None if base_shape == delta_shape else mismatch
+    if len(base_shape) != 2 or base_shape[1:] != delta_shape[1:] or base_shape[0] > delta_shape[0]:
+        return mismatch
+    if base_shape[0] == delta_shape[0]:
+        return (
+            f"{key} has {base_shape[0]} rows in both, but the v0 delta adds [PAD] to LLaMA's vocabulary: the base is "
+            "not LLaMA (a merged Vicuna?) or the delta is not a v0 delta"
+        )
+    return None
 
 
 def add(base: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:

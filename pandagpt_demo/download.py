@@ -31,6 +31,7 @@ from .config import IMAGEBIND_URL, IMAGEBIND_URL_ENV, LLAMA_SHAPES, WEIGHT_SOURC
 from .delta import COPIED_FILES, DeltaMismatch, apply_delta
 from .fetch import DownloadError, RepoListing, fetch_hub_file, fetch_url, list_repo, url_metadata
 from .manifest import file_record, read_manifest, record_component
+from .tensorfiles import UnreadableFile
 
 STAGE = ".download"
 SHARD_PATTERNS = (  # preferred first: safetensors, then torch .bin
@@ -54,6 +55,7 @@ class Request:
     imagebind_repo: str | None = None
     imagebind_url: str | None = None
     replace: bool = False
+    directory_flag: str = "--checkpoints"  # how the command asking names `directory` (app.py; `weights download` says --dir)
 
 
 @dataclass(frozen=True)
@@ -146,7 +148,7 @@ def download(request: Request, say: Callable[[str], None] = print) -> Report:
         say("Nothing to download.")
         return report
     plans = [_plan(part, sources[part.key], config, stage / _stage_name(sources[part.key]), say) for part in todo]
-    free = _check_disk(root, plans, request.model)
+    free = _check_disk(root, plans, request.model, request.directory_flag)
     say(f"To download: {_gb(sum(plan.bytes_needed for plan in plans))} into {root} ({_gb(free)} free on that disk).")
     for plan in plans:
         say(f"{plan.part.name}: {plan.describe}")
@@ -270,7 +272,7 @@ def _plan_vicuna_from_delta(part: Part, source: Source, config: ModelConfig, sha
         _discard(out_stage)
         try:
             written = apply_delta(base_stage, delta_stage, out_stage)
-        except DeltaMismatch as error:
+        except (DeltaMismatch, UnreadableFile) as error:
             _discard(out_stage)
             raise DownloadError(f"Cannot make Vicuna from {base_repo} + {delta_repo}: {error}. Choose a matching pair with --base-repo / --vicuna-delta-repo.") from error
         _verify_llm(out_stage, shape, f"Vicuna made from {base_repo} + {delta_repo}")
@@ -339,8 +341,11 @@ def _verify_llm(folder: Path, shape, what: str) -> None:
         raise DownloadError(f"{what} is not a usable Vicuna v0 folder: {'; '.join(problems)}. It was not put in place.")
 
 
-def _check_disk(root: Path, plans: list[Plan], model: str) -> int:
-    """The free bytes on the folder's disk; raises DownloadError before any download if too few."""
+def _check_disk(root: Path, plans: list[Plan], model: str, directory_flag: str) -> int:
+    """The free bytes on the folder's disk; raises DownloadError before any download if too few.
+
+    `directory_flag` is the asking command's own name for the folder (app.py: --checkpoints; `weights download`: --dir).
+    """
     needed = sum(plan.bytes_needed for plan in plans)
     probe = root
     while not probe.exists():
@@ -348,10 +353,10 @@ def _check_disk(root: Path, plans: list[Plan], model: str) -> int:
     free = shutil.disk_usage(probe).free
     if needed > free:
         parts_text = ", ".join(f"{plan.part.name} {_gb(plan.bytes_needed)}" for plan in plans if plan.bytes_needed)
+        elsewhere = f"with {directory_flag}" + ("" if directory_flag == "--checkpoints" else " (and start the app with --checkpoints pointing there)")
         raise DownloadError(
             f"Not enough disk space for the {model} weights in '{root}': {_gb(needed)} still to write ({parts_text}) but only "
-            f"{_gb(free)} free on that disk. Nothing was downloaded. Free some space, or choose a folder on another disk "
-            "with --dir (and start the app with --checkpoints pointing there)."
+            f"{_gb(free)} free on that disk. Nothing was downloaded. Free some space, or choose a folder on another disk {elsewhere}."
         )
     return free
 

@@ -8,6 +8,7 @@ CPU; `7b` and `13b` have the real sizes, for checks and benchmarks on a GPU.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import torch
@@ -40,7 +41,7 @@ def write_random_model_set(config: ModelConfig, size: str, seed: int = 0, device
     """Write random weights of `LLAMA_SHAPES[size]` to the three paths of `config`.
 
     The LLM is saved in float16 for the real sizes (as the released Vicuna), float32 for tiny;
-    `device` only speeds up initialising the big ones.
+    `device` only speeds up initialising the big ones. The Vicuna folder is written afresh.
     """
     from transformers import LlamaForCausalLM
 
@@ -54,6 +55,7 @@ def write_random_model_set(config: ModelConfig, size: str, seed: int = 0, device
     dtype = torch.float32 if size == "tiny" else torch.float16
     with torch.device(device):
         llm = LlamaForCausalLM._from_config(LLAMA_SHAPES[size].llama_config(), dtype=dtype)
+    _fresh_folder(config.vicuna_dir)
     llm.save_pretrained(config.vicuna_dir)
     llama_tokenizer().save_pretrained(config.vicuna_dir)
 
@@ -68,6 +70,16 @@ def write_random_model_set(config: ModelConfig, size: str, seed: int = 0, device
     config.delta_path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(delta, config.delta_path)
     return config
+
+
+def _fresh_folder(folder: Path) -> None:
+    """Empty the Vicuna folder this module writes: a file left by an earlier set (an `added_tokens.json`,
+    a shard of another layout) would be loaded with the new ones. A link is removed, not what it points to."""
+    if folder.is_symlink() or folder.is_file():
+        folder.unlink()
+    elif folder.is_dir():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
 
 
 def make_tiny(directory: Path | str, seed: int = 0) -> ModelConfig:

@@ -36,7 +36,7 @@ def weight_files(folder: Path) -> tuple[Path | None, list[str]]:
             try:
                 weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
             except (OSError, ValueError, KeyError, TypeError) as error:
-                raise UnreadableFile(f"'{index.name}' is not a valid weight index ({error})") from error
+                raise UnreadableFile(f"'{index}' is not a valid weight index ({error})") from error
             return index, sorted(set(weight_map.values()))
         if (folder / single_name).exists():
             return None, [single_name]
@@ -91,15 +91,22 @@ def _torch_load(path: Path) -> dict[str, torch.Tensor]:
 
 
 class FolderTensors:
-    """All weight files of a Hugging Face folder as one lazy mapping (opened as needed)."""
+    """All weight files of a Hugging Face folder as one lazy mapping (opened as needed).
+
+    Every error (UnreadableFile) names the file at fault: a folder's files are many, and a message
+    without the name leaves the user to find the truncated shard.
+    """
 
     def __init__(self, folder: Path) -> None:
         self.folder = Path(folder)
         index, names = weight_files(self.folder)
         if not names:
             raise UnreadableFile(f"no weights in '{self.folder}' (looked for {', '.join(n for pair in WEIGHT_LAYOUTS for n in pair)})")
-        self.files = {name: TensorFile(self.folder / name) for name in names}
+        self.files = {name: _open_listed(self.folder / name, index) for name in names}
         self.location = {key: name for name, file in self.files.items() for key in file.keys()}
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.location
 
     def keys(self) -> list[str]:
         return list(self.location)
@@ -109,6 +116,16 @@ class FolderTensors:
 
     def get(self, key: str) -> torch.Tensor:
         return self.files[self.location[key]].get(key)
+
+
+def _open_listed(path: Path, index: Path | None) -> TensorFile:
+    """One weight file of a folder, its errors naming it (and the index that lists it, if missing)."""
+    if not path.is_file():
+        raise UnreadableFile(f"'{path}' is missing" + (f" (listed in '{index.name}')" if index else ""))
+    try:
+        return TensorFile(path)
+    except UnreadableFile as error:
+        raise UnreadableFile(f"'{path}': {error}; download it again") from error
 
 
 def _first_line(error: object) -> str:

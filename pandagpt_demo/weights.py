@@ -1,11 +1,14 @@
 """Command line for checkpoint folders: `python -m pandagpt_demo.weights {download,check,make-tiny,...}`.
 
 - `download --model {7b,13b} [--dir checkpoints]`: fetch ImageBind, Vicuna v0 and PandaGPT's delta
-  into the layout the app loads, verify them and write `manifest.json` (see `download.py`).
+  into the layout the app loads, verify them and write `manifest.json` (see `download.py`). Its
+  source flags are this command's own: `app.py --download` fetches from the defaults only, into
+  its `--checkpoints` folder.
 - `check [--dir checkpoints] [--model 7b|13b|tiny]`: a table OK / missing / wrong per file and the
   command that fixes each problem; exit code 0 only when the app can load the folder.
 - `apply-delta BASE DELTA OUT`: Vicuna v0 = LLaMA + LMSYS's delta, for folders you already have.
-- `make-tiny DIR`: a tiny random model set in exactly the released formats (see `synthetic.py`).
+- `make-tiny DIR`: a tiny random model set in exactly the released formats (see `synthetic.py`),
+  its Vicuna folder written afresh (nothing left from an earlier one).
 - `make-random --size {7b,13b} DIR`: random weights at the real sizes in the layout the app loads
   with `--checkpoints DIR --model SIZE`, for GPU checks and benchmarks without the real files.
 """
@@ -20,7 +23,7 @@ from .config import IMAGEBIND_URL, IMAGEBIND_URL_ENV, MODEL_SIZES, WEIGHT_SOURCE
 
 
 def add_download_arguments(parser: argparse.ArgumentParser) -> None:
-    """The source flags of `download` (shared with `app.py --download`)."""
+    """The source flags of `download`; `app.py --download` has none of them (it uses the defaults)."""
     def defaults(field: str) -> str:
         return "default: " + ", ".join(f"{size} {getattr(sources, field)}" for size, sources in WEIGHT_SOURCES.items())
 
@@ -54,6 +57,7 @@ def download_request(args: argparse.Namespace, model: str, directory: Path):
         imagebind_repo=args.imagebind_repo,
         imagebind_url=args.imagebind_url,
         replace=args.replace,
+        directory_flag="--dir",
     )
 
 
@@ -123,12 +127,13 @@ def main(argv: list[str] | None = None) -> int:
         return status
     if args.command == "apply-delta":
         from .delta import DeltaMismatch, apply_delta
+        from .tensorfiles import UnreadableFile
 
         if args.out.exists() and any(args.out.iterdir()):
             parser.error(f"{args.out} is not empty")
         try:
             apply_delta(args.base, args.delta, args.out)
-        except DeltaMismatch as error:
+        except (DeltaMismatch, UnreadableFile, OSError) as error:  # each names its file: one line, no traceback
             print(f"error: {error}", file=sys.stderr)
             return 1
         print(f"wrote {args.out}/")

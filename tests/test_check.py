@@ -127,3 +127,24 @@ def test_the_app_falls_back_to_tiny_with_checks_explanation(tiny_config: ModelCo
     assert "imagebind_huge.pth wrong" in reason and "missing keys" in reason
     assert "pandagpt_7b/pytorch_model.pt wrong" in reason
     assert reason.endswith(f"download --model 7b --dir {tmp_path} --delta-repo x/y --replace")
+
+
+def test_a_lora_tensor_under_both_names_is_wrong(tiny_copy: ModelConfig, tmp_path: Path, capsys) -> None:
+    state = torch.load(tiny_copy.delta_path, weights_only=True)
+    key = next(k for k in state if k.endswith(".lora_B.default.weight"))
+    torch.save(state | {key.replace(".default", ""): state[key]}, tiny_copy.delta_path)
+    status, out = run_check(tmp_path, "tiny", capsys)
+    assert status == 1
+    line = next(line for line in out.splitlines() if "pandagpt_tiny/pytorch_model.pt" in line and line.startswith("  wrong"))
+    assert "the same LoRA tensor twice" in line and key.replace(".default", "") in line
+
+
+def test_make_tiny_writes_a_fresh_vicuna_folder(tmp_path: Path, capsys) -> None:
+    """A file left by an earlier set (here a [PAD] token) would be loaded with the new one."""
+    config = ModelConfig.preset("tiny", tmp_path)
+    stale = config.vicuna_dir / "added_tokens.json"
+    config.vicuna_dir.mkdir(parents=True)
+    stale.write_text('{"[PAD]": 32000}')
+    assert main(["make-tiny", str(config.imagebind_path.parent)]) == 0
+    assert not stale.exists()
+    assert run_check(tmp_path, "tiny", capsys)[0] == 0

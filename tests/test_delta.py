@@ -110,3 +110,46 @@ def test_apply_delta_command(pair, tmp_path: Path, capsys: pytest.CaptureFixture
     _, wrong_delta, _ = write_llama_pair(other, LlamaShape(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4))
     assert main(["apply-delta", str(base_dir), str(wrong_delta), str(tmp_path / "refused")]) == 1
     assert "does not belong to the base" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def merged(pair, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Vicuna v0 as apply-delta makes it: what a user may mistake for the delta, or for the base."""
+    base_dir, delta_dir, _ = pair
+    out = tmp_path_factory.mktemp("merged") / "vicuna"
+    apply_delta(base_dir, delta_dir, out)
+    return out
+
+
+def test_each_folder_must_play_its_role(pair, merged: Path, tmp_path: Path) -> None:
+    """Shapes alone accept a merged Vicuna as the delta (it has [PAD] too): its norms say it is a model."""
+    base_dir, delta_dir, _ = pair
+    with pytest.raises(DeltaMismatch, match=rf"the delta '{merged}' looks like a full model, not LMSYS's Vicuna delta .*a merged Vicuna v0, it needs no delta"):
+        apply_delta(base_dir, merged, tmp_path / "a")
+    with pytest.raises(DeltaMismatch, match=rf"the delta '{base_dir}' looks like a full model"):
+        apply_delta(base_dir, base_dir, tmp_path / "b")
+    with pytest.raises(DeltaMismatch, match=rf"the base '{delta_dir}' looks like a delta, not LLaMA .*swapped"):
+        apply_delta(delta_dir, delta_dir, tmp_path / "c")
+    # A merged Vicuna as the base: a model, but it already has the [PAD] row the v0 delta adds.
+    with pytest.raises(DeltaMismatch, match=r"model.embed_tokens.weight has 32001 rows in both, .*the base is not LLaMA \(a merged Vicuna\?\)"):
+        apply_delta(merged, delta_dir, tmp_path / "d")
+    assert not any((tmp_path / name).exists() for name in "abcd")
+
+
+@pytest.mark.parametrize("role", ["base", "delta"])
+def test_unreadable_files_give_a_one_line_error_naming_the_file(pair, tmp_path: Path, role: str, capsys: pytest.CaptureFixture[str]) -> None:
+    base_dir, delta_dir, _ = pair
+    folders = {"base": shutil.copytree(base_dir, tmp_path / "llama"), "delta": shutil.copytree(delta_dir, tmp_path / "vicuna_delta")}
+    shard = folders[role] / {"base": "model-00001-of-00002.safetensors", "delta": "pytorch_model-00002-of-00002.bin"}[role]
+    whole = shard.read_bytes()
+    shard.write_bytes(whole[:1000])  # an interrupted download
+    assert main(["apply-delta", str(folders["base"]), str(folders["delta"]), str(tmp_path / "out")]) == 1
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and error.startswith("error: ")
+    assert f"'{shard}'" in error and "truncated or damaged" in error
+
+    shard.write_bytes(whole)
+    (folders[role] / "config.json").write_text("{not json")
+    assert main(["apply-delta", str(folders["base"]), str(folders["delta"]), str(tmp_path / "out")]) == 1
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and f"'{folders[role] / 'config.json'}' is missing or not valid JSON" in error

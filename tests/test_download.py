@@ -140,6 +140,15 @@ def test_from_delta_builds_vicuna_from_llama_and_the_delta(hub: FakeHub, llama_p
     assert PandaGPT.load(config).llm.config.vocab_size == 32001
 
 
+def test_from_delta_refuses_a_merged_vicuna_as_the_delta(hub: FakeHub, tmp_path: Path, capsys) -> None:
+    """The tiny Vicuna has the base's very shapes: only its norms show it is a model, not a delta."""
+    args = tiny_args(hub, tmp_path, vicuna=("--from-delta", "--base-repo", LLAMA, "--vicuna-delta-repo", VICUNA))
+    assert main(args) == 1
+    error = capsys.readouterr().err
+    assert f"Cannot make Vicuna from {LLAMA} + {VICUNA}" in error and "looks like a full model, not LMSYS's Vicuna delta" in error
+    assert not ModelConfig.preset("tiny", tmp_path).vicuna_dir.exists()
+
+
 def test_a_dropped_hub_connection_is_resumed_with_a_range_request(hub: FakeHub, tiny_config: ModelConfig, tmp_path: Path) -> None:
     blob = "/cdn/" + sha256(tiny_config.vicuna_dir / "model.safetensors")
     hub.cut_once[blob] = 12_000_000  # huggingface_hub writes in 10 MiB chunks: one is on disk when the line drops
@@ -226,7 +235,13 @@ def test_too_little_disk_is_said_before_downloading(hub: FakeHub, tmp_path: Path
     assert main(tiny_args(hub, tmp_path)) == 1
     error = capsys.readouterr().err
     assert "Not enough disk space" in error and "1.00 MB free" in error and "vicuna_tiny" in error and "Nothing was downloaded" in error
+    assert "on another disk with --dir (and start the app with --checkpoints pointing there)" in error
     assert not hub.requests("GET", "/resolve/") and not hub.requests("GET", "/cdn/") and not hub.requests("GET", "/files/")
+    # app.py --download has no --dir: its folder is --checkpoints (a Request with the defaults, as app.py makes it).
+    request = download_module.Request(model="tiny", directory=tmp_path, delta_repo=PANDA, vicuna_repo=VICUNA, imagebind_url=hub.imagebind_url)
+    with pytest.raises(fetch.DownloadError) as caught:
+        download_module.download(request, say=lambda line: None)
+    assert "on another disk with --checkpoints." in str(caught.value) and "--dir" not in str(caught.value)
 
 
 def test_a_wrong_part_is_replaced_only_with_replace(hub: FakeHub, tiny_config: ModelConfig, tmp_path: Path, capsys) -> None:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import re
+import shutil
 import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 from pandagpt_demo.checkpoints import CheckpointError
 from pandagpt_demo.config import ImageBindArch, ModelConfig, SamplingParams
@@ -168,6 +171,63 @@ def test_missing_checkpoints_name_the_path_and_the_fix(tiny_config: ModelConfig,
     real = ModelConfig.preset("7b", tmp_path)
     with pytest.raises(CheckpointError, match="openllmplayground/pandagpt_7b_max_len_1024"):
         PandaGPT.load(real)
+
+
+def test_delta_with_a_lora_tensor_under_both_names_fails(tiny_config: ModelConfig, tmp_path: Path) -> None:
+    """`...lora_A.weight` and `...lora_A.default.weight` are one tensor for peft: which would win is not ours to guess."""
+    key = "llama_model.base_model.model.model.layers.0.self_attn.q_proj.lora_A.default.weight"
+    twice = rewrite_delta(tiny_config, tmp_path, lambda s: s | {key.replace(".default", ""): torch.zeros_like(s[key])})
+    with pytest.raises(CheckpointError) as error:
+        PandaGPT.load(twice)
+    message = str(error.value)
+    assert "the same LoRA tensor twice" in message and key in message and key.replace(".default", "") in message
+    assert str(twice.delta_path) in message
+
+
+def vicuna_copy(config: ModelConfig, tmp_path: Path, change) -> ModelConfig:
+    """The tiny set with a copy of its Vicuna folder, `change`d (it gets the folder)."""
+    folder = shutil.copytree(config.vicuna_dir, tmp_path / "vicuna")
+    change(folder)
+    return dataclasses.replace(config, vicuna_dir=folder)
+
+
+def test_vicuna_missing_tensors_fail_naming_the_folder_and_keys(tiny_config: ModelConfig, tmp_path: Path) -> None:
+    """transformers would initialise them randomly and only warn."""
+    def drop(folder: Path) -> None:
+        state = load_file(folder / "model.safetensors")
+        for layer in (0, 1):
+            del state[f"model.layers.{layer}.mlp.down_proj.weight"]
+        save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
+
+    config = vicuna_copy(tiny_config, tmp_path, drop)
+    with pytest.raises(CheckpointError) as error:
+        PandaGPT.load(config)
+    message = str(error.value)
+    assert f"Vicuna folder '{config.vicuna_dir}' lacks 2 of the model's tensors" in message
+    assert "model.layers.0.mlp.down_proj.weight, model.layers.1.mlp.down_proj.weight" in message
+    assert "make-tiny" in message  # how to get it again
+
+
+@pytest.mark.parametrize("weights", ["model.safetensors", "pytorch_model.bin"])
+def test_a_truncated_vicuna_shard_is_named(tiny_config: ModelConfig, tmp_path: Path, weights: str) -> None:
+    def truncate(folder: Path) -> None:
+        if weights == "pytorch_model.bin":
+            torch.save(load_file(folder / "model.safetensors"), folder / weights)
+            (folder / "model.safetensors").unlink()
+        data = (folder / weights).read_bytes()
+        (folder / weights).write_bytes(data[: len(data) // 2])  # an interrupted download
+
+    config = vicuna_copy(tiny_config, tmp_path, truncate)
+    with pytest.raises(CheckpointError) as error:
+        PandaGPT.load(config)
+    assert f"Vicuna weight shard '{config.vicuna_dir / weights}' is truncated or corrupt" in str(error.value)
+    assert "download it again" in str(error.value)
+
+
+def test_a_vicuna_folder_without_tokenizer_files_fails(tiny_config: ModelConfig, tmp_path: Path) -> None:
+    config = vicuna_copy(tiny_config, tmp_path, lambda folder: (folder / "tokenizer.json").unlink())
+    with pytest.raises(CheckpointError, match=rf"Vicuna folder '{re.escape(str(config.vicuna_dir))}' could not be loaded: .*has no tokenizer"):
+        PandaGPT.load(config)
 
 
 def test_corrupt_and_mismatched_imagebind(tiny_config: ModelConfig, tmp_path: Path) -> None:
