@@ -17,6 +17,8 @@ from .checkpoints import DELTA_LLM_PREFIX, wrap_lora
 from .config import LLAMA_SHAPES, ModelConfig, SpecialTokens
 from .encoder import ImageBindEncoder
 
+RANDOM_SET_MARKER = ".random_weights"  # in a Vicuna folder this module wrote, and may rewrite
+
 
 def llama_tokenizer():
     """The LLaMA SentencePiece vocabulary as a transformers tokenizer, from the wordllama wheel.
@@ -74,12 +76,17 @@ def write_random_model_set(config: ModelConfig, size: str, seed: int = 0, device
 
 def _fresh_folder(folder: Path) -> None:
     """Empty the Vicuna folder this module writes: a file left by an earlier set (an `added_tokens.json`,
-    a shard of another layout) would be loaded with the new ones. A link is removed, not what it points to."""
+    a shard of another layout) would be loaded with the new ones. Only a folder this module wrote
+    (it holds the marker) or an empty one is emptied, never someone's real Vicuna; a link is
+    removed, not what it points to."""
+    if folder.is_dir() and not folder.is_symlink() and any(folder.iterdir()) and not (folder / RANDOM_SET_MARKER).exists():
+        raise FileExistsError(f"{folder} holds files this command did not write (a real Vicuna?); it is left alone: choose another directory, or delete it first")
     if folder.is_symlink() or folder.is_file():
         folder.unlink()
     elif folder.is_dir():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
+    (folder / RANDOM_SET_MARKER).write_text("random weights written by pandagpt_demo.synthetic; this folder is rewritten by make-tiny/make-random\n")
 
 
 def make_tiny(directory: Path | str, seed: int = 0) -> ModelConfig:

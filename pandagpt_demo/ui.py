@@ -90,17 +90,20 @@ def _file_path(modality: Modality, value: str | dict | FileData | None) -> str |
     return path
 
 
-class UploadedImage(gr.Image):
-    """An image input that hands the uploaded file over untouched (Gradio's own Image would open
-    it, rotate it by EXIF and convert it to RGB first): the app's loader then decodes it exactly
-    as the released weights expect, and a broken file gets the app's message naming it."""
+def _untouched(image: gr.Image) -> gr.Image:
+    """Make `image` hand the uploaded file over as it is. Gradio's Image would open it, rotate it by
+    EXIF and convert it to RGB first: instead the app's loader decodes it exactly as the released
+    weights expect, and a broken file gets the app's message naming it. (Set on the instance: a
+    subclass of a Gradio component writes a .pyi stub beside this module when imported.)"""
+    gradio_preprocess = image.preprocess
 
-    is_template = True  # drawn by the page as a plain Image
-
-    def preprocess(self, payload: ImageData | None) -> str | None:
+    def preprocess(payload: ImageData | None) -> str | None:
         if payload is not None and payload.path is not None:
             return payload.path
-        return super().preprocess(payload)
+        return gradio_preprocess(payload)
+
+    image.preprocess = preprocess
+    return image
 
 
 def _number(name: str, value: object, low: float, high: float) -> float:
@@ -272,13 +275,13 @@ def build_demo(handle: ModelHandle, settings: UISettings = UISettings()) -> gr.B
         with gr.Row():
             with gr.Column(scale=2):
                 with gr.Tab("Image"):
-                    image = UploadedImage(type="filepath", label="Image", sources=["upload", "clipboard"], elem_id="image")
+                    image = _untouched(gr.Image(type="filepath", label="Image", sources=["upload", "clipboard"], elem_id="image"))
                 with gr.Tab("Audio"):
                     audio = gr.Audio(type="filepath", label="Audio", sources=["upload", "microphone"])
                 with gr.Tab("Video"):
                     video = gr.Video(label="Video", sources=["upload"])
                 with gr.Tab("Thermal"):
-                    thermal = UploadedImage(type="filepath", label="Thermal image", sources=["upload"], elem_id="thermal")
+                    thermal = _untouched(gr.Image(type="filepath", label="Thermal image", sources=["upload"], elem_id="thermal"))
                 with gr.Tab("Depth"):
                     depth = gr.File(label="Depth map (16-bit PNG disparity or .npy metres)", file_types=list(Modality.DEPTH.extensions), elem_id="depth")
                 with gr.Tab("IMU"):

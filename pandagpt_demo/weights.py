@@ -141,10 +141,14 @@ def main(argv: list[str] | None = None) -> int:
 
     from .synthetic import make_tiny, write_random_model_set
 
-    if args.command == "make-tiny":
-        config = make_tiny(args.directory, args.seed)
-    else:
-        config = write_random_model_set(ModelConfig.preset(args.size, args.directory), args.size, args.seed, args.device)
+    try:
+        if args.command == "make-tiny":
+            config = make_tiny(args.directory, args.seed)
+        else:
+            config = write_random_model_set(ModelConfig.preset(args.size, args.directory), args.size, args.seed, args.device)
+    except FileExistsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     print(f"wrote {config.imagebind_path}, {config.vicuna_dir}/, {config.delta_path}")
     return 0
 

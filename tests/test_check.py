@@ -140,11 +140,18 @@ def test_a_lora_tensor_under_both_names_is_wrong(tiny_copy: ModelConfig, tmp_pat
 
 
 def test_make_tiny_writes_a_fresh_vicuna_folder(tmp_path: Path, capsys) -> None:
-    """A file left by an earlier set (here a [PAD] token) would be loaded with the new one."""
+    """A file left by an earlier set (here a [PAD] token) would be loaded with the new one; a folder
+    the command did not write (someone's real Vicuna) is never emptied."""
     config = ModelConfig.preset("tiny", tmp_path)
     stale = config.vicuna_dir / "added_tokens.json"
     config.vicuna_dir.mkdir(parents=True)
     stale.write_text('{"[PAD]": 32000}')
+    assert main(["make-tiny", str(config.imagebind_path.parent)]) == 1
+    assert stale.exists() and "did not write" in capsys.readouterr().err
+
+    stale.unlink()
+    assert main(["make-tiny", str(config.imagebind_path.parent)]) == 0
+    stale.write_text('{"[PAD]": 32000}')  # now in a folder make-tiny wrote: rewritten afresh
     assert main(["make-tiny", str(config.imagebind_path.parent)]) == 0
     assert not stale.exists()
     assert run_check(tmp_path, "tiny", capsys)[0] == 0
