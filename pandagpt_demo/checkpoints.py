@@ -25,7 +25,6 @@ from .tensorfiles import TensorFile, UnreadableFile, weight_files
 DELTA_LLM_PREFIX = "llama_model."
 PROJ_KEYS = ("llama_proj.weight", "llama_proj.bias")
 TOKENIZER_FILES = ("tokenizer.model", "tokenizer.json")  # either holds the vocabulary
-CONTROL_PIECE_IDS = (("unk", 0), ("bos", 1), ("eos", 2))  # SpecialTokens field -> its id in LLaMA's vocabulary
 SHOWN_KEYS = 5  # keys named in an error message; the rest are counted
 
 
@@ -122,8 +121,7 @@ def _require_control_pieces(tokenizer, folder: Path, tokens: SpecialTokens) -> N
     """<unk>, <s>, </s> must be the folder's own pieces 0, 1, 2; a piece added by naming it gets an id past the vocabulary."""
     own = tokenizer.backend_tokenizer.get_vocab_size(with_added_tokens=False)
     problems = []
-    for field_name, expected in CONTROL_PIECE_IDS:
-        piece = getattr(tokens, field_name)
+    for field_name, piece, expected in tokens.pieces():
         found = tokenizer.convert_tokens_to_ids(piece)
         if found is None or found >= own:
             problems.append(f"{field_name} {piece!r} is not in its vocabulary of {own} pieces")

@@ -141,6 +141,11 @@ class SpecialTokens:
     unk: str = "<unk>"
     bos: str = "<s>"
     eos: str = "</s>"
+    ids: tuple[int, int, int] = (0, 1, 2)  # of unk, bos, eos in LLaMA's vocabulary: checked at load
+
+    def pieces(self) -> list[tuple[str, str, int]]:
+        """(role, piece, expected id) of each control piece."""
+        return list(zip(("unk", "bos", "eos"), (self.unk, self.bos, self.eos), self.ids))
 
 
 @dataclass(frozen=True)
