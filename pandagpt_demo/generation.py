@@ -80,13 +80,15 @@ def generate_tokens(
     if params.seed is not None and not params.greedy:
         generator = torch.Generator(device=inputs_embeds.device).manual_seed(params.seed)
     output = llm(inputs_embeds=inputs_embeds, use_cache=True)
-    for _ in range(params.max_new_tokens):
+    for produced in range(1, params.max_new_tokens + 1):
         if cancel is not None and cancel.is_set():
             return
         token = sample_next(output.logits[0, -1], params, generator)
         if token == eos_token_id:
             return
         yield token
+        if produced == params.max_new_tokens:
+            return  # no forward pass for a token nobody will take
         step = torch.tensor([[token]], device=inputs_embeds.device)
         output = llm(input_ids=step, past_key_values=output.past_key_values, use_cache=True)
 

@@ -203,3 +203,15 @@ def test_a_limit_of_zero_tokens_decodes_nothing(tiny_model: PandaGPT, decoder: B
         handle.remove()
     assert forwards == []
     assert decoder.steps == {"slot": 0, "batch": 0}
+
+
+def test_the_unbatched_path_runs_one_forward_per_token(tiny_model: PandaGPT) -> None:
+    """The prefill gives the first token and each later token costs one forward: none is run past the limit."""
+    forwards: list[int] = []
+    handle = tiny_model.llm.register_forward_pre_hook(lambda module, args: forwards.append(1))
+    params = SamplingParams(max_new_tokens=5, temperature=0.0)
+    try:
+        tokens = list(generate_tokens(tiny_model.llm, prompt(tiny_model, "Count, please", False), params, None))
+    finally:
+        handle.remove()
+    assert len(tokens) == 5 and len(forwards) == 5
