@@ -17,7 +17,7 @@ from gradio import utils as gradio_utils
 from gradio.components.image import ImageData
 from gradio.data_classes import FileData
 
-from .batching import QueueFull
+from .batching import DecoderClosed, QueueFull
 from .config import SamplingParams
 from .modalities import MediaError, Modality
 from .model import PandaGPT
@@ -32,7 +32,7 @@ class ModelUnavailable(RuntimeError):
     """The model is still loading, or failed to load; the message says which."""
 
 
-USER_ERRORS = (MediaError, ValueError, QueueFull, ModelUnavailable)  # shown to the user; the chat goes on
+USER_ERRORS = (MediaError, ValueError, QueueFull, DecoderClosed, ModelUnavailable)  # shown to the user; the chat goes on
 
 
 @dataclass(frozen=True)
