@@ -4,6 +4,7 @@
 #   bash benchmarks/gpu_check.sh model 7b            # random weights at 7B in the released formats, written on the
 #                                                    # GPU, then the terminal chat answers an image question (timed)
 #   bash benchmarks/gpu_check.sh bench 13b [FLAGS]   # benchmarks/bench_generate.py --size 13b FLAGS
+#   bash benchmarks/gpu_check.sh kv 13b [FLAGS]      # benchmarks/bench_kv_cache.py --size 13b FLAGS (e.g. --compile)
 #
 # With INSTALL_WHEELS=1, the wheels in .whl and .whl-bnb (made by benchmarks/gpu_wheels.sh, carried
 # along) are installed into /tmp/site first; /tmp/site stays while the machine stays warm, so a later
@@ -11,8 +12,8 @@
 # rehearses the script without a GPU (tests/test_benchmark.py does).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-what="${1:?usage: gpu_check.sh model|bench SIZE [bench flags]}"
-size="${2:?usage: gpu_check.sh model|bench SIZE [bench flags]}"
+what="${1:?usage: gpu_check.sh model|bench|kv SIZE [flags]}"
+size="${2:?usage: gpu_check.sh model|bench|kv SIZE [flags]}"
 shift 2
 out="${OUT:-gpu_results}"
 device="${DEVICE:-cuda}"
@@ -51,8 +52,12 @@ case "$what" in
     "$python" benchmarks/bench_generate.py --size "$size" --device "$device" --json "$out/bench_$size${BENCH_TAG:-}.json" "$@" 2>&1 \
       | tee "$out/bench_$size${BENCH_TAG:-}.log"
     ;;
+  kv)
+    "$python" benchmarks/bench_kv_cache.py --size "$size" --device "$device" --json "$out/kv_$size${BENCH_TAG:-}.json" "$@" 2>&1 \
+      | tee "$out/kv_$size${BENCH_TAG:-}.log"
+    ;;
   *)
-    echo "unknown check $what: use model or bench" >&2
+    echo "unknown check $what: use model, bench or kv" >&2
     exit 2
     ;;
 esac
