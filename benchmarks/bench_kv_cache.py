@@ -1,15 +1,15 @@
-"""Benchmark the batch path's KV cache: grown by concatenation (today) against written in place.
+"""Benchmark the batch path's KV cache: written in place (the app's) against grown by concatenation.
 
     python benchmarks/bench_kv_cache.py --size 13b --device cuda --compile --json kv.json
     python benchmarks/bench_kv_cache.py --size 7b --layers 4            # a CPU run that shows the effect
     python benchmarks/bench_kv_cache.py --size tiny                     # smoke run
 
-`BatchedDecoder` keeps the shared batch in transformers' `DynamicCache`, whose every step runs
-`torch.cat` on each layer's whole keys and values: at 13B with 16 rows of 700 positions that moves
-about 15 GB per step, beside the 26 GB of weights every step must read. The alternative measured
-here holds the batch in a `StaticCache` with spare room (`--chunk` positions), written in place at
-the common position of the left-padded rows and rebuilt larger when full; attention then reads up
-to `--chunk` masked positions more. Both decode the same greedy tokens from the same random model
+transformers' `DynamicCache` (what `generate` and this project's batch used before) runs `torch.cat`
+on each layer's whole keys and values at every step: at 13B with 16 rows of 700 positions that
+moves about 15 GB per step, beside the 26 GB of weights every step must read. `BatchedDecoder` now
+holds the batch in a `BatchCache`: a `StaticCache` with spare room (`--spare` positions), written
+in place at the left-padded rows' common position and rebuilt larger when full; attention reads up
+to `--spare` masked positions more. Both decode the same greedy tokens from the same random model
 (checked); the figure is milliseconds per batched decode step, eager or compiled as the batch step
 is (inductor, dynamic shapes). Prints a table with the ratio and writes JSON.
 """
@@ -28,6 +28,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pandagpt_demo.batch_cache import BatchCache, CacheLayout  # noqa: E402
 from pandagpt_demo.config import LLAMA_SHAPES  # noqa: E402
 from pandagpt_demo.model import resolve_dtype  # noqa: E402
 
@@ -63,45 +64,21 @@ class ConcatBatch:
 
 
 class InPlaceBatch:
-    """The alternative: a StaticCache with `chunk` spare positions, rebuilt larger when full."""
+    """The app's batch cache (pandagpt_demo/batch_cache.py): written in place, rebuilt larger when full."""
 
-    def __init__(self, llm: torch.nn.Module, prefix: list[tuple[torch.Tensor, torch.Tensor]], chunk: int, compile_step: bool) -> None:
-        self.llm, self.chunk = llm, chunk
-        self.length = prefix[0][0].shape[2]
-        self.device = prefix[0][0].device
-        self.positions = torch.arange(llm.config.max_position_embeddings + chunk, device=self.device)
-        self.cache = self._filled(prefix, self.length + chunk)
+    def __init__(self, llm: torch.nn.Module, prefix: list[tuple[torch.Tensor, torch.Tensor]], spare: int, compile_step: bool) -> None:
+        layout = CacheLayout.for_model(llm.config, spare, prefix[0][0].device)
+        self.llm, self.cache = llm, BatchCache(layout, prefix, [0] * prefix[0][0].shape[0])
         self.forward = torch.compile(self._forward, dynamic=True) if compile_step else self._forward
 
-    def _filled(self, prefix: list[tuple[torch.Tensor, torch.Tensor]], capacity: int):
-        from transformers import StaticCache
-
-        cache = StaticCache(config=self.llm.config, max_cache_len=capacity)
-        for layer, (keys, values) in zip(cache.layers, prefix):
-            layer.update(keys, values, {"cache_position": self.positions[: keys.shape[2]]})
-        return cache
-
-    def _forward(self, ids: torch.Tensor, mask: torch.Tensor, position: torch.Tensor, cache) -> torch.Tensor:
-        rows = ids.shape[0]
-        output = self.llm(
-            input_ids=ids,
-            attention_mask=mask,
-            position_ids=position.expand(rows, 1),
-            cache_position=position,
-            past_key_values=cache,
-            use_cache=True,
-        )
+    def _forward(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache_position: torch.Tensor, cache) -> torch.Tensor:
+        output = self.llm(input_ids=ids, attention_mask=mask, position_ids=positions, cache_position=cache_position, past_key_values=cache, use_cache=True)
         return output.logits[:, -1]
 
     def step(self, ids: torch.Tensor) -> torch.Tensor:
-        capacity = self.cache.layers[0].keys.shape[2]
-        if self.length + 1 > capacity:  # full: copy into a larger one, outside the (compiled) step
-            prefix = [(layer.keys[:, :, : self.length], layer.values[:, :, : self.length]) for layer in self.cache.layers]
-            self.cache = self._filled(prefix, self.length + 1 + self.chunk)
-            capacity = self.length + 1 + self.chunk
-        mask = (self.positions[:capacity] <= self.length).long()[None].expand(ids.shape[0], capacity)
-        logits = self.forward(ids, mask, self.positions[self.length : self.length + 1], self.cache)
-        self.length += 1
+        mask, positions, cache_position = self.cache.next_step()
+        logits = self.forward(ids, mask, positions, cache_position, self.cache.cache)
+        self.cache.advance()
         return logits
 
 
@@ -132,7 +109,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--rows", type=int, default=16, help="sessions decoded together")
     parser.add_argument("--length", type=int, default=700, help="cached positions per row when timing starts")
     parser.add_argument("--steps", type=int, default=40)
-    parser.add_argument("--chunk", type=int, default=128, help="spare positions of the in-place cache")
+    parser.add_argument("--spare", type=int, default=128, help="spare positions of the in-place cache")
     parser.add_argument("--compile", action="store_true", help="compile both steps as the batch step is on CUDA (inductor, dynamic shapes)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -146,7 +123,7 @@ def main(argv: list[str] | None = None) -> dict:
         prefix = [(layer.keys, layer.values) for layer in output.past_key_values.layers]
         first = output.logits[:, -1].argmax(dim=-1, keepdim=True)
         concat_ms, concat_tokens = time_steps(ConcatBatch(llm, prefix, args.compile).step, first, args.steps, warm_up, args.device)
-        in_place_ms, in_place_tokens = time_steps(InPlaceBatch(llm, prefix, args.chunk, args.compile).step, first, args.steps, warm_up, args.device)
+        in_place_ms, in_place_tokens = time_steps(InPlaceBatch(llm, prefix, args.spare, args.compile).step, first, args.steps, warm_up, args.device)
 
     results = {
         "size": args.size,
@@ -161,7 +138,7 @@ def main(argv: list[str] | None = None) -> dict:
         "same_tokens": concat_tokens == in_place_tokens,
     }
     print(f"LLaMA {args.size} ({results['layers']} layers), {results['device']}, {dtype}, {args.rows} rows from {args.length} positions, {'compiled' if args.compile else 'eager'}")
-    print(f"{'figure':<24}{'concat (today)':>16}{'in place':>12}{'speed-up':>10}")
+    print(f"{'figure':<24}{'concat (before)':>16}{'in place':>12}{'speed-up':>10}")
     print(f"{'ms per decode step':<24}{concat_ms:>16.1f}{in_place_ms:>12.1f}{concat_ms / in_place_ms:>9.2f}x")
     print(f"same greedy tokens: {results['same_tokens']}")
     if args.json:

@@ -20,12 +20,12 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
-from transformers import DynamicCache
-
+from transformers import StaticCache
+from .batch_cache import KV, BatchCache, CacheLayout
 from .compiled import CompiledStep
 from .config import SamplingParams
 from .generation import sample_next, sample_rows
-from .static_decode import KV, StaticSlot
+from .static_decode import StaticSlot
 
 _DONE = object()
 
@@ -66,8 +66,10 @@ class BatchedDecoder:
         seed: int = 0,
         slot: StaticSlot | None = None,
         compile_backend: str | None = None,
+        batch_spare: int = 128,
     ) -> None:
         """`slot`, if given, decodes a request that is alone in the batch (see static_decode.py).
+        `batch_spare` is the room the batch's cache makes each time it is rebuilt (batch_cache.py).
 
         `compile_backend` ("inductor" on CUDA) compiles the batch step with dynamic shapes: batch
         size and length vary, so no CUDA graphs, but a few fused kernels per layer instead of the
@@ -84,6 +86,7 @@ class BatchedDecoder:
         self._changed = threading.Condition()  # guards _waiting and _closed
         self._closed = False
         self._device = next(llm.parameters()).device
+        self._layout = CacheLayout.for_model(llm.config, batch_spare, self._device)
         self._generator = torch.Generator(device=self._device).manual_seed(seed)
         self._thread = threading.Thread(target=self._run, name="batched-decoder", daemon=True)
         self._thread.start()
@@ -194,10 +197,11 @@ class BatchedDecoder:
                 batch.requests, batch.in_slot = [request], True
             return
         if batch.in_slot:  # company arrives: the lone request moves from the slot into the batch
-            batch.cache, batch.pads, batch.in_slot = DynamicCache(self.slot.export()), [0], False
+            batch.cache, batch.in_slot = BatchCache(self._layout, self.slot.export(), [0]), False
         output = self.llm(inputs_embeds=embeds, use_cache=True)
         if self._emit_sampled(request, output.logits[:, -1]):
-            batch.join(request, output.past_key_values)
+            kv = [(layer.keys, layer.values) for layer in output.past_key_values.layers]
+            batch.join(request, kv, self._layout)
 
     def _step(self, batch: "_Batch") -> None:
         """Decode one token for every row, then drop the rows that are done."""
@@ -208,25 +212,23 @@ class BatchedDecoder:
                 batch.requests, batch.in_slot = [], False
             return
         ids = torch.tensor([[r.last] for r in batch.requests], device=self._device)
-        mask = positions = None
-        if any(batch.pads):  # rows of different lengths: hide the padding, count positions per row
-            length = batch.cache.get_seq_length()
-            pad = torch.tensor(batch.pads, device=self._device)
-            mask = (torch.arange(length + 1, device=self._device)[None, :] >= pad[:, None]).long()
-            positions = (length - pad)[:, None]
-        logits = self.batch_step(ids, mask, positions, batch.cache)
+        mask, positions, cache_position = batch.cache.next_step()
+        logits = self.batch_step(ids, mask, positions, cache_position, batch.cache.cache)
+        batch.cache.advance()
         tokens = sample_rows(logits, [r.params for r in batch.requests], self._generator, [r.generator for r in batch.requests]).tolist()
         batch.keep([i for i, (r, t) in enumerate(zip(batch.requests, tokens)) if self._emit(r, t)])
         if self.slot is not None and len(batch.requests) == 1:  # alone again: back to the fast slot
             request = batch.requests[0]
             remaining = request.params.max_new_tokens - request.produced
-            if self.slot.holds(batch.cache.get_seq_length() + remaining):
-                self.slot.load(_kv(batch.cache))
-                batch.cache, batch.pads, batch.in_slot = None, [], True
+            if self.slot.holds(batch.cache.length + remaining):
+                self.slot.load(batch.cache.kv())
+                batch.cache, batch.in_slot = None, True
 
-    def _eager_batch_step(self, ids: torch.Tensor, mask: torch.Tensor | None, positions: torch.Tensor | None, cache: DynamicCache) -> torch.Tensor:
-        """One token for every row: (B, 1) ids -> (B, vocab) next-token logits; `cache` grows by one."""
-        output = self.llm(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True)
+    def _eager_batch_step(
+        self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache_position: torch.Tensor, cache: StaticCache
+    ) -> torch.Tensor:
+        """One token for every row: (B, 1) ids -> (B, vocab) next-token logits, written into `cache` at `cache_position`."""
+        output = self.llm(input_ids=ids, attention_mask=mask, position_ids=positions, cache_position=cache_position, past_key_values=cache, use_cache=True)
         return output.logits[:, -1]
 
     def _emit_sampled(self, request: _Request, logits: torch.Tensor) -> bool:
@@ -249,49 +251,20 @@ class BatchedDecoder:
 
 @dataclass
 class _Batch:
-    """The requests being decoded and their shared KV cache, each row left-padded to one length."""
+    """The requests being decoded and their shared KV cache (see batch_cache.py)."""
 
     requests: list[_Request] = field(default_factory=list)
-    cache: DynamicCache | None = None
-    pads: list[int] = field(default_factory=list)
+    cache: BatchCache | None = None
     in_slot: bool = False  # the lone request decodes in the decoder's StaticSlot instead
 
-    def join(self, request: _Request, cache: DynamicCache) -> None:
-        """Add a prefilled request; the shorter side (batch or newcomer) is padded on the left."""
-        if self.cache is None:
-            self.requests, self.cache, self.pads = [request], cache, [0]
-            return
-        length, new_length = self.cache.get_seq_length(), cache.get_seq_length()
-        grow_batch, grow_new = max(new_length - length, 0), max(length - new_length, 0)
-        layers = [
-            (torch.cat([_left_pad(k0, grow_batch), _left_pad(k1, grow_new)]), torch.cat([_left_pad(v0, grow_batch), _left_pad(v1, grow_new)]))
-            for (k0, v0), (k1, v1) in zip(_kv(self.cache), _kv(cache))
-        ]
-        self.cache = DynamicCache(layers)
+    def join(self, request: _Request, kv: KV, layout: CacheLayout) -> None:
+        """Add a prefilled request with its prompt's keys and values."""
+        self.cache = BatchCache(layout, kv, [0]) if self.cache is None else self.cache.joined(kv)
         self.requests.append(request)
-        self.pads = [p + grow_batch for p in self.pads] + [grow_new]
 
     def keep(self, rows: list[int]) -> None:
-        """Keep only these rows; drop the leading columns that are padding in every remaining row."""
+        """Keep only these rows."""
         if len(rows) == len(self.requests):
             return
-        if not rows:
-            self.requests, self.cache, self.pads = [], None, []
-            return
-        index = torch.tensor(rows, device=self.cache.layers[0].keys.device)
         self.requests = [self.requests[i] for i in rows]
-        self.pads = [self.pads[i] for i in rows]
-        cut = min(self.pads)
-        self.pads = [p - cut for p in self.pads]
-        self.cache = DynamicCache([(k.index_select(0, index)[:, :, cut:], v.index_select(0, index)[:, :, cut:]) for k, v in _kv(self.cache)])
-
-
-def _kv(cache: DynamicCache) -> KV:
-    return [(layer.keys, layer.values) for layer in cache.layers]
-
-
-def _left_pad(tensor: torch.Tensor, amount: int) -> torch.Tensor:
-    """Zeros before the sequence axis of a (batch, heads, seq, dim) cache tensor."""
-    if amount == 0:
-        return tensor
-    return torch.nn.functional.pad(tensor, (0, 0, amount, 0))
+        self.cache = self.cache.kept(rows) if rows else None

@@ -13,9 +13,8 @@ import torch
 from torch import nn
 from transformers import StaticCache
 
+from .batch_cache import KV
 from .compiled import CompiledStep
-
-KV = list[tuple[torch.Tensor, torch.Tensor]]
 
 
 class StaticSlot:

@@ -36,9 +36,9 @@ def test_gpu_check_script_rehearses_on_cpu(tmp_path: Path) -> None:
 
 def test_kv_cache_benchmark_smoke(tmp_path: Path) -> None:
     """The in-place batch cache it measures decodes the same greedy tokens as today's concatenating one,
-    across a rebuild (chunk 2, 6 steps), through gpu_check.sh's `kv` command."""
+    across a rebuild (spare 2, 6 steps), through gpu_check.sh's `kv` command."""
     env = {**os.environ, "PYTHON": sys.executable, "DEVICE": "cpu", "OUT": str(tmp_path)}
-    command = ["bash", "benchmarks/gpu_check.sh", "kv", "tiny", "--rows", "3", "--length", "20", "--steps", "6", "--chunk", "2"]
+    command = ["bash", "benchmarks/gpu_check.sh", "kv", "tiny", "--rows", "3", "--length", "20", "--steps", "6", "--spare", "2"]
     result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     numbers = json.loads((tmp_path / "kv_tiny.json").read_text())
