@@ -367,3 +367,28 @@ def test_quantized_llm_keeps_the_lora_and_answers(tiny_config: ModelConfig, tiny
     assert answer(quantized, GREEDY)
     quantized.llm.disable_adapter_layers()
     assert relative_error(logits_of(quantized)) > with_lora, "the delta's LoRA still acts on the quantized model"
+
+
+def test_a_quantized_llm_decodes_in_the_shared_batch(tiny_config: ModelConfig) -> None:
+    """The batch's cache is built from the model's config, which a quantized LLM (a peft model around
+    bitsandbytes layers) reaches through peft: served answers equal the unbatched ones."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pytest.importorskip("bitsandbytes")
+    quantized = PandaGPT.load(dataclasses.replace(tiny_config, quantize="4bit"))
+
+    def ask(question: str) -> str:
+        conversation = Conversation()
+        conversation.ask(question)
+        return "".join(quantized.stream(conversation, None, GREEDY))
+
+    questions = ["Describe it.", "What colour is the sky in the picture, and why?"]
+    alone = [ask(question) for question in questions]
+    quantized.serve(max_batch=4, max_waiting=4)
+    try:
+        with ThreadPoolExecutor(len(questions)) as pool:
+            together = list(pool.map(ask, questions))
+    finally:
+        quantized.decoder.close()
+    assert together == alone and all(alone)
+    assert quantized.decoder.steps["batch"] > 0
