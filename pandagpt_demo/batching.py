@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 from transformers import StaticCache
+
 from .batch_cache import KV, BatchCache, CacheLayout
 from .compiled import CompiledStep
 from .config import SamplingParams
