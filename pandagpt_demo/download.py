@@ -27,9 +27,10 @@ from pathlib import Path
 from typing import Callable
 
 from .check import OK, WRONG, Part, Report, check_delta, check_imagebind, check_model, check_vicuna, parts
-from .config import IMAGEBIND_URL, IMAGEBIND_URL_ENV, LLAMA_SHAPES, WEIGHT_SOURCES, ModelConfig
+from .config import IMAGEBIND_URL, IMAGEBIND_URL_ENV, LLAMA_SHAPES, WEIGHT_SOURCES, Candidate, ModelConfig
 from .delta import COPIED_FILES, DeltaMismatch, apply_delta
-from .fetch import DownloadError, RepoListing, fetch_hub_file, fetch_url, list_repo, url_metadata
+from .fetch import RepoListing, fetch_hub_file, fetch_url, list_repo, url_metadata
+from .fetch_errors import DownloadError, SourceUnusable
 from .manifest import file_record, read_manifest, record_component
 from .tensorfiles import UnreadableFile
 
@@ -60,19 +61,30 @@ class Request:
 
 @dataclass(frozen=True)
 class Source:
-    """Where one part comes from."""
+    """Where one part may come from: a candidate of `WEIGHT_SOURCES`, or what a flag forced."""
 
     kind: str  # url | repo | folder | from-delta
     ids: tuple[str, ...]  # the URL, repo id(s) or folder
-    flags: tuple[str, ...]  # the command-line flags that ask for it (recorded, for `check`'s fix)
+    flags: tuple[str, ...] = ()  # the command-line flags that asked for it (recorded, for `check`'s fix)
+    forced: bool = False  # asked for by a flag: no other candidate is tried
+    publisher: str = ""
 
     @property
     def key(self) -> str:
         return f"{self.kind}:{'+'.join(self.ids)}"
 
+    @property
+    def label(self) -> str:
+        text = " + ".join(self.ids) + (", built here" if self.kind == "from-delta" else "")
+        return f"{text} ({self.publisher})" if self.publisher else text
 
-def resolve(request: Request) -> dict[str, Source]:
-    """The source of each part, from the flags and `WEIGHT_SOURCES`; tiny has no defaults."""
+    @classmethod
+    def candidate(cls, candidate: Candidate) -> "Source":
+        return cls(candidate.kind, candidate.ids, publisher=candidate.publisher)
+
+
+def resolve(request: Request) -> dict[str, list[Source]]:
+    """Each part's sources in the order to try: the one a flag forces, or `WEIGHT_SOURCES`' candidates."""
     defaults = WEIGHT_SOURCES.get(request.model)
 
     def pick(value: str | None, default: str | None, flag: str) -> tuple[str, tuple[str, ...]]:
@@ -85,25 +97,35 @@ def resolve(request: Request) -> dict[str, Source]:
             f"source flag). For the tiny test model, write it locally: python -m pandagpt_demo.weights make-tiny DIR."
         )
 
-    sources: dict[str, Source] = {}
+    def default(part: str, flag: str) -> list[Source]:
+        if defaults is None:
+            pick(None, None, flag)
+        return [Source.candidate(candidate) for candidate in defaults.candidates(part)]
+
+    sources: dict[str, list[Source]] = {}
+    url_override = request.imagebind_url or os.environ.get(IMAGEBIND_URL_ENV)
     if request.imagebind_repo:
-        sources["imagebind"] = Source("repo", (request.imagebind_repo,), ("--imagebind-repo", request.imagebind_repo))
+        sources["imagebind"] = [Source("repo", (request.imagebind_repo,), ("--imagebind-repo", request.imagebind_repo), True)]
+    elif url_override:
+        sources["imagebind"] = [Source("url", (url_override,), ("--imagebind-url", url_override) if url_override != IMAGEBIND_URL else (), True)]
     else:
-        default_url = os.environ.get(IMAGEBIND_URL_ENV) or (defaults.imagebind_url if defaults else None)
-        url, flags = pick(request.imagebind_url, default_url, "--imagebind-url")
-        sources["imagebind"] = Source("url", (url,), flags if url != IMAGEBIND_URL else ())
+        sources["imagebind"] = default("imagebind", "--imagebind-url")
     if request.vicuna_dir:
         folder = str(Path(request.vicuna_dir).expanduser().resolve())
-        sources["vicuna"] = Source("folder", (folder,), ("--vicuna", folder))
+        sources["vicuna"] = [Source("folder", (folder,), ("--vicuna", folder), True)]
     elif request.from_delta:
-        base, base_flags = pick(request.base_repo, defaults and defaults.llama_base, "--base-repo")
-        delta, delta_flags = pick(request.vicuna_delta_repo, defaults and defaults.vicuna_delta, "--vicuna-delta-repo")
-        sources["vicuna"] = Source("from-delta", (base, delta), ("--from-delta", *base_flags, *delta_flags))
+        pair = defaults.from_delta().ids if defaults else (None, None)
+        base, base_flags = pick(request.base_repo, pair[0], "--base-repo")
+        delta, delta_flags = pick(request.vicuna_delta_repo, pair[1], "--vicuna-delta-repo")
+        sources["vicuna"] = [Source("from-delta", (base, delta), ("--from-delta", *base_flags, *delta_flags), True)]
+    elif request.vicuna_repo:
+        sources["vicuna"] = [Source("repo", (request.vicuna_repo,), ("--vicuna-repo", request.vicuna_repo), True)]
     else:
-        repo, flags = pick(request.vicuna_repo, defaults and defaults.vicuna, "--vicuna-repo")
-        sources["vicuna"] = Source("repo", (repo,), flags)
-    repo, flags = pick(request.delta_repo, defaults and defaults.pandagpt_delta, "--delta-repo")
-    sources["delta"] = Source("repo", (repo,), flags)
+        sources["vicuna"] = default("vicuna", "--vicuna-repo")
+    if request.delta_repo:
+        sources["delta"] = [Source("repo", (request.delta_repo,), ("--delta-repo", request.delta_repo), True)]
+    else:
+        sources["delta"] = default("delta", "--delta-repo")
     return sources
 
 
@@ -116,21 +138,23 @@ class Plan:
     bytes_needed: int
     describe: str
     fetch: Callable[[], None] = field(repr=False)
+    skipped: list[tuple[Source, str]] = field(default_factory=list)  # earlier candidates, and why each was passed over
+    alternatives: list[Source] = field(default_factory=list)  # later candidates, to name if this one fails
 
 
 def download(request: Request, say: Callable[[str], None] = print) -> Report:
     """Fetch what is missing of `request.model` into `request.directory`; returns the final check."""
     config = ModelConfig.preset(request.model, request.directory)
-    root = config.imagebind_path.parent
+    root = config.root
     sources = resolve(request)
     report = check_model(config, request.model)
     recorded = read_manifest(root)["components"]
     todo: list[Part] = []
     wrong: list[str] = []
     for part in parts(config):
-        status, source = report.status(part.key), sources[part.key]
+        status, keys = report.status(part.key), {source.key for source in sources[part.key]}
         origin = (recorded.get(part.name) or {}).get("source")
-        if status == OK and not (request.replace and origin not in (None, source.key)):
+        if status == OK and not (request.replace and origin is not None and origin not in keys):
             say(f"{part.name}: OK, kept" + (f" (from {origin})" if origin else ""))
         elif status == WRONG and not request.replace:
             details = "; ".join(f"{row.name}: {row.detail}" for row in report.problems if row.part == part.key)
@@ -147,21 +171,66 @@ def download(request: Request, say: Callable[[str], None] = print) -> Report:
         _discard(stage)
         say("Nothing to download.")
         return report
-    plans = [_plan(part, sources[part.key], config, stage / _stage_name(sources[part.key]), say) for part in todo]
+    plans = [_choose(part, sources[part.key], config, stage, say) for part in todo]  # every source probed before any byte moves
+    say("Plan:")
+    for plan in plans:
+        say(f"  {plan.part.name}: {plan.source.label}: {plan.describe}, {_gb(plan.bytes_needed)} to fetch")
+        for source, reason in plan.skipped:
+            say(f"    skipped {source.label}: {reason}")
     free = _check_disk(root, plans, request.model, request.directory_flag)
     say(f"To download: {_gb(sum(plan.bytes_needed for plan in plans))} into {root} ({_gb(free)} free on that disk).")
+    done: list[str] = []
     for plan in plans:
-        say(f"{plan.part.name}: {plan.describe}")
-        plan.fetch()
+        say(f"{plan.part.name}: fetching from {plan.source.label}")
+        try:
+            plan.fetch()
+        except DownloadError as error:
+            raise DownloadError(_after_failure(str(error), plan, done)) from error
+        done.append(plan.part.name)
     _discard(stage)  # every part is in place: what is left there came from other sources
     return check_model(config, request.model)
+
+
+def _choose(part: Part, sources: list[Source], config: ModelConfig, stage: Path, say: Callable[[str], None]) -> Plan:
+    """The plan of the first usable source; each earlier one is probed and skipped with its reason."""
+    skipped: list[tuple[Source, SourceUnusable]] = []
+    for index, source in enumerate(sources):
+        try:
+            plan = _plan(part, source, config, stage / _stage_name(source), say)
+        except SourceUnusable as unusable:
+            if source.forced:
+                raise
+            skipped.append((source, unusable))
+            continue
+        plan.skipped = [(earlier, unusable.reason) for earlier, unusable in skipped]
+        plan.alternatives = sources[index + 1 :]
+        return plan
+    tried = " ".join(f"({number}) {source.label}: {unusable}" for number, (source, unusable) in enumerate(skipped, 1))
+    own = " If you already have a merged Vicuna v0 folder, pass it with --vicuna DIR." if part.key == "vicuna" else ""
+    raise DownloadError(f"No source of {part.name} can be used, so nothing was downloaded. Tried in order: {tried}{own}")
+
+
+def _after_failure(message: str, plan: Plan, done: list[str]) -> str:
+    """A fetch's failure, with what is kept and the next candidate (as the flag that asks for it)."""
+    kept = f" Already in place and kept: {', '.join(done)}." if done else ""
+    others = [_forcing_flags(plan.part.key, source) for source in plan.alternatives]
+    then = f" Other sources of {plan.part.name}, if this one keeps failing: {'; '.join(others)}." if others else ""
+    return message + kept + then
+
+
+def _forcing_flags(part: str, source: Source) -> str:
+    """The flags that make `download` use `source` for `part`, for error messages."""
+    if source.kind == "from-delta":
+        return f"--from-delta (LLaMA {source.ids[0]} + delta {source.ids[1]})"
+    flag = {"imagebind": "--imagebind-url" if source.kind == "url" else "--imagebind-repo", "vicuna": "--vicuna-repo", "delta": "--delta-repo"}[part]
+    return f"{flag} {source.ids[0]}"
 
 
 # --- planning each part -----------------------------------------------------------------------
 
 
 def _plan(part: Part, source: Source, config: ModelConfig, stage: Path, say: Callable[[str], None]) -> Plan:
-    root = config.imagebind_path.parent
+    root = config.root
     shape = LLAMA_SHAPES.get(config.name)
     if part.key == "imagebind":
         return _plan_imagebind(part, source, config, stage)
@@ -201,7 +270,7 @@ def _plan(part: Part, source: Source, config: ModelConfig, stage: Path, say: Cal
 
 
 def _plan_imagebind(part: Part, source: Source, config: ModelConfig, stage: Path) -> Plan:
-    root = config.imagebind_path.parent
+    root = config.root
     what = "ImageBind-huge (imagebind_huge.pth)"
     if source.kind == "url":
         url = source.ids[0]
@@ -234,7 +303,7 @@ def _plan_imagebind(part: Part, source: Source, config: ModelConfig, stage: Path
 
 
 def _plan_vicuna_folder(part: Part, source: Source, config: ModelConfig, shape, say: Callable[[str], None]) -> Plan:
-    root = config.imagebind_path.parent
+    root = config.root
     folder = Path(source.ids[0])
     _verify_llm(folder, shape, f"the Vicuna folder '{folder}' (--vicuna)")
 
@@ -256,7 +325,7 @@ def _plan_vicuna_folder(part: Part, source: Source, config: ModelConfig, shape, 
 
 def _plan_vicuna_from_delta(part: Part, source: Source, config: ModelConfig, shape, stage: Path) -> Plan:
 
-    root = config.imagebind_path.parent
+    root = config.root
     base_repo, delta_repo = source.ids
     base = list_repo(base_repo, f"LLaMA {config.name} (the base for --from-delta)", "--base-repo")
     delta = list_repo(delta_repo, f"the Vicuna v0 {config.name} delta", "--vicuna-delta-repo")
@@ -300,19 +369,23 @@ def _llm_files(listing: RepoListing, what: str, flag: str) -> list[str]:
         if shards:
             break
     else:
-        raise DownloadError(f"{what}: the Hub repository {listing.repo} ({listing.page}) holds no model weights (*.safetensors or pytorch_model*.bin); pass another with {flag}.")
+        raise SourceUnusable(
+            f"{what}: the Hub repository {listing.repo} ({listing.page}) holds no model weights (*.safetensors or pytorch_model*.bin); pass another with {flag}.",
+            "no model weights in it",
+        )
     if "config.json" not in names:
-        raise DownloadError(f"{what}: the Hub repository {listing.repo} ({listing.page}) has no config.json; pass another with {flag}.")
+        raise SourceUnusable(f"{what}: the Hub repository {listing.repo} ({listing.page}) has no config.json; pass another with {flag}.", "no config.json in it")
     extra = [name for name in COPIED_FILES if name in names]
     return extra + ([index] if index in names else []) + shards
 
 
 def _require_listed(listing: RepoListing, name: str, what: str, flag: str) -> None:
     if name not in listing.files:
-        raise DownloadError(
+        raise SourceUnusable(
             f"Could not fetch {what} from {listing.url(name)}: the file '{name}' is not in the Hub repository "
             f"{listing.repo} at revision {listing.revision} (the Hub lists no such file). The repository's layout may have changed; see "
-            f"{listing.page}, or pass another repository with {flag}. Nothing was downloaded."
+            f"{listing.page}, or pass another repository with {flag}. Nothing was downloaded.",
+            f"no {name} in it",
         )
 
 

@@ -1,10 +1,11 @@
 """Getting bytes: Hub files through `huggingface_hub`, plain URLs with HTTP Range resume.
 
-Every failure becomes a `DownloadError` whose message is one paragraph for a person: which file,
-which URL, what the server said, and what to do (a gated repo: how to set `HF_TOKEN`).
+Every failure becomes a `DownloadError` (`fetch_errors.py`) whose message is one paragraph for a
+person: which file, which URL, what the server said, and what to do.
 
 - Hub: `HfApi.model_info(files_metadata=True)` lists a repo with sizes and LFS sha256 sums (so the
-  disk check happens before any byte is fetched), `hf_hub_download(local_dir=...)` fetches one file
+  disk check happens before any byte is fetched); the Hub lists a gated repo's files to anyone, so a
+  gated one is also asked `auth_check` (does this token have access?) before anything is planned; `hf_hub_download(local_dir=...)` fetches one file
   (progress bar, `HF_TOKEN`, `HF_ENDPOINT`, Xet when the repo uses it; a dropped connection is
   resumed from the byte reached with an HTTP Range request, within the run). The file appears under
   its name only when complete; the sha256 is then checked against the Hub's.
@@ -17,39 +18,21 @@ from __future__ import annotations
 
 import http.client
 import os
-import socket
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from tqdm import tqdm
 
+from .fetch_errors import DownloadError, first_line, disk_full, disk_full_error, explain_hub_error, explain_url_error, hub_endpoint
 from .manifest import sha256_file
 
 CHUNK = 1024**2
 URL_RETRIES = 5  # consecutive failures without progress before a URL download gives up
 RETRY_DELAY_S = 1.0
 TIMEOUT_S = 60
-
-
-class DownloadError(RuntimeError):
-    """A download that could not be done; the message explains it to a person in one paragraph."""
-
-
-def hub_endpoint() -> str:
-    """`HF_ENDPOINT` as set now (huggingface_hub reads it once, at import)."""
-    from huggingface_hub import constants
-
-    return (os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
-
-
-def _token_available() -> bool:
-    from huggingface_hub import get_token
-
-    return get_token() is not None
 
 
 @dataclass(frozen=True)
@@ -78,12 +61,20 @@ class RepoListing:
 
 
 def list_repo(repo: str, what: str, flag: str, revision: str = "main") -> RepoListing:
-    """The repo's files with sizes and sums, at one commit."""
+    """The repo's files with sizes and sums, at one commit, once this token is known to have access.
+
+    The Hub lists a gated repo's files without a token and refuses only the download, so a gated repo
+    is asked `auth_check` too: no access is found here, before any byte of any part is fetched.
+    """
     from huggingface_hub import HfApi
 
+    api = HfApi(endpoint=hub_endpoint())
     url = f"{hub_endpoint()}/api/models/{repo}/revision/{revision}"
     try:
-        info = HfApi(endpoint=hub_endpoint()).model_info(repo, revision=revision, files_metadata=True)
+        info = api.model_info(repo, revision=revision, files_metadata=True)
+        if info.gated:
+            url = f"{hub_endpoint()}/api/models/{repo}/auth-check"
+            api.auth_check(repo)
     except Exception as error:
         raise explain_hub_error(error, what=f"{what} (the file list of {repo})", repo=repo, url=url, flag=flag) from error
     files = {
@@ -175,12 +166,14 @@ def fetch_url(url: str, destination: Path, what: str, flag: str, part_dir: Path 
                     raise explain_url_error(http_error, what=what, url=url, flag=flag, kept=part) from http_error
                 error = http_error
             except (urllib.error.URLError, http.client.HTTPException, OSError) as network_error:
+                if disk_full(network_error):  # retrying cannot help: say so at once, keeping what arrived
+                    raise disk_full_error(network_error, what=what, url=url, kept=part) from network_error
                 error = network_error
             if error is not None:  # dropped connection or a 5xx: resume from where it stopped
                 failures = 0 if _size(part) > have else failures + 1
                 if failures > URL_RETRIES:
                     raise explain_url_error(error, what=what, url=url, flag=flag, kept=part) from error
-                bar.write(f"{destination.name}: interrupted at {_size(part):,} of {size:,} bytes ({_first_line(error)}); resuming")
+                bar.write(f"{destination.name}: interrupted at {_size(part):,} of {size:,} bytes ({first_line(error)}); resuming")
                 time.sleep(RETRY_DELAY_S)
             elif failures > URL_RETRIES:
                 raise DownloadError(f"Could not fetch {what}: {url} stopped sending data at {_size(part):,} of {size:,} bytes. Run the same command again to resume.")
@@ -209,115 +202,3 @@ def _get_range(url: str, part: Path, start: int, bar: tqdm) -> None:
             while block := response.read(CHUNK):
                 out.write(block)
                 bar.update(len(block))
-
-
-# --- explaining failures ---------------------------------------------------------------------
-
-_NETWORK_ADVICE = (
-    "Check the network connection (behind a proxy, set HTTPS_PROXY; for a Hub mirror, set HF_ENDPOINT). "
-    "Nothing half-written was put in place; run the same command again to continue."
-)
-
-
-def explain_hub_error(error: Exception, *, what: str, repo: str, url: str, flag: str) -> DownloadError:
-    from huggingface_hub.errors import (
-        GatedRepoError,
-        HfHubHTTPError,
-        LocalEntryNotFoundError,
-        OfflineModeIsEnabled,
-        RemoteEntryNotFoundError,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
-
-    page = f"{hub_endpoint()}/{repo}"
-    response = getattr(error, "response", None)
-    status = getattr(response, "status_code", None)
-    said = f"HTTP {status}" if status else type(error).__name__
-    if isinstance(error, (GatedRepoError, RepositoryNotFoundError)) or status in (401, 403):
-        gated = isinstance(error, GatedRepoError)
-        get_access = (
-            f"open {page}, log in and accept its terms, create a read token at https://huggingface.co/settings/tokens, "
-            "then `export HF_TOKEN=hf_...` (or run `hf auth login`) and run the same command again."
-        )
-        if _token_available():
-            advice = (
-                "A token was sent (HF_TOKEN or your saved `hf auth login`) but it does not give access: make sure that "
-                f"account accepted the terms on {page} (some gated repos wait for the owners' approval) and that the "
-                "token has read access."
-            )
-        elif gated:
-            advice = f"To get access, {get_access}"
-        else:
-            advice = f"If it is private or gated, {get_access}"
-        if gated:
-            cause = f"the repository {repo} is gated and no valid token was sent ({said})"
-        else:
-            cause = f"the Hub answered {said}: the repository {repo} does not exist, or it is private or gated"
-            advice += f" If the repository id is wrong, pass another with {flag}."
-        return DownloadError(f"Could not fetch {what} from {url}: {cause}. {advice}")
-    if isinstance(error, RevisionNotFoundError):
-        return DownloadError(f"Could not fetch {what} from {url}: the repository {repo} has no such revision ({said}).")
-    if isinstance(error, RemoteEntryNotFoundError) or status == 404:
-        return DownloadError(
-            f"Could not fetch {what} from {url}: the Hub answered {said}, the file is not in {repo}. The repository's "
-            f"layout may have changed; see {page}, or pass another repository with {flag}."
-        )
-    if isinstance(error, OfflineModeIsEnabled):
-        return DownloadError(f"Could not fetch {what} from {url}: HF_HUB_OFFLINE is set, so huggingface_hub does not go online. Unset it and run again.")
-    if isinstance(error, HfHubHTTPError) and status:
-        return DownloadError(f"Could not fetch {what} from {url}: the Hub answered {said} ({_first_line(error)}). Try again later; {_NETWORK_ADVICE}")
-    if isinstance(error, (LocalEntryNotFoundError, OSError)) or _is_network_error(error):
-        host = urlsplit(url).netloc
-        return DownloadError(f"Could not fetch {what} from {url}: {host} could not be reached ({_root_cause(error)}). {_NETWORK_ADVICE}")
-    return DownloadError(f"Could not fetch {what} from {url}: {type(error).__name__}: {_first_line(error)}")
-
-
-def explain_url_error(error: Exception, *, what: str, url: str, flag: str, kept: Path | None = None) -> DownloadError:
-    resume = f" The {_size(kept):,} bytes received are kept in '{kept}'; the next run continues from there." if kept and _size(kept) else ""
-    if isinstance(error, urllib.error.HTTPError) and error.code < 500:
-        hint = {
-            401: "the server wants credentials",
-            403: "the server refuses access (the file may have moved, or your network blocks it)",
-            404: "there is no file at that address any more",
-        }.get(error.code, "the server would not send it")
-        return DownloadError(
-            f"Could not fetch {what} from {url}: HTTP {error.code} {error.reason} ({hint}). Use a copy from elsewhere "
-            f"with {flag}, then run the same command again.{resume}"
-        )
-    if isinstance(error, urllib.error.HTTPError):
-        return DownloadError(
-            f"Could not fetch {what} from {url}: the server kept answering HTTP {error.code} {error.reason}. Try again "
-            f"later, or use a copy from elsewhere with {flag}.{resume}"
-        )
-    return DownloadError(
-        f"Could not fetch {what} from {url}: {urlsplit(url).netloc} could not be reached or stopped answering "
-        f"({_root_cause(error)}). {_NETWORK_ADVICE}{resume}"
-    )
-
-
-def _is_network_error(error: BaseException) -> bool:
-    names = {type(e).__name__ for e in _chain(error)}
-    return bool(names & {"ConnectError", "ConnectTimeout", "ReadTimeout", "RemoteProtocolError", "NetworkError", "TimeoutException"}) or any(
-        isinstance(e, (socket.error, urllib.error.URLError)) for e in _chain(error)
-    )
-
-
-def _chain(error: BaseException):
-    seen = set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        yield error
-        error = error.__cause__ or error.__context__
-
-
-def _root_cause(error: BaseException) -> str:
-    last = list(_chain(error))[-1]
-    reason = getattr(last, "reason", None)
-    return _first_line(reason if isinstance(reason, BaseException) else last) or type(last).__name__
-
-
-def _first_line(error: object) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else ""
-

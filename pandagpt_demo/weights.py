@@ -24,18 +24,21 @@ from .config import IMAGEBIND_URL, IMAGEBIND_URL_ENV, MODEL_SIZES, WEIGHT_SOURCE
 
 def add_download_arguments(parser: argparse.ArgumentParser) -> None:
     """The source flags of `download`; `app.py --download` has none of them (it uses the defaults)."""
-    def defaults(field: str) -> str:
-        return "default: " + ", ".join(f"{size} {getattr(sources, field)}" for size, sources in WEIGHT_SOURCES.items())
+    def defaults(part: str) -> str:
+        return "; ".join(f"{size} " + ", then ".join(c.label for c in sources.candidates(part)) for size, sources in WEIGHT_SOURCES.items())
 
-    released = ", ".join(repo for sources in WEIGHT_SOURCES.values() for repo in (sources.pandagpt_delta, *sources.pandagpt_delta_variants))
-    group = parser.add_argument_group("sources (defaults per model size: WEIGHT_SOURCES in pandagpt_demo/config.py)")
-    group.add_argument("--delta-repo", metavar="ID", help=f"PandaGPT delta repo on the Hub (released: {released}; {defaults('pandagpt_delta')})")
+    def pair(index: int) -> str:
+        return "default: " + ", ".join(f"{size} {sources.from_delta().ids[index]}" for size, sources in WEIGHT_SOURCES.items())
+
+    released = ", ".join(repo for sources in WEIGHT_SOURCES.values() for repo in (*sources.delta[0].ids, *sources.delta_variants))
+    group = parser.add_argument_group("sources (tried in order per model size: WEIGHT_SOURCES in pandagpt_demo/config.py); each flag forces one")
+    group.add_argument("--delta-repo", metavar="ID", help=f"PandaGPT delta repo on the Hub (released: {released}; default: {defaults('delta')})")
     vicuna = group.add_mutually_exclusive_group()
     vicuna.add_argument("--vicuna", type=Path, metavar="DIR", dest="vicuna_dir", help="a merged Vicuna v0 folder you already have (linked, not copied)")
-    vicuna.add_argument("--vicuna-repo", metavar="ID", help=f"a merged Vicuna v0 repo on the Hub ({defaults('vicuna')})")
+    vicuna.add_argument("--vicuna-repo", metavar="ID", help=f"a merged Vicuna v0 repo on the Hub (without a flag, the first usable of: {defaults('vicuna')})")
     vicuna.add_argument("--from-delta", action="store_true", help="build Vicuna from LLaMA + LMSYS's v0 delta (needs base + delta + result on disk)")
-    group.add_argument("--base-repo", metavar="ID", help=f"LLaMA repo for --from-delta ({defaults('llama_base')})")
-    group.add_argument("--vicuna-delta-repo", metavar="ID", help=f"Vicuna delta repo for --from-delta ({defaults('vicuna_delta')})")
+    group.add_argument("--base-repo", metavar="ID", help=f"LLaMA repo for --from-delta ({pair(0)})")
+    group.add_argument("--vicuna-delta-repo", metavar="ID", help=f"Vicuna delta repo for --from-delta ({pair(1)})")
     imagebind = group.add_mutually_exclusive_group()
     imagebind.add_argument("--imagebind-repo", metavar="ID", help="a Hugging Face mirror of imagebind_huge.pth instead of the official URL")
     imagebind.add_argument("--imagebind-url", metavar="URL", help=f"another URL for imagebind_huge.pth (default {IMAGEBIND_URL}, or ${IMAGEBIND_URL_ENV})")
@@ -64,7 +67,7 @@ def download_request(args: argparse.Namespace, model: str, directory: Path):
 def run_download(request) -> int:
     """Run a download, print the final table; 0 when the folder is loadable, 1 otherwise."""
     from .download import download
-    from .fetch import DownloadError
+    from .fetch_errors import DownloadError
 
     try:
         report = download(request)

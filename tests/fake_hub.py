@@ -11,13 +11,21 @@ It answers the requests huggingface_hub 2.4 makes for `model_info(files_metadata
   `X-Repo-Commit`. No `X-Xet-*` headers, so the client downloads over plain HTTP;
 - the CDN (`/cdn/{sha256}`) and plain files (`/files/{name}`, like ImageBind's official URL) with
   HTTP Range (206 + `Content-Range`);
-- errors with the Hub's `X-Error-Code`: an unknown repo is a 401 `RepoNotFound` (the Hub answers 401
-  so as not to reveal private repos), a gated repo without the right token a 401 `GatedRepo`, a
-  missing file a 404 `EntryNotFound`.
+- errors with the Hub's `X-Error-Code` and `X-Error-Message`: an unknown repo is a 401 `RepoNotFound`
+  (the Hub answers 401 so as not to reveal private repos), a missing file a 404 `EntryNotFound`, a
+  token the Hub does not know a 401 "Invalid credentials in Authorization header";
+- a gated repo as the real Hub treats it: its file list (`model_info`, with `gated: "manual"`) is open
+  to anyone, while `GET /api/models/{repo}/auth-check` and every download answer 401 `GatedRepo`
+  without a token and 403 `GatedRepo` with the token of an account that has no access (`other_tokens`);
+- a disabled repo: 403 "Access to this resource is disabled." to everything;
+- files stored with Xet (`Repo.xet`): the resolve redirect also carries `X-Xet-Hash` and a `xet-auth`
+  link, whose token endpoint sends the client to this server's Xet CAS (`/xet-cas`), which refuses
+  every reconstruction (`xet_cas_status`) — the real `hf_xet` fails there, as on a broken Xet
+  transfer; with `HF_HUB_DISABLE_XET=1` the client follows the redirect to the CDN instead.
 
 Faults for tests: `cut_once[path] = n` sends n bytes of the body then drops the connection (once);
 `fail[path]` (or `fail["GET /path"]`) `= [status, ...]` answers those statuses to the next requests
-(0: serve normally). Every request is logged.
+(0: serve normally; 429 comes with `Retry-After`). Every request is logged.
 """
 
 from __future__ import annotations
@@ -27,17 +35,22 @@ import json
 import re
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 LFS_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".model")
+DISABLED = "Access to this resource is disabled."
+INVALID_TOKEN = "Invalid credentials in Authorization header"
 
 
 @dataclass
 class Repo:
     files: dict[str, bytes]
     gated: bool = False
+    disabled: bool = False
+    xet: set[str] = field(default_factory=set)  # files stored with Xet
 
     @property
     def commit(self) -> str:
@@ -62,7 +75,9 @@ class Request:
 
 @dataclass
 class FakeHub:
-    token: str = "hf_test_token"
+    token: str = "hf_test_token"  # an account with access to every gated repo
+    other_tokens: tuple[str, ...] = ("hf_no_access_token",)  # valid accounts that never accepted the gated terms
+    xet_cas_status: int = 403
     repos: dict[str, Repo] = field(default_factory=dict)
     plain_files: dict[str, bytes] = field(default_factory=dict)
     cut_once: dict[str, int] = field(default_factory=dict)  # request path (no query) -> bytes sent before the cut
@@ -71,13 +86,13 @@ class FakeHub:
 
     # --- content ---
 
-    def add_repo(self, repo_id: str, files: dict[str, bytes], gated: bool = False) -> Repo:
-        self.repos[repo_id] = Repo(dict(files), gated)
+    def add_repo(self, repo_id: str, files: dict[str, bytes], **flags: object) -> Repo:
+        self.repos[repo_id] = Repo(dict(files), **flags)  # type: ignore[arg-type]
         return self.repos[repo_id]
 
-    def add_folder(self, repo_id: str, folder: Path, gated: bool = False, extra: dict[str, bytes] | None = None) -> Repo:
+    def add_folder(self, repo_id: str, folder: Path, extra: dict[str, bytes] | None = None, **flags: object) -> Repo:
         files = {path.relative_to(folder).as_posix(): path.read_bytes() for path in sorted(Path(folder).rglob("*")) if path.is_file()}
-        return self.add_repo(repo_id, files | (extra or {}), gated)
+        return self.add_repo(repo_id, files | (extra or {}), **flags)
 
     def add_url(self, name: str, data: bytes) -> str:
         self.plain_files[name] = data
@@ -145,22 +160,41 @@ def _handler(hub: FakeHub, role: str) -> type[BaseHTTPRequestHandler]:
                 if path.startswith("/cdn/"):
                     blob = next((data for repo in hub.repos.values() for data in repo.files.values() if hashlib.sha256(data).hexdigest() == path[5:]), None)
                     return self._bytes(blob, body) if blob is not None else self._error(404, None, "no such blob")
+                if path.startswith("/xet-cas/"):
+                    return self._error(hub.xet_cas_status, None, "the fake Xet CAS serves no reconstructions")
                 if path.startswith("/files/") and path[7:] in hub.plain_files:
                     return self._bytes(hub.plain_files[path[7:]], body, {"ETag": f'"{hashlib.md5(hub.plain_files[path[7:]]).hexdigest()}"'})
                 return self._error(404, None, "not found")
+            authorization = self.headers.get("Authorization")
+            if authorization and authorization.removeprefix("Bearer ") not in (hub.token, *hub.other_tokens):
+                return self._error(401, None, INVALID_TOKEN)
             if match := re.fullmatch(r"/api/models/([^/]+/[^/]+)(?:/revision/([^/]+))?", path):
                 return self._info(match.group(1), match.group(2) or "main", body)
+            if match := re.fullmatch(r"/api/models/([^/]+/[^/]+)/auth-check", path):
+                if self._repo(match.group(1), "main") is not None:
+                    self._bytes(b"{}", body, {"Content-Type": "application/json"}, ranges=False)
+                return None
+            if match := re.fullmatch(r"/api/models/([^/]+/[^/]+)/xet-read-token/([^/]+)", path):
+                return self._xet_token(match.group(1), match.group(2), body)
             if match := re.fullmatch(r"/([^/]+/[^/]+)/resolve/([^/]+)/(.+)", path):
                 return self._resolve(match.group(1), match.group(2), match.group(3), body)
             self._error(404, None, "not found")
 
-        def _repo(self, repo_id: str, revision: str) -> Repo | None:
+        def _repo(self, repo_id: str, revision: str, listing: bool = False) -> Repo | None:
+            """The repo if this request may read it (`listing`: its file list, open even when gated), else an error sent."""
             repo = hub.repos.get(repo_id)
             if repo is None:
                 self._error(401, "RepoNotFound", "Repository not found")
                 return None
-            if repo.gated and self.headers.get("Authorization") != f"Bearer {hub.token}":
-                self._error(401, "GatedRepo", f"Access to model {repo_id} is restricted. You must have access to it and be authenticated to access it. Please log in.")
+            if repo.disabled:
+                self._error(403, None, DISABLED)
+                return None
+            authorization = self.headers.get("Authorization")
+            if repo.gated and not listing and authorization != f"Bearer {hub.token}":
+                if authorization is None:
+                    self._error(401, "GatedRepo", f"Access to model {repo_id} is restricted. You must have access to it and be authenticated to access it. Please log in.")
+                else:
+                    self._error(403, "GatedRepo", f"Access to model {repo_id} is restricted and you are not in the authorized list. Visit https://huggingface.co/{repo_id} to ask for access.")
                 return None
             if revision not in ("main", repo.commit):
                 self._error(404, "RevisionNotFound", "Invalid rev id")
@@ -168,7 +202,7 @@ def _handler(hub: FakeHub, role: str) -> type[BaseHTTPRequestHandler]:
             return repo
 
         def _info(self, repo_id: str, revision: str, body: bool) -> None:
-            repo = self._repo(repo_id, revision)
+            repo = self._repo(repo_id, revision, listing=True)
             if repo is None:
                 return
             siblings = []
@@ -177,7 +211,8 @@ def _handler(hub: FakeHub, role: str) -> type[BaseHTTPRequestHandler]:
                 if name.endswith(LFS_SUFFIXES):
                     sibling["lfs"] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": 134}
                 siblings.append(sibling)
-            payload = json.dumps({"id": repo_id, "modelId": repo_id, "sha": repo.commit, "private": False, "siblings": siblings}).encode()
+            info = {"id": repo_id, "modelId": repo_id, "sha": repo.commit, "private": False, "gated": "manual" if repo.gated else False, "siblings": siblings}
+            payload = json.dumps(info).encode()
             self._bytes(payload, body, {"Content-Type": "application/json"}, ranges=False)
 
         def _resolve(self, repo_id: str, revision: str, name: str, body: bool) -> None:
@@ -198,10 +233,19 @@ def _handler(hub: FakeHub, role: str) -> type[BaseHTTPRequestHandler]:
                 self.send_header("X-Linked-Etag", f'"{sha}"')
                 self.send_header("X-Linked-Size", str(len(data)))
                 self.send_header("Location", f"{hub.cdn}/cdn/{sha}")
+                if name in repo.xet:
+                    self.send_header("X-Xet-Hash", sha)
+                    self.send_header("Link", f'<{hub.endpoint}/api/models/{repo_id}/xet-read-token/{repo.commit}>; rel="xet-auth"')
                 self.send_header("Content-Length", "0")
                 self.end_headers()
                 return
             self._bytes(data, body, headers | {"ETag": f'"{git_blob_id(data)}"'})
+
+        def _xet_token(self, repo_id: str, revision: str, body: bool) -> None:
+            if self._repo(repo_id, revision) is None:
+                return
+            headers = {"X-Xet-Cas-Url": f"{hub.cdn}/xet-cas", "X-Xet-Access-Token": "xet-test", "X-Xet-Token-Expiration": str(int(time.time()) + 3600)}
+            self._bytes(b"", body, headers, ranges=False)
 
         # --- responses ---
 
@@ -241,6 +285,8 @@ def _handler(hub: FakeHub, role: str) -> type[BaseHTTPRequestHandler]:
             self.send_response(status)
             if code:
                 self.send_header("X-Error-Code", code)
+            if status == 429:
+                self.send_header("Retry-After", "30")
             self.send_header("X-Error-Message", message)
             for key, value in (headers or {}).items():
                 self.send_header(key, value)

@@ -199,15 +199,24 @@ def test_404_names_the_file_the_url_and_the_flag(hub: FakeHub, tmp_path: Path, c
 
 
 def test_401_for_a_gated_repo_says_how_to_set_hf_token(hub: FakeHub, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Hub lists a gated repo's files to anyone: access is asked (auth-check) before any byte of any part moves."""
     assert main(tiny_args(hub, tmp_path, vicuna=("--vicuna-repo", GATED))) == 1
     error = capsys.readouterr().err
-    assert "gated" in error and f"{hub.endpoint}/{GATED}" in error and "export HF_TOKEN=hf_" in error
-    assert f"{hub.endpoint}/api/models/{GATED}/revision/main" in error  # the URL that answered 401
-    assert not (tmp_path / "tiny" / "vicuna_tiny").exists()
+    assert "is gated" in error and f"{hub.endpoint}/{GATED}" in error and "export HF_TOKEN=hf_" in error
+    assert f"{hub.endpoint}/api/models/{GATED}/auth-check" in error  # the URL that answered 401
+    assert hub.requests("GET", f"/api/models/{GATED}/revision/main")  # listed without a token, as the real Hub allows
+    assert not hub.requests("GET", "/files/") and not hub.requests("GET", "/cdn/") and not hub.requests(path_contains="/resolve/")
+    assert not (tmp_path / "tiny").exists()
 
-    monkeypatch.setenv("HF_TOKEN", "hf_wrong")
+    monkeypatch.setenv("HF_TOKEN", hub.other_tokens[0])  # a real account that never accepted the terms: 403
     assert main(tiny_args(hub, tmp_path, vicuna=("--vicuna-repo", GATED))) == 1
-    assert "A token was sent" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert "HTTP 403" in error and "A token was sent" in error and "has no access" in error
+
+    monkeypatch.setenv("HF_TOKEN", "hf_wrong")  # a token the Hub does not know
+    assert main(tiny_args(hub, tmp_path, vicuna=("--vicuna-repo", GATED))) == 1
+    error = capsys.readouterr().err
+    assert "refused the token" in error and "expired or revoked" in error and "is gated" not in error
 
     monkeypatch.setenv("HF_TOKEN", hub.token)
     start = len(hub.log)
@@ -217,10 +226,48 @@ def test_401_for_a_gated_repo_says_how_to_set_hf_token(hub: FakeHub, tmp_path: P
     assert all(r.authorization is None for r in hub.log if r.server == "cdn")  # the token never leaves the Hub
 
 
+def test_a_disabled_repo_is_not_blamed_on_a_missing_token(hub: FakeHub, tiny_config: ModelConfig, tmp_path: Path, capsys) -> None:
+    hub.add_folder("test/disabled-vicuna", tiny_config.vicuna_dir, disabled=True)
+    assert main(tiny_args(hub, tmp_path, vicuna=("--vicuna-repo", "test/disabled-vicuna"))) == 1
+    error = capsys.readouterr().err
+    assert "disabled the repository test/disabled-vicuna" in error and "HTTP 403" in error and "No token or login" in error
+    assert "HF_TOKEN" not in error and "--vicuna-repo" in error
+    assert not hub.requests("GET", "/files/")
+
+
+def test_a_rate_limited_hub_says_wait_and_stops(hub: FakeHub, tmp_path: Path, capsys) -> None:
+    hub.fail[f"GET /api/models/{VICUNA}/revision/main"] = [429]
+    assert main(tiny_args(hub, tmp_path)) == 1
+    error = capsys.readouterr().err
+    assert "rate-limiting" in error and "retry after 30 s" in error and "hf auth login" in error
+    assert not hub.requests("GET", "/files/")
+
+
+def test_a_xet_transfer_failure_names_the_way_around_and_keeps_the_parts_in_place(hub: FakeHub, tiny_config: ModelConfig, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real hf_xet client fails against the fake Xet CAS; HF_HUB_DISABLE_XET=1 fetches the same file over HTTP."""
+    import huggingface_hub.constants as constants
+
+    hub.repos[PANDA].xet.add("pytorch_model.pt")
+    assert main(tiny_args(hub, tmp_path)) == 1
+    error = capsys.readouterr().err
+    assert f"PandaGPT's tiny delta (pytorch_model.pt) from {hub.endpoint}/{PANDA}/resolve/main/pytorch_model.pt" in error
+    assert "stored with Xet" in error and "HF_HUB_DISABLE_XET=1 python -m pandagpt_demo.weights download" in error
+    assert "Already in place and kept: imagebind_huge.pth, vicuna_tiny." in error
+    assert hub.requests("GET", "/xet-cas/")  # hf_xet really went to the CAS
+    config = ModelConfig.preset("tiny", tmp_path)
+    assert config.vicuna_dir.is_dir() and config.imagebind_path.is_file() and not config.delta_path.exists()
+
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)  # as `HF_HUB_DISABLE_XET=1` at start-up sets it
+    fetched = len(hub.requests("GET", "/cdn/"))
+    assert main(tiny_args(hub, tmp_path)) == 0
+    assert [r.path for r in hub.requests("GET", "/cdn/")[fetched:]] == ["/cdn/" + sha256(tiny_config.delta_path)]  # only the delta
+    assert sha256(config.delta_path) == sha256(tiny_config.delta_path)
+
+
 def test_an_unknown_repo_and_no_network(hub: FakeHub, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
     assert main(tiny_args(hub, tmp_path, vicuna=("--vicuna-repo", "test/no-such-repo"))) == 1
     error = capsys.readouterr().err
-    assert "HTTP 401" in error and "does not exist, or it is private or gated" in error and "--vicuna-repo" in error
+    assert "HTTP 401" in error and "does not exist, or it is private" in error and "--vicuna-repo" in error
 
     closed = "http://127.0.0.1:9"  # the discard port: nothing listens there
     point_huggingface_hub_at(closed, monkeypatch)
@@ -276,10 +323,13 @@ def test_default_repos_and_the_cli_entry_point_honour_hf_endpoint(hub: FakeHub, 
     command = [sys.executable, "-m", "pandagpt_demo.weights", "download", "--model", "7b", "--dir", str(tmp_path)]
     result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 1, result.stdout + result.stderr
-    # The 7b default repo (not on the fake Hub: 401 as the real Hub answers for unknown repos), at the fake Hub's address.
-    assert f"{hub.endpoint}/api/models/openllmplayground/vicuna_7b_v0/revision/main" in result.stderr
+    # None of the 7b Vicuna candidates is on the fake Hub (401, as the real Hub answers for unknown repos): each is named.
+    assert "No source of vicuna_7b_v0 can be used, so nothing was downloaded" in result.stderr
+    for repo in ("openllmplayground/vicuna_7b_v0", "Vision-CAIR/vicuna-7b", "huggyllama/llama-7b"):
+        assert f"{hub.endpoint}/api/models/{repo}/revision/main" in result.stderr
+    assert "--vicuna DIR" in result.stderr
     assert hub.requests("HEAD", "/files/imagebind_huge.pth")  # the ImageBind URL override was used
-    assert not (tmp_path / "imagebind_huge.pth").exists()
+    assert not hub.requests("GET", "/files/") and not (tmp_path / "imagebind_huge.pth").exists()
 
 
 def test_app_download_flag(hub: FakeHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
