@@ -4,16 +4,20 @@ The steps, in order, so that a failure leaves nothing half-written in place:
 
 1. `check` the folder: parts that are already OK are kept; a part present but *wrong* is only
    replaced with `--replace` (so a mistake never deletes a user's file unasked).
-2. Plan: list each source (Hub metadata, or a HEAD for the ImageBind URL) for its size, and stop
-   before any download if the disk has too little free space.
+2. Plan: probe each part's sources in order (Hub metadata and access, or a HEAD for a URL) and
+   take the first usable one; a source that cannot serve the part (missing, private, gated without
+   access, disabled, lacking the files) is skipped with its reason, anything else (network, rate
+   limit, bad token) stops at once. The plan is printed, and the download stops before any byte if
+   the disk has too little free space.
 3. Fetch each part into `ROOT/.download/` (Hub files through huggingface_hub, the URL with Range
    resume), verify it (sizes, sha256 sums, then the same checks as `check`), and only then move it
    to its place and record it in `manifest.json`.
 4. `check` again and return the report.
 
-Vicuna comes one of three ways: a merged v0 repo from the Hub (default), a folder the user has
-(`--vicuna DIR`, linked), or `--from-delta`: LLaMA + LMSYS's v0 delta, applied here (`delta.py`).
-Repo ids and URLs come from `config.WEIGHT_SOURCES`; every one can be overridden by a flag.
+Vicuna comes one of three ways: a merged v0 repo from the Hub, a folder the user has (`--vicuna
+DIR`, linked), or `--from-delta`: LLaMA + LMSYS's v0 delta, applied here (`delta.py`). Without a
+flag its candidates are tried in order (merged copies first, the build last). Repo ids and URLs come
+from `config.WEIGHT_SOURCES`; a flag forces one source for its part.
 """
 
 from __future__ import annotations
@@ -285,7 +289,7 @@ def _plan_imagebind(part: Part, source: Source, config: ModelConfig, stage: Path
             _install(staged, config.imagebind_path)
             record_component(root, part.name, source=source.key, flags=list(source.flags), origins=[{"url": url}], files={part.name: record})
 
-        return Plan(part, source, needed, f"from {url}", fetch)
+        return Plan(part, source, needed, "1 file", fetch)
     listing = list_repo(source.ids[0], what, "--imagebind-repo")
     candidates = [name for name in listing.files if name.endswith(".pth")]
     name = part.name if part.name in listing.files else candidates[0] if len(candidates) == 1 else part.name

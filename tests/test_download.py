@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -22,12 +23,13 @@ import torch
 
 from pandagpt_demo import download as download_module
 from pandagpt_demo import fetch
-from pandagpt_demo.config import ModelConfig
+from pandagpt_demo import config as config_module
+from pandagpt_demo.config import WEIGHT_SOURCES, ImageBindArch, ModelConfig
 from pandagpt_demo.model import PandaGPT
 from pandagpt_demo.synthetic import RANDOM_SET_MARKER
 from pandagpt_demo.weights import main
 from tests.fake_hub import FakeHub
-from tests.tiny_llama import write_llama_pair
+from tests.tiny_llama import write_bin_copy, write_llama_pair
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 VICUNA, PANDA, LLAMA, VICUNA_DELTA, GATED = "test/vicuna-tiny-v0", "test/pandagpt-tiny", "test/llama-tiny", "test/vicuna-tiny-delta-v0", "test/gated-vicuna"
@@ -60,6 +62,24 @@ def hub(tiny_config: ModelConfig, llama_pair, monkeypatch: pytest.MonkeyPatch, t
             monkeypatch.delenv(name, raising=False)
         monkeypatch.setattr(fetch, "RETRY_DELAY_S", 0.0)
         yield fake
+
+
+@pytest.fixture
+def seven_b(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The 7b size's names, layout and sources at the tiny model's shapes (the real files are 19 GB)."""
+    monkeypatch.setitem(config_module.LLAMA_SHAPES, "7b", config_module.LLAMA_SHAPES["tiny"])
+    preset = ModelConfig.preset.__func__
+
+    def tiny_shaped(cls, size: str, checkpoints_dir: Path | str = "checkpoints", **overrides: object) -> ModelConfig:
+        config = preset(cls, size, checkpoints_dir, **overrides)
+        return config if size == "tiny" else replace(config, imagebind=ImageBindArch.tiny())
+
+    monkeypatch.setattr(ModelConfig, "preset", classmethod(tiny_shaped))
+
+
+def candidate_repos(size: str = "7b") -> list[str]:
+    """The Vicuna candidates' repo ids for `size`, in order (the from-delta pair last)."""
+    return [repo for candidate in WEIGHT_SOURCES[size].vicuna for repo in candidate.ids]
 
 
 def point_huggingface_hub_at(endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -330,6 +350,116 @@ def test_default_repos_and_the_cli_entry_point_honour_hf_endpoint(hub: FakeHub, 
     assert "--vicuna DIR" in result.stderr
     assert hub.requests("HEAD", "/files/imagebind_huge.pth")  # the ImageBind URL override was used
     assert not hub.requests("GET", "/files/") and not (tmp_path / "imagebind_huge.pth").exists()
+
+
+def test_download_7b_with_no_flag_falls_back_to_vision_cair_when_pandagpts_vicuna_is_missing(
+    hub: FakeHub, seven_b: None, tiny_config: ModelConfig, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, second, base, _ = candidate_repos()
+    assert (first, second) == ("openllmplayground/vicuna_7b_v0", "Vision-CAIR/vicuna-7b")
+    hub.add_folder(second, write_bin_copy(tiny_config.vicuna_dir, tmp_path / "vision_cair"))  # .bin shards, as that repo holds
+    hub.add_folder(WEIGHT_SOURCES["7b"].delta[0].ids[0], tiny_config.delta_path.parent)
+    monkeypatch.setenv("PANDAGPT_IMAGEBIND_URL", hub.imagebind_url)
+    directory = tmp_path / "checkpoints"
+    assert main(["download", "--model", "7b", "--dir", str(directory)]) == 0
+    out = capsys.readouterr().out
+    plan = out[out.index("Plan:") : out.index("To download:")]
+    assert f"vicuna_7b_v0: {second} (MiniGPT-4's authors): 7 files from {hub.endpoint}/{second}" in plan
+    assert f"    skipped {first} (PandaGPT's authors (named by their Space)): not found or private (HTTP 401)" in plan
+    assert not hub.requests(path_contains=base)  # the first usable candidate is taken: later ones are not even probed
+
+    config = ModelConfig.preset("7b", directory)
+    assert sorted(p.name for p in config.vicuna_dir.glob("*.bin")) == ["pytorch_model-00001-of-00002.bin", "pytorch_model-00002-of-00002.bin"]
+    entry = json.loads((directory / "manifest.json").read_text())["components"]["vicuna_7b_v0"]
+    assert entry["source"] == f"repo:{second}" and entry["flags"] == []
+    assert main(["check", "--dir", str(directory), "--model", "7b", "--hash"]) == 0
+    model = PandaGPT.load(config)
+    original = PandaGPT.load(tiny_config)
+    assert torch.equal(model.llm.get_input_embeddings().weight, original.llm.get_input_embeddings().weight)
+
+
+def test_with_no_merged_vicuna_usable_the_default_builds_it_from_llama_and_the_delta(
+    hub: FakeHub, seven_b: None, tiny_config: ModelConfig, llama_pair, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, second, base, vicuna_delta = candidate_repos()
+    hub.add_folder(second, tiny_config.vicuna_dir, gated=True)  # listed to anyone, downloadable by no one here
+    hub.add_folder(base, llama_pair[0])
+    hub.add_folder(vicuna_delta, llama_pair[1])
+    hub.add_folder(WEIGHT_SOURCES["7b"].delta[0].ids[0], tiny_config.delta_path.parent)
+    monkeypatch.setenv("PANDAGPT_IMAGEBIND_URL", hub.imagebind_url)
+    assert main(["download", "--model", "7b", "--dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    plan = out[out.index("Plan:") : out.index("To download:")]
+    assert f"vicuna_7b_v0: {base} + {vicuna_delta}, built here (LLaMA + LMSYS's Vicuna v0 delta): LLaMA from" in plan
+    assert f"skipped {first} (PandaGPT's authors (named by their Space)): not found or private (HTTP 401)" in plan
+    assert f"skipped {second} (MiniGPT-4's authors): gated, no access (HTTP 401)" in plan
+    assert not hub.requests(path_contains=f"/{second}/resolve/")  # the gated one: nothing fetched
+    entry = json.loads((tmp_path / "manifest.json").read_text())["components"]["vicuna_7b_v0"]
+    assert entry["source"] == f"from-delta:{base}+{vicuna_delta}"
+    assert PandaGPT.load(ModelConfig.preset("7b", tmp_path)).llm.config.vocab_size == 32001
+
+
+def test_a_folder_laid_out_as_pandagpts_repository_is_checked_loaded_and_completed_in_place(
+    hub: FakeHub, seven_b: None, tiny_config: ModelConfig, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PandaGPT's README: pretrained_ckpt/{imagebind_ckpt/imagebind_huge.pth, vicuna_ckpt/7b_v0/, pandagpt_ckpt/7b/pytorch_model.pt}."""
+    clone = tmp_path / "PandaGPT"
+    folder = clone / "pretrained_ckpt"
+    (folder / "imagebind_ckpt").mkdir(parents=True)
+    shutil.copy(tiny_config.imagebind_path, folder / "imagebind_ckpt" / "imagebind_huge.pth")
+    shutil.copytree(tiny_config.vicuna_dir, folder / "vicuna_ckpt" / "7b_v0")
+    (folder / "pandagpt_ckpt" / "13b").mkdir(parents=True)  # PandaGPT's repo makes folders for both sizes
+
+    # The delta is missing: download completes the set in PandaGPT's layout, keeping what is there.
+    hub.add_folder(WEIGHT_SOURCES["7b"].delta[0].ids[0], tiny_config.delta_path.parent)
+    monkeypatch.setenv("PANDAGPT_IMAGEBIND_URL", hub.imagebind_url)
+    assert main(["download", "--model", "7b", "--dir", str(clone)]) == 0
+    out = capsys.readouterr().out
+    assert "imagebind_ckpt/imagebind_huge.pth: OK, kept" in out and "vicuna_ckpt/7b_v0: OK, kept" in out
+    assert (folder / "pandagpt_ckpt" / "7b" / "pytorch_model.pt").is_file() and (folder / "manifest.json").is_file()
+    assert not hub.requests("GET", "/files/") and not (clone / "imagebind_huge.pth").exists()
+
+    assert main(["check", "--dir", str(clone), "--model", "7b"]) == 0
+    assert "vicuna_ckpt/7b_v0/config.json" in capsys.readouterr().out
+    sys.path.insert(0, str(REPO_ROOT))
+    import app
+    from pandagpt_demo.runtime import choose_model
+
+    choice = choose_model(app.parse_args(["--checkpoints", str(clone), "--model", "7b", "--device", "cpu"]))
+    assert choice.fallback_reason is None and choice.config.name == "7b"
+    assert choice.config.vicuna_dir == folder / "vicuna_ckpt" / "7b_v0"
+    assert PandaGPT.load(choice.config).llm.config.hidden_size == 64
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 20 MiB tmpfs: room for the tiny ImageBind (7 MB), not for the tiny Vicuna (20 MB) after it."""
+    mount = tmp_path / "small_disk"
+    mount.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=20m", "tmpfs", str(mount)], capture_output=True, text=True)
+    if made.returncode != 0:
+        pytest.skip(f"a small tmpfs cannot be mounted here: {made.stderr.strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_disk_that_fills_up_mid_download_is_said_and_the_parts_in_place_are_kept(
+    hub: FakeHub, tiny_config: ModelConfig, small_disk: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The disk check passed (as if another program filled the disk after it): the real write then fails with ENOSPC.
+    monkeypatch.setattr(download_module.shutil, "disk_usage", lambda path: SimpleNamespace(total=10**12, used=0, free=10**12))
+    assert main(tiny_args(hub, small_disk)) == 1
+    error = capsys.readouterr().err
+    assert "the disk filled up while writing it" in error and "No space left on device" in error
+    assert f"Vicuna v0 tiny" in error and "Already in place and kept: imagebind_huge.pth." in error
+    config = ModelConfig.preset("tiny", small_disk)
+    assert config.imagebind_path.is_file() and not config.vicuna_dir.exists()
+
+    subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)
+    fetched = len(hub.requests("GET", "/files/"))
+    assert main(tiny_args(hub, small_disk)) == 0
+    assert len(hub.requests("GET", "/files/")) == fetched  # ImageBind was not fetched again
+    assert sha256(config.vicuna_dir / "model.safetensors") == sha256(tiny_config.vicuna_dir / "model.safetensors")
 
 
 def test_app_download_flag(hub: FakeHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:

@@ -27,7 +27,7 @@ def write_llama_pair(directory: Path, shape: LlamaShape = LLAMA_SHAPES["tiny"], 
     base = LlamaForCausalLM._from_config(shape.llama_config(), dtype=torch.float16)
     base.save_pretrained(base_dir, max_shard_size="6MB")
     base_state = {key: value.detach().clone() for key, value in base.state_dict().items()}
-    _save_bin_shards(base_state, base_dir, shards=1)  # the .bin copy a downloader must not fetch too
+    save_bin_shards(base_state, base_dir, shards=1)  # the .bin copy a downloader must not fetch too
 
     vicuna, delta = {}, {}
     for key, value in base_state.items():
@@ -40,7 +40,7 @@ def write_llama_pair(directory: Path, shape: LlamaShape = LLAMA_SHAPES["tiny"], 
         delta[key] = change
         vicuna[key] = grown + change
     delta["model.layers.0.self_attn.rotary_emb.inv_freq"] = torch.ones(8)
-    _save_bin_shards(delta, delta_dir, shards=2)
+    save_bin_shards(delta, delta_dir, shards=2)
     config = shape.llama_config()
     config.vocab_size = shape.vocab_size + 1
     config.save_pretrained(delta_dir)
@@ -50,7 +50,19 @@ def write_llama_pair(directory: Path, shape: LlamaShape = LLAMA_SHAPES["tiny"], 
     return base_dir, delta_dir, vicuna
 
 
-def _save_bin_shards(state: dict[str, torch.Tensor], folder: Path, shards: int) -> None:
+def write_bin_copy(vicuna_dir: Path, out: Path) -> Path:
+    """A merged Vicuna folder as `Vision-CAIR/vicuna-7b` lays it out: two `pytorch_model-*.bin` shards with an index."""
+    from safetensors.torch import load_file
+
+    out.mkdir(parents=True, exist_ok=True)
+    for path in Path(vicuna_dir).iterdir():
+        if path.is_file() and not path.name.startswith(".") and not path.name.endswith(".safetensors"):
+            (out / path.name).write_bytes(path.read_bytes())
+    save_bin_shards(load_file(Path(vicuna_dir) / "model.safetensors"), out, shards=2)
+    return out
+
+
+def save_bin_shards(state: dict[str, torch.Tensor], folder: Path, shards: int) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     keys = list(state)
     if shards == 1:
