@@ -177,9 +177,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--dtype", default="auto", help="project path dtype (the original is always float16 on CUDA)")
     parser.add_argument("--new-tokens", type=int, default=256)
     parser.add_argument("--sessions", type=int, nargs="+", default=[1, 4, 16])
-    parser.add_argument("--original-sessions", type=int, nargs="*", metavar="N",
-                        help="session counts measured for the original (default: as --sessions); it serves one request at a time, "
-                        "so its aggregate is its batch-1 rate, and 16 sequential 13B answers take minutes")
+    parser.add_argument(
+        "--original-sessions",
+        type=int,
+        nargs="*",
+        metavar="N",
+        help="session counts measured for the original (default: as --sessions); it serves one request at a time, "
+        "so its aggregate is its batch-1 rate, and 16 sequential 13B answers take minutes",
+    )
     parser.add_argument("--quantize", choices=QUANTIZATIONS, help="project path with the LLM in 8/4 bits (written to a temp folder, then loaded)")
     parser.add_argument("--json", type=Path, default=Path("bench_generate.json"))
     args = parser.parse_args(argv)
@@ -209,8 +214,15 @@ def main(argv: list[str] | None = None) -> dict:
         ratio = "" if before is None else f"{(before / value if smaller_is_better else value / before):.2f}x"
         before_text = "" if before is None else f"{before:.1f}"
         print(f"{key:<28}{before_text:>12}{value:>12.1f}{ratio:>8}")
-    result = {"size": args.size, "device": device_name, "dtype": str(project_dtype), "quantize": args.quantize, "new_tokens": args.new_tokens,
-              "original": original, "project": project}
+    result = {
+        "size": args.size,
+        "device": device_name,
+        "dtype": str(project_dtype),
+        "quantize": args.quantize,
+        "new_tokens": args.new_tokens,
+        "original": original,
+        "project": project,
+    }
     args.json.write_text(json.dumps(result, indent=2))
     return result
 

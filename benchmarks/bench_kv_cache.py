@@ -72,7 +72,9 @@ class InPlaceBatch:
         self.forward = torch.compile(self._forward, dynamic=True) if compile_step else self._forward
 
     def _forward(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache_position: torch.Tensor, cache) -> torch.Tensor:
-        output = self.llm(input_ids=ids, attention_mask=mask, position_ids=positions, cache_position=cache_position, past_key_values=cache, use_cache=True)
+        output = self.llm(
+            input_ids=ids, attention_mask=mask, position_ids=positions, cache_position=cache_position, past_key_values=cache, use_cache=True
+        )
         return output.logits[:, -1]
 
     def step(self, ids: torch.Tensor) -> torch.Tensor:
@@ -137,7 +139,9 @@ def main(argv: list[str] | None = None) -> dict:
         "in_place_ms_per_step": round(in_place_ms, 2),
         "same_tokens": concat_tokens == in_place_tokens,
     }
-    print(f"LLaMA {args.size} ({results['layers']} layers), {results['device']}, {dtype}, {args.rows} rows from {args.length} positions, {'compiled' if args.compile else 'eager'}")
+    print(
+        f"LLaMA {args.size} ({results['layers']} layers), {results['device']}, {dtype}, {args.rows} rows from {args.length} positions, {'compiled' if args.compile else 'eager'}"
+    )
     print(f"{'figure':<24}{'concat (before)':>16}{'in place':>12}{'speed-up':>10}")
     print(f"{'ms per decode step':<24}{concat_ms:>16.1f}{in_place_ms:>12.1f}{concat_ms / in_place_ms:>9.2f}x")
     print(f"same greedy tokens: {results['same_tokens']}")

@@ -61,7 +61,7 @@ def make_sunset(path: Path, size: tuple[int, int] = (640, 426)) -> None:
     sun_x, sun_y, sun_r = int(width * 0.62), horizon - 18, 46
     yy, xx = np.mgrid[0:height, 0:width]
     dist = np.hypot(xx - sun_x, yy - sun_y)
-    glow = np.exp(-(dist / 140.0) ** 2)[..., None] * np.array([60, 40, 10])
+    glow = np.exp(-((dist / 140.0) ** 2))[..., None] * np.array([60, 40, 10])
     pixels = np.asarray(img, dtype=np.float64)
     pixels[:horizon] += glow[:horizon]
     img = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB")

@@ -27,7 +27,7 @@ class CacheLayout:
     positions: torch.Tensor  # arange on the model's device, longer than any length + spare
 
     @classmethod
-    def for_model(cls, config: object, spare: int, device: torch.device) -> "CacheLayout":
+    def for_model(cls, config: object, spare: int, device: torch.device) -> CacheLayout:
         return cls(config, spare, torch.arange(config.max_position_embeddings + spare + 1, device=device))
 
 
@@ -57,7 +57,7 @@ class BatchCache:
         """Views of the filled positions."""
         return [(layer.keys[:, :, : self.length], layer.values[:, :, : self.length]) for layer in self.cache.layers]
 
-    def joined(self, kv: KV) -> "BatchCache":
+    def joined(self, kv: KV) -> BatchCache:
         """This batch and one more row (a prefill's keys and values); the shorter side is padded on the left."""
         new_length = kv[0][0].shape[2]
         grow_batch, grow_new = max(new_length - self.length, 0), max(self.length - new_length, 0)
@@ -67,7 +67,7 @@ class BatchCache:
         ]
         return BatchCache(self.layout, layers, [p + grow_batch for p in self.pads] + [grow_new])
 
-    def kept(self, rows: list[int]) -> "BatchCache":
+    def kept(self, rows: list[int]) -> BatchCache:
         """Only these rows, without the leading columns that are padding in every one of them."""
         index = torch.tensor(rows, device=self.layout.positions.device)
         pads = [self.pads[i] for i in rows]

@@ -177,7 +177,7 @@ class BatchedDecoder:
                 self._changed.wait_for(lambda: self._waiting or self._closed)
             return self._waiting.popleft() if self._waiting and not self._closed else None
 
-    def _admit(self, request: _Request, batch: "_Batch") -> None:
+    def _admit(self, request: _Request, batch: _Batch) -> None:
         """Prefill one request alone, emit its first token, and let it join the batch.
 
         A failure here (a malformed prompt, say) is this request's alone: its reader hears of it and
@@ -191,7 +191,7 @@ class BatchedDecoder:
         except Exception as error:  # noqa: BLE001 - see the docstring
             request.out.put(error)
 
-    def _prefill(self, request: _Request, batch: "_Batch") -> None:
+    def _prefill(self, request: _Request, batch: _Batch) -> None:
         embeds = request.embeds.to(self._device)
         if self.slot is not None and not batch.requests and self.slot.holds(embeds.shape[1] + request.params.max_new_tokens):
             if self._emit_sampled(request, self.slot.prefill(embeds)):
@@ -204,7 +204,7 @@ class BatchedDecoder:
             kv = [(layer.keys, layer.values) for layer in output.past_key_values.layers]
             batch.join(request, kv, self._layout)
 
-    def _step(self, batch: "_Batch") -> None:
+    def _step(self, batch: _Batch) -> None:
         """Decode one token for every row, then drop the rows that are done."""
         self.steps["slot" if batch.in_slot else "batch"] += 1
         if batch.in_slot:
@@ -229,7 +229,9 @@ class BatchedDecoder:
         self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache_position: torch.Tensor, cache: StaticCache
     ) -> torch.Tensor:
         """One token for every row: (B, 1) ids -> (B, vocab) next-token logits, written into `cache` at `cache_position`."""
-        output = self.llm(input_ids=ids, attention_mask=mask, position_ids=positions, cache_position=cache_position, past_key_values=cache, use_cache=True)
+        output = self.llm(
+            input_ids=ids, attention_mask=mask, position_ids=positions, cache_position=cache_position, past_key_values=cache, use_cache=True
+        )
         return output.logits[:, -1]
 
     def _emit_sampled(self, request: _Request, logits: torch.Tensor) -> bool:

@@ -104,9 +104,7 @@ class Report:
         """One paragraph: what is wrong and the command that fixes it (the app's banner)."""
         if self.ok:
             return f"The {self.model} checkpoints in '{self.root}' are complete."
-        listed = "; ".join(
-            f"{row.name} {row.status}" + (f" ({row.detail})" if row.detail and row.status == WRONG else "") for row in self.problems
-        )
+        listed = "; ".join(f"{row.name} {row.status}" + (f" ({row.detail})" if row.detail and row.status == WRONG else "") for row in self.problems)
         return f"The {self.model} checkpoints in '{self.root}' are not usable: {listed}. Fix: {self.fix_command()}"
 
 
@@ -286,10 +284,17 @@ def check_delta(path: Path, llm: object | LlamaShape | None, config: ModelConfig
     layers, hidden = llm_config.num_hidden_layers, llm_config.hidden_size
     lora_layers = {int(match.group(1)) for key in keys if (match := re.search(r"\.layers\.(\d+)\.", key))}
     if len(lora_layers) != layers:
-        return Row("delta", name, WRONG, f"LoRA for {len(lora_layers)} layers, but Vicuna has {layers} (num_hidden_layers): a delta for another model size")
+        return Row(
+            "delta", name, WRONG, f"LoRA for {len(lora_layers)} layers, but Vicuna has {layers} (num_hidden_layers): a delta for another model size"
+        )
     proj = file.shape("llama_proj.weight")
     if proj != (hidden, config.imagebind.out_embed_dim):
-        return Row("delta", name, WRONG, f"llama_proj.weight is {proj}, Vicuna (hidden {hidden}) and ImageBind ({config.imagebind.out_embed_dim}-d) need {(hidden, config.imagebind.out_embed_dim)}")
+        return Row(
+            "delta",
+            name,
+            WRONG,
+            f"llama_proj.weight is {proj}, Vicuna (hidden {hidden}) and ImageBind ({config.imagebind.out_embed_dim}-d) need {(hidden, config.imagebind.out_embed_dim)}",
+        )
     try:
         given = {target: torch.empty(file.shape(key), device="meta") for key, target in peft_keys(keys, path).items()}
         check_keys(path, "PandaGPT delta (LoRA part)", _lora_shapes(llm_config, config), given)
@@ -369,4 +374,3 @@ def _human(size: int) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{size:.1f} GiB"
-

@@ -144,7 +144,9 @@ def _require_readable_shards(folder: Path, config: ModelConfig) -> None:
         try:
             TensorFile(path)
         except UnreadableFile as error:
-            raise CheckpointError(f"Vicuna weight shard '{path}' is truncated or corrupt ({error}); download it again. Get it: {config.how_to_get()}") from error
+            raise CheckpointError(
+                f"Vicuna weight shard '{path}' is truncated or corrupt ({error}); download it again. Get it: {config.how_to_get()}"
+            ) from error
 
 
 def load_vicuna(config: ModelConfig, dtype: torch.dtype) -> tuple[nn.Module, object]:

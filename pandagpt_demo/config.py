@@ -110,7 +110,7 @@ class ImageBindArch:
         return asdict(self)
 
     @classmethod
-    def tiny(cls) -> "ImageBindArch":
+    def tiny(cls) -> ImageBindArch:
         """Same class and layout as huge, every tower 32 wide and one block deep."""
         sizes: dict[str, int] = {}
         for tower in ("vision", "text", "audio", "depth", "thermal", "imu"):
@@ -272,7 +272,7 @@ class ModelConfig:
             object.__setattr__(self, "root", self.imagebind_path.parent)
 
     @classmethod
-    def tiny(cls, directory: Path | str) -> "ModelConfig":
+    def tiny(cls, directory: Path | str) -> ModelConfig:
         """The layout `make-tiny DIR` writes: the released file names, tiny contents."""
         root = Path(directory)
         return cls(
@@ -289,7 +289,7 @@ class ModelConfig:
         return f"{self.get_weights} ({self.weight_sources})"
 
     @classmethod
-    def preset(cls, size: str, checkpoints_dir: Path | str = "checkpoints", **overrides: object) -> "ModelConfig":
+    def preset(cls, size: str, checkpoints_dir: Path | str = "checkpoints", **overrides: object) -> ModelConfig:
         """The file layout `python -m pandagpt_demo.weights` writes, for one model size."""
         root = Path(checkpoints_dir)
         if size == "tiny":

@@ -73,7 +73,7 @@ class Conversation:
             return PromptParts(before=t.human_prefix + t.image_open, after=t.image_close + tail)
         return PromptParts(before="", after=t.human_prefix + tail)
 
-    def copy(self) -> "Conversation":
+    def copy(self) -> Conversation:
         return Conversation(self.template, [Turn(t.question, t.answer) for t in self.turns])
 
     @property

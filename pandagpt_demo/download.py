@@ -26,9 +26,9 @@ import hashlib
 import os
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from .check import OK, WRONG, Part, Report, check_delta, check_imagebind, check_model, check_vicuna, parts
 from .config import IMAGEBIND_URL, IMAGEBIND_URL_ENV, LLAMA_SHAPES, WEIGHT_SOURCES, Candidate, ModelConfig
@@ -83,7 +83,7 @@ class Source:
         return f"{text} ({self.publisher})" if self.publisher else text
 
     @classmethod
-    def candidate(cls, candidate: Candidate) -> "Source":
+    def candidate(cls, candidate: Candidate) -> Source:
         return cls(candidate.kind, candidate.ids, publisher=candidate.publisher)
 
 
@@ -347,7 +347,9 @@ def _plan_vicuna_from_delta(part: Part, source: Source, config: ModelConfig, sha
             written = apply_delta(base_stage, delta_stage, out_stage)
         except (DeltaMismatch, UnreadableFile) as error:
             _discard(out_stage)
-            raise DownloadError(f"Cannot make Vicuna from {base_repo} + {delta_repo}: {error}. Choose a matching pair with --base-repo / --vicuna-delta-repo.") from error
+            raise DownloadError(
+                f"Cannot make Vicuna from {base_repo} + {delta_repo}: {error}. Choose a matching pair with --base-repo / --vicuna-delta-repo."
+            ) from error
         _verify_llm(out_stage, shape, f"Vicuna made from {base_repo} + {delta_repo}")
         records = {f"{part.name}/{path.name}": file_record(path) for path in written}
         _install_folder(out_stage, part.target)
@@ -368,7 +370,7 @@ def _plan_vicuna_from_delta(part: Part, source: Source, config: ModelConfig, sha
 def _llm_files(listing: RepoListing, what: str, flag: str) -> list[str]:
     """The files of a Hugging Face LLM folder worth fetching: one weight format, config, tokenizer."""
     names = [name for name in listing.files if "/" not in name]
-    for pattern, index in SHARD_PATTERNS:
+    for pattern, index in SHARD_PATTERNS:  # noqa: B007 (the index of the format found is used after the loop)
         shards = sorted(name for name in names if pattern.fullmatch(name))
         if shards:
             break
@@ -378,7 +380,9 @@ def _llm_files(listing: RepoListing, what: str, flag: str) -> list[str]:
             "no model weights in it",
         )
     if "config.json" not in names:
-        raise SourceUnusable(f"{what}: the Hub repository {listing.repo} ({listing.page}) has no config.json; pass another with {flag}.", "no config.json in it")
+        raise SourceUnusable(
+            f"{what}: the Hub repository {listing.repo} ({listing.page}) has no config.json; pass another with {flag}.", "no config.json in it"
+        )
     extra = [name for name in COPIED_FILES if name in names]
     return extra + ([index] if index in names else []) + shards
 
@@ -473,4 +477,3 @@ def _discard(path: Path) -> None:
 
 def _stage_name(source: Source) -> str:
     return hashlib.sha1(source.key.encode()).hexdigest()[:10]
-

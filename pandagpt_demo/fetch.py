@@ -26,7 +26,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .fetch_errors import DownloadError, first_line, disk_full, disk_full_error, explain_hub_error, explain_url_error, hub_endpoint
+from .fetch_errors import DownloadError, disk_full, disk_full_error, explain_hub_error, explain_url_error, first_line, hub_endpoint
 from .manifest import sha256_file
 
 CHUNK = 1024**2
@@ -100,9 +100,7 @@ def fetch_hub_file(listing: RepoListing, path: str, local_dir: Path, what: str, 
             f"another repository with {flag}."
         )
     try:
-        local = Path(
-            hf_hub_download(listing.repo, path, revision=listing.commit, local_dir=local_dir, endpoint=hub_endpoint())
-        )
+        local = Path(hf_hub_download(listing.repo, path, revision=listing.commit, local_dir=local_dir, endpoint=hub_endpoint()))
     except Exception as error:
         raise explain_hub_error(error, what=f"{what} ({path})", repo=listing.repo, url=listing.url(path), flag=flag) from error
     size = local.stat().st_size
@@ -115,8 +113,7 @@ def fetch_hub_file(listing: RepoListing, path: str, local_dir: Path, what: str, 
     if problem:
         local.unlink(missing_ok=True)
         raise DownloadError(
-            f"{what}: '{path}' from {listing.url(path)} arrived damaged ({problem}); it was deleted. "
-            "Run the same command again to fetch it anew."
+            f"{what}: '{path}' from {listing.url(path)} arrived damaged ({problem}); it was deleted. Run the same command again to fetch it anew."
         )
     return local, {"size": size, "sha256": digest}
 
@@ -176,7 +173,9 @@ def fetch_url(url: str, destination: Path, what: str, flag: str, part_dir: Path 
                 bar.write(f"{destination.name}: interrupted at {_size(part):,} of {size:,} bytes ({first_line(error)}); resuming")
                 time.sleep(RETRY_DELAY_S)
             elif failures > URL_RETRIES:
-                raise DownloadError(f"Could not fetch {what}: {url} stopped sending data at {_size(part):,} of {size:,} bytes. Run the same command again to resume.")
+                raise DownloadError(
+                    f"Could not fetch {what}: {url} stopped sending data at {_size(part):,} of {size:,} bytes. Run the same command again to resume."
+                )
     if _size(part) != size:
         raise DownloadError(f"{what}: {url} sent {_size(part):,} bytes, more than the {size:,} it announced; '{part}' was kept for inspection.")
     digest = sha256_file(part, destination.name)

@@ -102,7 +102,9 @@ def explain_hub_error(error: BaseException, *, what: str, repo: str, url: str, f
                 "https://huggingface.co/settings/tokens, then `export HF_TOKEN=hf_...` (or run `hf auth login`) and run "
                 "the same command again."
             )
-        return SourceUnusable(f"{failed}: the repository {repo} is gated and this account has no access ({said}). {advice}", f"gated, no access ({said})")
+        return SourceUnusable(
+            f"{failed}: the repository {repo} is gated and this account has no access ({said}). {advice}", f"gated, no access ({said})"
+        )
     if isinstance(error, RepositoryNotFoundError) or status in (401, 403):
         if _token_available():
             cause = f"the Hub answered {said}: the repository {repo} does not exist, or it is private and the token sent does not give access"

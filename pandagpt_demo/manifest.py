@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from tqdm import tqdm
@@ -54,7 +54,7 @@ def record_component(root: Path, name: str, *, source: str, flags: list[str], or
         "flags": flags,
         "origins": origins,
         "files": files,
-        "fetched_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "fetched_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     path = manifest_path(root)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -68,9 +68,10 @@ def sha256_file(path: Path, label: str | None = None) -> str:
     path = Path(path)
     size = path.stat().st_size
     digest = hashlib.sha256()
-    with open(path, "rb") as file, tqdm(
-        total=size, unit="B", unit_scale=True, unit_divisor=1024, desc=f"sha256 {label or path.name}", disable=size < _HASH_BAR_BYTES
-    ) as bar:
+    with (
+        open(path, "rb") as file,
+        tqdm(total=size, unit="B", unit_scale=True, unit_divisor=1024, desc=f"sha256 {label or path.name}", disable=size < _HASH_BAR_BYTES) as bar,
+    ):
         while block := file.read(8 * 1024**2):
             digest.update(block)
             bar.update(len(block))

@@ -134,9 +134,7 @@ def _check_pixels(modality: Modality, path: Path, size: tuple[int, int], max_pix
     if width < 1 or height < 1:
         raise MediaError(modality, path, f"it has no pixels ({width}x{height})")
     if width * height > max_pixels:
-        raise MediaError(
-            modality, path, f"it is too large ({width}x{height} pixels; the limit is {max_pixels:,} pixels)"
-        )
+        raise MediaError(modality, path, f"it is too large ({width}x{height} pixels; the limit is {max_pixels:,} pixels)")
     short, long = min(width, height), max(width, height)
     if IMAGE_SIZE * int(IMAGE_SIZE * long / short) > max_pixels:
         raise MediaError(modality, path, f"its shape {width}x{height} is too elongated to resize")
@@ -204,9 +202,7 @@ def _depth_from_image(path: Path, max_pixels: int) -> np.ndarray:
     img = _open_image(Modality.DEPTH, path, None, max_pixels)
     scale = _DEPTH_SCALES.get(img.mode)
     if scale is None:
-        raise MediaError(
-            Modality.DEPTH, path, f"expected a single-channel 8- or 16-bit depth image, found PIL mode {img.mode}"
-        )
+        raise MediaError(Modality.DEPTH, path, f"expected a single-channel 8- or 16-bit depth image, found PIL mode {img.mode}")
     return np.clip(np.asarray(img, dtype=np.float32) / scale, 0.0, 1.0)
 
 

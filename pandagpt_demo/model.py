@@ -84,6 +84,7 @@ class PandaGPT:
 
     def warm_up(self) -> None:
         """Run every kind of decode step once: alone, in a batch of equal lengths, in a padded batch."""
+
         def embeds(question: str) -> torch.Tensor:
             conversation = Conversation(self.config.prompt)
             conversation.ask(question)
@@ -95,7 +96,7 @@ class PandaGPT:
             self.decoder.warm_up(prompts, params)
 
     @classmethod
-    def load(cls, config: ModelConfig, progress: Callable[[str], None] = lambda step: None) -> "PandaGPT":
+    def load(cls, config: ModelConfig, progress: Callable[[str], None] = lambda step: None) -> PandaGPT:
         """Load the three released files; `progress` hears each step as it starts."""
         dtype = resolve_dtype(config.dtype, config.device)
         progress(f"ImageBind from {config.imagebind_path}")

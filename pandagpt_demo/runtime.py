@@ -27,8 +27,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device (default: cuda if available)")
     parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "float16", "bfloat16"), help="auto: float16 on CUDA, float32 on CPU")
     parser.add_argument("--quantize", choices=QUANTIZATIONS, help="load the LLM in 8 or 4 bits (bitsandbytes) to fit smaller GPUs")
-    parser.add_argument("--no-compile", dest="compile", action="store_false",
-                        help="on CUDA, skip compiling the decode steps: ready minutes sooner, decodes slower")
+    parser.add_argument(
+        "--no-compile", dest="compile", action="store_false", help="on CUDA, skip compiling the decode steps: ready minutes sooner, decodes slower"
+    )
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,7 @@ def load_with_progress(choice: ModelChoice, on_step=lambda message: None) -> Pan
     """Load the chosen model, writing the tiny files first if needed; tqdm shows the steps."""
     config = choice.config
     with tqdm(total=LOAD_STEPS + 1, desc="Loading PandaGPT", unit="step") as bar:
+
         def step(message: str) -> None:
             bar.set_postfix_str(message)
             bar.update(1)
@@ -97,7 +99,7 @@ class ModelHandle:
         self._model: PandaGPT | None = None
         self._done = threading.Event()
 
-    def start(self) -> "ModelHandle":
+    def start(self) -> ModelHandle:
         threading.Thread(target=self._load, name="model-loader", daemon=True).start()
         return self
 

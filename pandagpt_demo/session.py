@@ -33,7 +33,7 @@ class Inputs:
     weights: dict[Modality, float] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, files: Mapping[Modality, str | Path | None], weights: Mapping[Modality, float] | None = None) -> "Inputs":
+    def of(cls, files: Mapping[Modality, str | Path | None], weights: Mapping[Modality, float] | None = None) -> Inputs:
         given = {Modality(m): Path(p) for m, p in files.items() if p}
         return cls(given, {Modality(m): float(w) for m, w in (weights or {}).items()})
 
@@ -55,7 +55,7 @@ class ChatSession:
     _current: _Answer | None = None
 
     @classmethod
-    def from_history(cls, history: list[tuple[str, str]]) -> "ChatSession":
+    def from_history(cls, history: list[tuple[str, str]]) -> ChatSession:
         """A session resumed from finished (question, answer) pairs, as API clients send them."""
         session = cls()
         for question, answer in history:

@@ -80,7 +80,9 @@ def _fresh_folder(folder: Path) -> None:
     (it holds the marker) or an empty one is emptied, never someone's real Vicuna; a link is
     removed, not what it points to."""
     if folder.is_dir() and not folder.is_symlink() and any(folder.iterdir()) and not (folder / RANDOM_SET_MARKER).exists():
-        raise FileExistsError(f"{folder} holds files this command did not write (a real Vicuna?); it is left alone: choose another directory, or delete it first")
+        raise FileExistsError(
+            f"{folder} holds files this command did not write (a real Vicuna?); it is left alone: choose another directory, or delete it first"
+        )
     if folder.is_symlink() or folder.is_file():
         folder.unlink()
     elif folder.is_dir():

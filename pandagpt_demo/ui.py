@@ -283,11 +283,15 @@ def build_demo(handle: ModelHandle, settings: UISettings = UISettings()) -> gr.B
                 with gr.Tab("Thermal"):
                     thermal = _untouched(gr.Image(type="filepath", label="Thermal image", sources=["upload"], elem_id="thermal"))
                 with gr.Tab("Depth"):
-                    depth = gr.File(label="Depth map (16-bit PNG disparity or .npy metres)", file_types=list(Modality.DEPTH.extensions), elem_id="depth")
+                    depth = gr.File(
+                        label="Depth map (16-bit PNG disparity or .npy metres)", file_types=list(Modality.DEPTH.extensions), elem_id="depth"
+                    )
                 with gr.Tab("IMU"):
                     imu = gr.File(label="IMU recording (.csv or .npy, 6 channels at 200 Hz)", file_types=list(Modality.IMU.extensions))
                 with gr.Accordion("Multimodal arithmetic: weight of each input", open=False):
-                    weights = [gr.Slider(-settings.weight_limit, settings.weight_limit, value=1.0, step=0.1, label=m.value.capitalize()) for m in MODALITIES]
+                    weights = [
+                        gr.Slider(-settings.weight_limit, settings.weight_limit, value=1.0, step=0.1, label=m.value.capitalize()) for m in MODALITIES
+                    ]
                 with gr.Accordion("Sampling", open=True):
                     max_new_tokens = gr.Slider(1, settings.max_new_tokens_limit, value=settings.max_new_tokens, step=1, label="Maximum new tokens")
                     top_p = gr.Slider(0, 1, value=settings.top_p, step=0.01, label="Top P")
@@ -295,7 +299,9 @@ def build_demo(handle: ModelHandle, settings: UISettings = UISettings()) -> gr.B
             with gr.Column(scale=3):
                 chatbot = gr.Chatbot(label="PandaGPT", height=480, elem_id="chatbot")
                 with gr.Row():
-                    question = gr.Textbox(label="Question", placeholder="Ask about your files, then press Enter", show_label=False, scale=5, elem_id="question")
+                    question = gr.Textbox(
+                        label="Question", placeholder="Ask about your files, then press Enter", show_label=False, scale=5, elem_id="question"
+                    )
                     send = gr.Button("Send", variant="primary", scale=1, elem_id="send")
                 with gr.Row():
                     stop = gr.Button("Stop", elem_id="stop")

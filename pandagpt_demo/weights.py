@@ -24,6 +24,7 @@ from .config import IMAGEBIND_URL, IMAGEBIND_URL_ENV, MODEL_SIZES, WEIGHT_SOURCE
 
 def add_download_arguments(parser: argparse.ArgumentParser) -> None:
     """The source flags of `download`; `app.py --download` has none of them (it uses the defaults)."""
+
     def defaults(part: str) -> str:
         return "; ".join(f"{size} " + ", then ".join(c.label for c in sources.candidates(part)) for size, sources in WEIGHT_SOURCES.items())
 
@@ -34,14 +35,20 @@ def add_download_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("sources (tried in order per model size: WEIGHT_SOURCES in pandagpt_demo/config.py); each flag forces one")
     group.add_argument("--delta-repo", metavar="ID", help=f"PandaGPT delta repo on the Hub (released: {released}; default: {defaults('delta')})")
     vicuna = group.add_mutually_exclusive_group()
-    vicuna.add_argument("--vicuna", type=Path, metavar="DIR", dest="vicuna_dir", help="a merged Vicuna v0 folder you already have (linked, not copied)")
-    vicuna.add_argument("--vicuna-repo", metavar="ID", help=f"a merged Vicuna v0 repo on the Hub (without a flag, the first usable of: {defaults('vicuna')})")
+    vicuna.add_argument(
+        "--vicuna", type=Path, metavar="DIR", dest="vicuna_dir", help="a merged Vicuna v0 folder you already have (linked, not copied)"
+    )
+    vicuna.add_argument(
+        "--vicuna-repo", metavar="ID", help=f"a merged Vicuna v0 repo on the Hub (without a flag, the first usable of: {defaults('vicuna')})"
+    )
     vicuna.add_argument("--from-delta", action="store_true", help="build Vicuna from LLaMA + LMSYS's v0 delta (needs base + delta + result on disk)")
     group.add_argument("--base-repo", metavar="ID", help=f"LLaMA repo for --from-delta ({pair(0)})")
     group.add_argument("--vicuna-delta-repo", metavar="ID", help=f"Vicuna delta repo for --from-delta ({pair(1)})")
     imagebind = group.add_mutually_exclusive_group()
     imagebind.add_argument("--imagebind-repo", metavar="ID", help="a Hugging Face mirror of imagebind_huge.pth instead of the official URL")
-    imagebind.add_argument("--imagebind-url", metavar="URL", help=f"another URL for imagebind_huge.pth (default {IMAGEBIND_URL}, or ${IMAGEBIND_URL_ENV})")
+    imagebind.add_argument(
+        "--imagebind-url", metavar="URL", help=f"another URL for imagebind_huge.pth (default {IMAGEBIND_URL}, or ${IMAGEBIND_URL_ENV})"
+    )
     parser.add_argument("--replace", action="store_true", help="replace parts that are present but wrong (or came from another source)")
 
 

@@ -37,7 +37,20 @@ def app_url(tiny_config: ModelConfig, tmp_path_factory: pytest.TempPathFactory) 
     port = _free_port()
     log_path = tmp_path_factory.mktemp("app") / "app.log"
     checkpoints = tiny_config.imagebind_path.parent.parent
-    command = [sys.executable, "app.py", "--model", "tiny", "--checkpoints", str(checkpoints), "--port", str(port), "--concurrency", "4", "--max-file-mb", "5"]
+    command = [
+        sys.executable,
+        "app.py",
+        "--model",
+        "tiny",
+        "--checkpoints",
+        str(checkpoints),
+        "--port",
+        str(port),
+        "--concurrency",
+        "4",
+        "--max-file-mb",
+        "5",
+    ]
     with open(log_path, "w") as log:
         process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"

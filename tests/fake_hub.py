@@ -100,7 +100,7 @@ class FakeHub:
 
     # --- servers ---
 
-    def start(self) -> "FakeHub":
+    def start(self) -> FakeHub:
         self._hub = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self, "hub"))
         self._cdn = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self, "cdn"))
         for server in (self._hub, self._cdn):
@@ -124,7 +124,7 @@ class FakeHub:
     def requests(self, method: str | None = None, path_contains: str = "") -> list[Request]:
         return [r for r in self.log if (method is None or r.method == method) and path_contains in r.path]
 
-    def __enter__(self) -> "FakeHub":
+    def __enter__(self) -> FakeHub:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -158,7 +158,9 @@ def _handler(hub: FakeHub, role: str) -> type[BaseHTTPRequestHandler]:
                     break
             if role == "cdn":
                 if path.startswith("/cdn/"):
-                    blob = next((data for repo in hub.repos.values() for data in repo.files.values() if hashlib.sha256(data).hexdigest() == path[5:]), None)
+                    blob = next(
+                        (data for repo in hub.repos.values() for data in repo.files.values() if hashlib.sha256(data).hexdigest() == path[5:]), None
+                    )
                     return self._bytes(blob, body) if blob is not None else self._error(404, None, "no such blob")
                 if path.startswith("/xet-cas/"):
                     return self._error(hub.xet_cas_status, None, "the fake Xet CAS serves no reconstructions")
@@ -192,9 +194,17 @@ def _handler(hub: FakeHub, role: str) -> type[BaseHTTPRequestHandler]:
             authorization = self.headers.get("Authorization")
             if repo.gated and not listing and authorization != f"Bearer {hub.token}":
                 if authorization is None:
-                    self._error(401, "GatedRepo", f"Access to model {repo_id} is restricted. You must have access to it and be authenticated to access it. Please log in.")
+                    self._error(
+                        401,
+                        "GatedRepo",
+                        f"Access to model {repo_id} is restricted. You must have access to it and be authenticated to access it. Please log in.",
+                    )
                 else:
-                    self._error(403, "GatedRepo", f"Access to model {repo_id} is restricted and you are not in the authorized list. Visit https://huggingface.co/{repo_id} to ask for access.")
+                    self._error(
+                        403,
+                        "GatedRepo",
+                        f"Access to model {repo_id} is restricted and you are not in the authorized list. Visit https://huggingface.co/{repo_id} to ask for access.",
+                    )
                 return None
             if revision not in ("main", repo.commit):
                 self._error(404, "RevisionNotFound", "Invalid rev id")
@@ -211,7 +221,14 @@ def _handler(hub: FakeHub, role: str) -> type[BaseHTTPRequestHandler]:
                 if name.endswith(LFS_SUFFIXES):
                     sibling["lfs"] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": 134}
                 siblings.append(sibling)
-            info = {"id": repo_id, "modelId": repo_id, "sha": repo.commit, "private": False, "gated": "manual" if repo.gated else False, "siblings": siblings}
+            info = {
+                "id": repo_id,
+                "modelId": repo_id,
+                "sha": repo.commit,
+                "private": False,
+                "gated": "manual" if repo.gated else False,
+                "siblings": siblings,
+            }
             payload = json.dumps(info).encode()
             self._bytes(payload, body, {"Content-Type": "application/json"}, ranges=False)
 
@@ -220,7 +237,7 @@ def _handler(hub: FakeHub, role: str) -> type[BaseHTTPRequestHandler]:
             if repo is None:
                 return
             if name not in repo.files:
-                self._error(404, "EntryNotFound", f"{name} does not exist on \"{revision}\"", {"X-Repo-Commit": repo.commit})
+                self._error(404, "EntryNotFound", f'{name} does not exist on "{revision}"', {"X-Repo-Commit": repo.commit})
                 return
             data = repo.files[name]
             headers = {"X-Repo-Commit": repo.commit}
@@ -244,7 +261,11 @@ def _handler(hub: FakeHub, role: str) -> type[BaseHTTPRequestHandler]:
         def _xet_token(self, repo_id: str, revision: str, body: bool) -> None:
             if self._repo(repo_id, revision) is None:
                 return
-            headers = {"X-Xet-Cas-Url": f"{hub.cdn}/xet-cas", "X-Xet-Access-Token": "xet-test", "X-Xet-Token-Expiration": str(int(time.time()) + 3600)}
+            headers = {
+                "X-Xet-Cas-Url": f"{hub.cdn}/xet-cas",
+                "X-Xet-Access-Token": "xet-test",
+                "X-Xet-Token-Expiration": str(int(time.time()) + 3600),
+            }
             self._bytes(b"", body, headers, ranges=False)
 
         # --- responses ---

@@ -93,9 +93,7 @@ def write_video_frames(path: str | Path, frames: list[np.ndarray], fps: int, cod
         container.mux(stream.encode())
 
 
-def write_video(
-    path: str | Path, seconds: float, fps: int = 10, size: tuple[int, int] = (320, 240), codec: str = "mpeg4"
-) -> list[np.ndarray]:
+def write_video(path: str | Path, seconds: float, fps: int = 10, size: tuple[int, int] = (320, 240), codec: str = "mpeg4") -> list[np.ndarray]:
     """A video whose frame i is a gradient with brightness rising with i, so frames are distinguishable."""
     width, height = size
     y, x = np.mgrid[0:height, 0:width]
@@ -108,9 +106,7 @@ def write_video(
     return frames
 
 
-def write_imu_csv(
-    path: str | Path, data: np.ndarray, header: bool = True, time_column: bool = True, rate: int = 200
-) -> None:
+def write_imu_csv(path: str | Path, data: np.ndarray, header: bool = True, time_column: bool = True, rate: int = 200) -> None:
     """(N, 6) IMU samples to CSV, optionally with a header row and a leading `time` column."""
     names = ["acc_x", "acc_y", "acc_z", "gyro_x", "gyro_y", "gyro_z"]
     if time_column:
@@ -126,9 +122,7 @@ def imu_ramp(n_samples: int) -> np.ndarray:
     return np.arange(n_samples)[:, None] + np.arange(6)[None, :] * 0.1
 
 
-def write_compressed_audio(
-    path: str | Path, seconds: float, rate: int = 48_000, codec: str = "libopus", freq: float = 440.0
-) -> np.ndarray:
+def write_compressed_audio(path: str | Path, seconds: float, rate: int = 48_000, codec: str = "libopus", freq: float = 440.0) -> np.ndarray:
     """A mono sine encoded with FFmpeg (e.g. Opus in .webm, as browser microphones record)."""
     t = np.arange(int(round(seconds * rate))) / rate
     samples = (0.5 * np.sin(2 * np.pi * freq * t)).astype(np.float32)

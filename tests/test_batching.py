@@ -179,7 +179,10 @@ def test_after_the_warm_up_real_traffic_compiles_nothing(tiny_model: PandaGPT) -
         requests = [
             (prompt(tiny_model, "First, a question alone for a while?", True), SamplingParams(max_new_tokens=30, temperature=0.0)),
             (prompt(tiny_model, "Then another", False), SamplingParams(max_new_tokens=12, temperature=0.0)),
-            (prompt(tiny_model, "And a third, longer than the others by far, with a picture?", True), SamplingParams(max_new_tokens=8, temperature=0.0)),
+            (
+                prompt(tiny_model, "And a third, longer than the others by far, with a picture?", True),
+                SamplingParams(max_new_tokens=8, temperature=0.0),
+            ),
         ]
         streams = [tiny_model.decoder.generate(*request) for request in requests]
         first = [next(streams[0]) for _ in range(5)]

@@ -13,7 +13,21 @@ from tests.conftest import REPO_ROOT
 
 def test_benchmark_smoke(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
-    command = [sys.executable, "benchmarks/bench_generate.py", "--size", "tiny", "--device", "cpu", "--new-tokens", "4", "--sessions", "1", "2", "--json", str(out)]
+    command = [
+        sys.executable,
+        "benchmarks/bench_generate.py",
+        "--size",
+        "tiny",
+        "--device",
+        "cpu",
+        "--new-tokens",
+        "4",
+        "--sessions",
+        "1",
+        "2",
+        "--json",
+        str(out),
+    ]
     result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "decode_tok_s_batch1" in result.stdout and "ratio" in result.stdout

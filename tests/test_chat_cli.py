@@ -17,7 +17,17 @@ def run_chat(config: ModelConfig, *args: str, stdin: str) -> subprocess.Complete
 
 
 def test_terminal_chat_answers_two_turns(tiny_config: ModelConfig) -> None:
-    result = run_chat(tiny_config, "--image", "examples/sunset.jpg", "--audio", "examples/rain.wav", "--weight", "audio=0.5", "Describe this", stdin="And the sound?\n\n")
+    result = run_chat(
+        tiny_config,
+        "--image",
+        "examples/sunset.jpg",
+        "--audio",
+        "examples/rain.wav",
+        "--weight",
+        "audio=0.5",
+        "Describe this",
+        stdin="And the sound?\n\n",
+    )
     assert result.returncode == 0, result.stderr
     answers = re.findall(r"panda> (.*)", result.stdout)  # the "you> " prompt shares the line when piped
     assert len(answers) == 2 and all(answer.strip() for answer in answers)

@@ -101,10 +101,19 @@ def test_a_vicuna_delta_in_place_of_vicuna_is_caught(tiny_copy: ModelConfig, lla
 def test_sizes_are_compared_with_the_manifest(tiny_copy: ModelConfig, tmp_path: Path, capsys) -> None:
     root = tiny_copy.imagebind_path.parent
     size = tiny_copy.delta_path.stat().st_size
-    record_component(root, "pandagpt_tiny", source="repo:x/y", flags=["--delta-repo", "x/y"], origins=[], files={"pandagpt_tiny/pytorch_model.pt": {"size": size + 1, "sha256": "0" * 64}})
+    record_component(
+        root,
+        "pandagpt_tiny",
+        source="repo:x/y",
+        flags=["--delta-repo", "x/y"],
+        origins=[],
+        files={"pandagpt_tiny/pytorch_model.pt": {"size": size + 1, "sha256": "0" * 64}},
+    )
     status, out = run_check(tmp_path, "tiny", capsys)
     assert status == 1 and f"{size:,} bytes, the manifest says {size + 1:,}" in out
-    record_component(root, "pandagpt_tiny", source="repo:x/y", flags=[], origins=[], files={"pandagpt_tiny/pytorch_model.pt": {"size": size, "sha256": "0" * 64}})
+    record_component(
+        root, "pandagpt_tiny", source="repo:x/y", flags=[], origins=[], files={"pandagpt_tiny/pytorch_model.pt": {"size": size, "sha256": "0" * 64}}
+    )
     assert run_check(tmp_path, "tiny", capsys)[0] == 0  # sums only with --hash
     assert main(["check", "--dir", str(tmp_path), "--model", "tiny", "--hash"]) == 1
     assert "sha256 differs" in capsys.readouterr().out

@@ -70,7 +70,9 @@ def test_target_is_base_plus_delta_exactly_including_the_pad_row(pair, tmp_path:
 
 def test_a_delta_of_another_size_is_refused_naming_both_shapes(pair, tmp_path: Path) -> None:
     base_dir, _, _ = pair
-    other_base, other_delta, _ = write_llama_pair(tmp_path / "other", LlamaShape(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4))
+    other_base, other_delta, _ = write_llama_pair(
+        tmp_path / "other", LlamaShape(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4)
+    )
     out = tmp_path / "out"
     with pytest.raises(DeltaMismatch, match=r"hidden_size is 32 in the delta and 64 in the base"):
         apply_delta(base_dir, other_delta, out)
@@ -124,7 +126,9 @@ def merged(pair, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_each_folder_must_play_its_role(pair, merged: Path, tmp_path: Path) -> None:
     """Shapes alone accept a merged Vicuna as the delta (it has [PAD] too): its norms say it is a model."""
     base_dir, delta_dir, _ = pair
-    with pytest.raises(DeltaMismatch, match=rf"the delta '{merged}' looks like a full model, not LMSYS's Vicuna delta .*a merged Vicuna v0, it needs no delta"):
+    with pytest.raises(
+        DeltaMismatch, match=rf"the delta '{merged}' looks like a full model, not LMSYS's Vicuna delta .*a merged Vicuna v0, it needs no delta"
+    ):
         apply_delta(base_dir, merged, tmp_path / "a")
     with pytest.raises(DeltaMismatch, match=rf"the delta '{base_dir}' looks like a full model"):
         apply_delta(base_dir, base_dir, tmp_path / "b")

@@ -21,9 +21,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from pandagpt_demo import config as config_module
 from pandagpt_demo import download as download_module
 from pandagpt_demo import fetch
-from pandagpt_demo import config as config_module
 from pandagpt_demo.config import WEIGHT_SOURCES, ImageBindArch, ModelConfig
 from pandagpt_demo.model import PandaGPT
 from pandagpt_demo.synthetic import RANDOM_SET_MARKER
@@ -32,7 +32,13 @@ from tests.fake_hub import FakeHub
 from tests.tiny_llama import write_bin_copy, write_llama_pair
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-VICUNA, PANDA, LLAMA, VICUNA_DELTA, GATED = "test/vicuna-tiny-v0", "test/pandagpt-tiny", "test/llama-tiny", "test/vicuna-tiny-delta-v0", "test/gated-vicuna"
+VICUNA, PANDA, LLAMA, VICUNA_DELTA, GATED = (
+    "test/vicuna-tiny-v0",
+    "test/pandagpt-tiny",
+    "test/llama-tiny",
+    "test/vicuna-tiny-delta-v0",
+    "test/gated-vicuna",
+)
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +132,10 @@ def test_full_download_of_a_tiny_set_then_check_passes_and_the_model_loads(hub: 
     assert set(manifest) == {"imagebind_huge.pth", "vicuna_tiny", "pandagpt_tiny"}
     assert manifest["vicuna_tiny"]["origins"] == [{"repo": VICUNA, "revision": "main", "commit": hub.repos[VICUNA].commit}]
     weights = manifest["vicuna_tiny"]["files"]["vicuna_tiny/model.safetensors"]
-    assert weights == {"size": config.vicuna_dir.joinpath("model.safetensors").stat().st_size, "sha256": sha256(tiny_config.vicuna_dir / "model.safetensors")}
+    assert weights == {
+        "size": config.vicuna_dir.joinpath("model.safetensors").stat().st_size,
+        "sha256": sha256(tiny_config.vicuna_dir / "model.safetensors"),
+    }
     assert manifest["imagebind_huge.pth"]["origins"] == [{"url": hub.imagebind_url}]
     assert manifest["pandagpt_tiny"]["flags"] == ["--delta-repo", PANDA]
 
@@ -263,7 +272,9 @@ def test_a_rate_limited_hub_says_wait_and_stops(hub: FakeHub, tmp_path: Path, ca
     assert not hub.requests("GET", "/files/")
 
 
-def test_a_xet_transfer_failure_names_the_way_around_and_keeps_the_parts_in_place(hub: FakeHub, tiny_config: ModelConfig, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_xet_transfer_failure_names_the_way_around_and_keeps_the_parts_in_place(
+    hub: FakeHub, tiny_config: ModelConfig, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The real hf_xet client fails against the fake Xet CAS; HF_HUB_DISABLE_XET=1 fetches the same file over HTTP."""
     import huggingface_hub.constants as constants
 
@@ -451,7 +462,7 @@ def test_a_disk_that_fills_up_mid_download_is_said_and_the_parts_in_place_are_ke
     assert main(tiny_args(hub, small_disk)) == 1
     error = capsys.readouterr().err
     assert "the disk filled up while writing it" in error and "No space left on device" in error
-    assert f"Vicuna v0 tiny" in error and "Already in place and kept: imagebind_huge.pth." in error
+    assert "Vicuna v0 tiny" in error and "Already in place and kept: imagebind_huge.pth." in error
     config = ModelConfig.preset("tiny", small_disk)
     assert config.imagebind_path.is_file() and not config.vicuna_dir.exists()
 

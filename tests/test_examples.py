@@ -130,9 +130,7 @@ def test_imu_csv_has_2000_numeric_rows_of_7_columns(rel):
     assert abs(mean_acc_z - 9.81) < 0.5  # gravity on z
 
 
-@pytest.mark.parametrize(
-    ("modality", "rel"), [(m, rel) for m in MODALITIES for rel in _files(m)], ids=lambda value: str(value)
-)
+@pytest.mark.parametrize(("modality", "rel"), [(m, rel) for m in MODALITIES for rel in _files(m)], ids=lambda value: str(value))
 def test_demo_loaders_accept_every_example(modality, rel):
     """The app's own preprocessing turns each example into a finite tensor (no model needed)."""
     torch = pytest.importorskip("torch")

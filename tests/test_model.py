@@ -193,6 +193,7 @@ def vicuna_copy(config: ModelConfig, tmp_path: Path, change) -> ModelConfig:
 
 def test_vicuna_missing_tensors_fail_naming_the_folder_and_keys(tiny_config: ModelConfig, tmp_path: Path) -> None:
     """transformers would initialise them randomly and only warn."""
+
     def drop(folder: Path) -> None:
         state = load_file(folder / "model.safetensors")
         for layer in (0, 1):

@@ -24,15 +24,32 @@ def vicuna_v0_tokenizer_folder(tmp_path_factory: pytest.TempPathFactory) -> Path
     """A small SentencePiece model trained with LLaMA's settings, in a v0-style folder."""
     folder = tmp_path_factory.mktemp("vicuna_v0")
     corpus = folder / "corpus.txt"
-    corpus.write_text("\n".join(["### Human: <Img> What is in the image?", "### Assistant: A red square on a table.", "Hello world, is the weather nice today?"] * 40))
+    corpus.write_text(
+        "\n".join(
+            ["### Human: <Img> What is in the image?", "### Assistant: A red square on a table.", "Hello world, is the weather nice today?"] * 40
+        )
+    )
     spm.SentencePieceTrainer.train(
-        input=str(corpus), model_prefix=str(folder / "tokenizer"), vocab_size=340, model_type="bpe",
-        unk_id=0, bos_id=1, eos_id=2, pad_id=-1, byte_fallback=True, split_digits=True,
-        normalization_rule_name="identity", remove_extra_whitespaces=False, allow_whitespace_only_pieces=True, minloglevel=2,
+        input=str(corpus),
+        model_prefix=str(folder / "tokenizer"),
+        vocab_size=340,
+        model_type="bpe",
+        unk_id=0,
+        bos_id=1,
+        eos_id=2,
+        pad_id=-1,
+        byte_fallback=True,
+        split_digits=True,
+        normalization_rule_name="identity",
+        remove_extra_whitespaces=False,
+        allow_whitespace_only_pieces=True,
+        minloglevel=2,
     )
     (folder / "tokenizer.vocab").unlink()
     corpus.unlink()
-    (folder / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "LLaMATokenizer", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}))
+    (folder / "tokenizer_config.json").write_text(
+        json.dumps({"tokenizer_class": "LLaMATokenizer", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"})
+    )
     return folder
 
 
