@@ -6,8 +6,9 @@ import argparse
 import os
 import sys
 
-from pandagpt_demo.runtime import ModelHandle, add_model_arguments, choose_model
-from pandagpt_demo.ui import EXAMPLES_FILE, build_demo, on_zero_gpu
+from pandagpt_demo.app.runtime import ModelHandle, add_model_arguments, choose_model
+from pandagpt_demo.app.ui import build_demo, on_zero_gpu
+from pandagpt_demo.config import EXAMPLES_FILE
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -32,8 +33,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def download_first(args: argparse.Namespace) -> None:
     """`--download`: the weights command's default download for --model into --checkpoints; exits if it fails."""
-    from pandagpt_demo.download import Request
-    from pandagpt_demo.weights import run_download
+    from pandagpt_demo.weights.cli import run_download
+    from pandagpt_demo.weights.download import Request
 
     if args.model == "tiny":
         print("--download: the tiny model is written locally, nothing to download.")

@@ -27,13 +27,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pandagpt_demo.checkpoints import wrap_lora  # noqa: E402
 from pandagpt_demo.config import LLAMA_SHAPES, QUANTIZATIONS, ImageBindArch, ModelConfig, SamplingParams  # noqa: E402
-from pandagpt_demo.conversation import Conversation  # noqa: E402
-from pandagpt_demo.encoder import ImageBindEncoder  # noqa: E402
-from pandagpt_demo.modalities import Modality  # noqa: E402
-from pandagpt_demo.model import PandaGPT, resolve_dtype  # noqa: E402
-from pandagpt_demo.synthetic import llama_tokenizer, write_random_model_set  # noqa: E402
+from pandagpt_demo.model.checkpoints import wrap_lora  # noqa: E402
+from pandagpt_demo.model.conversation import Conversation  # noqa: E402
+from pandagpt_demo.model.encoder import ImageBindEncoder  # noqa: E402
+from pandagpt_demo.model.modalities import Modality  # noqa: E402
+from pandagpt_demo.model.pandagpt import PandaGPT, resolve_dtype  # noqa: E402
+from pandagpt_demo.weights.synthetic import llama_tokenizer, write_random_model_set  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 EXAMPLE_FILES = {

@@ -28,9 +28,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pandagpt_demo.batch_cache import BatchCache, CacheLayout  # noqa: E402
 from pandagpt_demo.config import LLAMA_SHAPES  # noqa: E402
-from pandagpt_demo.model import resolve_dtype  # noqa: E402
+from pandagpt_demo.model.pandagpt import resolve_dtype  # noqa: E402
+from pandagpt_demo.serving.batch_cache import BatchCache, CacheLayout  # noqa: E402
 
 Step = Callable[[torch.Tensor], torch.Tensor]  # (rows, 1) token ids -> (rows, vocab) logits
 
@@ -64,7 +64,7 @@ class ConcatBatch:
 
 
 class InPlaceBatch:
-    """The app's batch cache (pandagpt_demo/batch_cache.py): written in place, rebuilt larger when full."""
+    """The app's batch cache (pandagpt_demo/serving/batch_cache.py): written in place, rebuilt larger when full."""
 
     def __init__(self, llm: torch.nn.Module, prefix: list[tuple[torch.Tensor, torch.Tensor]], spare: int, compile_step: bool) -> None:
         layout = CacheLayout.for_model(llm.config, spare, prefix[0][0].device)

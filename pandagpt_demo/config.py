@@ -14,6 +14,8 @@ MODEL_SIZES = ("7b", "13b", "tiny")
 QUANTIZATIONS = ("8bit", "4bit")
 IMAGEBIND_URL = "https://dl.fbaipublicfiles.com/imagebind/imagebind_huge.pth"
 IMAGEBIND_URL_ENV = "PANDAGPT_IMAGEBIND_URL"  # overrides IMAGEBIND_URL (a mirror, or a test server)
+PROJECT_ROOT = Path(__file__).resolve().parent.parent  # the repository: app.py, examples/, checkpoints/
+EXAMPLES_FILE = PROJECT_ROOT / "examples" / "examples.json"  # the page's gallery (examples/make_examples.py writes it)
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from pandagpt_demo.config import ModelConfig
-from pandagpt_demo.model import PandaGPT
-from pandagpt_demo.synthetic import make_tiny
+from pandagpt_demo.model.pandagpt import PandaGPT
+from pandagpt_demo.weights.synthetic import make_tiny
 
 
 @pytest.fixture(scope="session")

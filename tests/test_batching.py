@@ -8,11 +8,11 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import torch
 
-from pandagpt_demo.batching import BatchedDecoder, QueueFull
 from pandagpt_demo.config import SamplingParams
-from pandagpt_demo.conversation import Conversation
-from pandagpt_demo.generation import generate_tokens, sample_rows
-from pandagpt_demo.model import PandaGPT
+from pandagpt_demo.model.conversation import Conversation
+from pandagpt_demo.model.generation import generate_tokens, sample_rows
+from pandagpt_demo.model.pandagpt import PandaGPT
+from pandagpt_demo.serving.batching import BatchedDecoder, QueueFull
 
 
 def prompt(model: PandaGPT, question: str, with_vector: bool) -> torch.Tensor:
@@ -133,7 +133,7 @@ def test_a_lone_request_moves_through_the_static_slot_and_back(tiny_model: Panda
     import torch._dynamo
     from torch._dynamo.utils import counters
 
-    from pandagpt_demo.static_decode import StaticSlot
+    from pandagpt_demo.serving.static_decode import StaticSlot
 
     torch._dynamo.reset()
     counters.clear()
@@ -167,7 +167,7 @@ def test_after_the_warm_up_real_traffic_compiles_nothing(tiny_model: PandaGPT) -
     import torch._dynamo
     from torch._dynamo.utils import counters
 
-    from pandagpt_demo.static_decode import StaticSlot
+    from pandagpt_demo.serving.static_decode import StaticSlot
 
     torch._dynamo.reset()
     counters.clear()

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from pandagpt_demo.cache import EmbeddingCache
-from pandagpt_demo.modalities import MediaError, Modality
-from pandagpt_demo.model import PandaGPT
+from pandagpt_demo.app.cache import EmbeddingCache
+from pandagpt_demo.model.modalities import MediaError, Modality
+from pandagpt_demo.model.pandagpt import PandaGPT
 from tests.media import write_image, write_thermal
 
 

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from pandagpt_demo.check import check_model
+from pandagpt_demo.app.runtime import choose_model
 from pandagpt_demo.config import ModelConfig
-from pandagpt_demo.delta import apply_delta
-from pandagpt_demo.manifest import record_component
-from pandagpt_demo.runtime import choose_model
-from pandagpt_demo.weights import main
+from pandagpt_demo.weights.check import check_model
+from pandagpt_demo.weights.cli import main
+from pandagpt_demo.weights.delta import apply_delta
+from pandagpt_demo.weights.manifest import record_component
 from tests.tiny_llama import write_llama_pair
 
 

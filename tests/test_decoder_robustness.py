@@ -9,11 +9,11 @@ from collections.abc import Callable, Iterator
 import pytest
 import torch
 
-from pandagpt_demo.batching import BatchedDecoder, DecoderClosed
 from pandagpt_demo.config import SamplingParams
-from pandagpt_demo.generation import generate_tokens
-from pandagpt_demo.model import PandaGPT
-from pandagpt_demo.static_decode import StaticSlot
+from pandagpt_demo.model.generation import generate_tokens
+from pandagpt_demo.model.pandagpt import PandaGPT
+from pandagpt_demo.serving.batching import BatchedDecoder, DecoderClosed
+from pandagpt_demo.serving.static_decode import StaticSlot
 from tests.test_batching import prompt
 
 GREEDY = SamplingParams(max_new_tokens=6, temperature=0.0)

@@ -11,8 +11,8 @@ import torch
 from safetensors.torch import load_file
 
 from pandagpt_demo.config import LlamaShape
-from pandagpt_demo.delta import DeltaMismatch, apply_delta
-from pandagpt_demo.weights import main
+from pandagpt_demo.weights.cli import main
+from pandagpt_demo.weights.delta import DeltaMismatch, apply_delta
 from tests.tiny_llama import write_llama_pair
 
 

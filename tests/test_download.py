@@ -22,12 +22,12 @@ import pytest
 import torch
 
 from pandagpt_demo import config as config_module
-from pandagpt_demo import download as download_module
-from pandagpt_demo import fetch
 from pandagpt_demo.config import WEIGHT_SOURCES, ImageBindArch, ModelConfig
-from pandagpt_demo.model import PandaGPT
-from pandagpt_demo.synthetic import RANDOM_SET_MARKER
-from pandagpt_demo.weights import main
+from pandagpt_demo.model.pandagpt import PandaGPT
+from pandagpt_demo.weights import download as download_module
+from pandagpt_demo.weights import fetch
+from pandagpt_demo.weights.cli import main
+from pandagpt_demo.weights.synthetic import RANDOM_SET_MARKER
 from tests.fake_hub import FakeHub
 from tests.tiny_llama import write_bin_copy, write_llama_pair
 
@@ -156,7 +156,7 @@ def test_from_delta_builds_vicuna_from_llama_and_the_delta(hub: FakeHub, llama_p
     args = tiny_args(hub, tmp_path, vicuna=("--from-delta", "--base-repo", LLAMA, "--vicuna-delta-repo", VICUNA_DELTA))
     assert main(args) == 0
     config = ModelConfig.preset("tiny", tmp_path)
-    from pandagpt_demo.tensorfiles import FolderTensors
+    from pandagpt_demo.model.tensorfiles import FolderTensors
 
     made = FolderTensors(config.vicuna_dir)
     assert set(made.keys()) == set(vicuna)
@@ -434,7 +434,7 @@ def test_a_folder_laid_out_as_pandagpts_repository_is_checked_loaded_and_complet
     assert "vicuna_ckpt/7b_v0/config.json" in capsys.readouterr().out
     sys.path.insert(0, str(REPO_ROOT))
     import app
-    from pandagpt_demo.runtime import choose_model
+    from pandagpt_demo.app.runtime import choose_model
 
     choice = choose_model(app.parse_args(["--checkpoints", str(clone), "--model", "7b", "--device", "cpu"]))
     assert choice.fallback_reason is None and choice.config.name == "7b"

@@ -134,7 +134,7 @@ def test_imu_csv_has_2000_numeric_rows_of_7_columns(rel):
 def test_demo_loaders_accept_every_example(modality, rel):
     """The app's own preprocessing turns each example into a finite tensor (no model needed)."""
     torch = pytest.importorskip("torch")
-    from pandagpt_demo.modalities import load_modality
+    from pandagpt_demo.model.modalities import load_modality
 
     tensor = load_modality(modality, REPO_ROOT / rel)
     assert isinstance(tensor, torch.Tensor) and tensor.numel() > 0

@@ -17,7 +17,7 @@ from PIL import Image
 from torchvision import transforms
 from torchvision.transforms import InterpolationMode
 
-from pandagpt_demo.modalities import (
+from pandagpt_demo.model.modalities import (
     MediaError,
     Modality,
     audio_clip_bounds,

@@ -13,12 +13,12 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from pandagpt_demo.checkpoints import CheckpointError
 from pandagpt_demo.config import ImageBindArch, ModelConfig, SamplingParams
-from pandagpt_demo.conversation import Conversation
-from pandagpt_demo.generation import sample_next, stream_text
-from pandagpt_demo.modalities import MediaError, Modality
-from pandagpt_demo.model import PandaGPT, PromptTooLong
+from pandagpt_demo.model.checkpoints import CheckpointError
+from pandagpt_demo.model.conversation import Conversation
+from pandagpt_demo.model.generation import sample_next, stream_text
+from pandagpt_demo.model.modalities import MediaError, Modality
+from pandagpt_demo.model.pandagpt import PandaGPT, PromptTooLong
 from tests.media import write_image, write_samples
 
 GREEDY = SamplingParams(max_new_tokens=12, temperature=0.0)

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from pandagpt_demo.batching import QueueFull
+from pandagpt_demo.app.session import ChatSession, Inputs
 from pandagpt_demo.config import ModelConfig, SamplingParams
-from pandagpt_demo.modalities import MediaError, Modality
-from pandagpt_demo.model import PandaGPT
-from pandagpt_demo.session import ChatSession, Inputs
+from pandagpt_demo.model.modalities import MediaError, Modality
+from pandagpt_demo.model.pandagpt import PandaGPT
+from pandagpt_demo.serving.batching import QueueFull
 from tests.media import write_image
 
 GREEDY = SamplingParams(max_new_tokens=10, temperature=0.0)

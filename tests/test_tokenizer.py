@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from pandagpt_demo.checkpoints import load_tokenizer
 from pandagpt_demo.config import ModelConfig
-from pandagpt_demo.conversation import Conversation
+from pandagpt_demo.model.checkpoints import load_tokenizer
+from pandagpt_demo.model.conversation import Conversation
 
 spm = pytest.importorskip("sentencepiece")
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from pandagpt_demo.config import LLAMA_SHAPES, LlamaShape
-from pandagpt_demo.synthetic import llama_tokenizer
+from pandagpt_demo.weights.synthetic import llama_tokenizer
 
 
 def write_llama_pair(directory: Path, shape: LlamaShape = LLAMA_SHAPES["tiny"], seed: int = 0) -> tuple[Path, Path, dict[str, torch.Tensor]]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .config import PromptTemplate
+from pandagpt_demo.config import PromptTemplate
 
 
 @dataclass

@@ -22,11 +22,12 @@ from pathlib import Path
 
 import torch
 
-from .checkpoints import PROJ_KEYS, TOKENIZER_FILES, CheckpointError, check_keys, load_tokenizer, peft_keys
-from .config import LLAMA_SHAPES, ImageBindArch, LlamaShape, ModelConfig
+from pandagpt_demo.config import LLAMA_SHAPES, ImageBindArch, LlamaShape, ModelConfig
+from pandagpt_demo.model.checkpoints import PROJ_KEYS, TOKENIZER_FILES, CheckpointError, check_keys, load_tokenizer, peft_keys
+from pandagpt_demo.model.tensorfiles import FolderTensors, TensorFile, UnreadableFile, weight_files
+
 from .delta import DELTA_NORM_LIMIT, NORM_KEY, norm_scale
 from .manifest import read_manifest, sha256_file
-from .tensorfiles import FolderTensors, TensorFile, UnreadableFile, weight_files
 
 OK, MISSING, WRONG = "OK", "missing", "wrong"
 _IGNORED_LLM_KEYS = ("rotary_emb.inv_freq",)  # buffers in old checkpoints; transformers ignores them
@@ -156,7 +157,7 @@ def _imagebind_shapes(arch: ImageBindArch) -> dict[str, torch.Size]:
     if arch not in _IMAGEBIND_SHAPES:
         from accelerate import init_empty_weights
 
-        from .encoder import ImageBindEncoder
+        from pandagpt_demo.model.encoder import ImageBindEncoder
 
         with init_empty_weights(include_buffers=False):  # parameters on `meta`; ImageBind's __init__ calls .item()
             encoder = ImageBindEncoder(arch)
@@ -307,7 +308,7 @@ def _lora_shapes(llm_config: object, config: ModelConfig) -> dict[str, torch.Siz
     """The LoRA keys and shapes `checkpoints.load_lora` will demand, from a meta-device model."""
     import warnings
 
-    from .checkpoints import wrap_lora
+    from pandagpt_demo.model.checkpoints import wrap_lora
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # a transformers deprecation inside peft, not ours

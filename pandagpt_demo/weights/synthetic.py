@@ -13,9 +13,9 @@ from pathlib import Path
 
 import torch
 
-from .checkpoints import DELTA_LLM_PREFIX, wrap_lora
-from .config import LLAMA_SHAPES, ModelConfig, SpecialTokens
-from .encoder import ImageBindEncoder
+from pandagpt_demo.config import LLAMA_SHAPES, ModelConfig, SpecialTokens
+from pandagpt_demo.model.checkpoints import DELTA_LLM_PREFIX, wrap_lora
+from pandagpt_demo.model.encoder import ImageBindEncoder
 
 RANDOM_SET_MARKER = ".random_weights"  # in a Vicuna folder this module wrote, and may rewrite
 
@@ -88,7 +88,9 @@ def _fresh_folder(folder: Path) -> None:
     elif folder.is_dir():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
-    (folder / RANDOM_SET_MARKER).write_text("random weights written by pandagpt_demo.synthetic; this folder is rewritten by make-tiny/make-random\n")
+    (folder / RANDOM_SET_MARKER).write_text(
+        "random weights written by pandagpt_demo.weights.synthetic; this folder is rewritten by make-tiny/make-random\n"
+    )
 
 
 def make_tiny(directory: Path | str, seed: int = 0) -> ModelConfig:

@@ -17,14 +17,14 @@ from gradio import utils as gradio_utils
 from gradio.components.image import ImageData
 from gradio.data_classes import FileData
 
-from .batching import DecoderClosed, QueueFull
-from .config import SamplingParams
-from .modalities import MediaError, Modality
-from .model import PandaGPT
+from pandagpt_demo.config import EXAMPLES_FILE, SamplingParams
+from pandagpt_demo.model.modalities import MediaError, Modality
+from pandagpt_demo.model.pandagpt import PandaGPT
+from pandagpt_demo.serving.batching import DecoderClosed, QueueFull
+
 from .runtime import ModelHandle
 from .session import ChatSession, Inputs
 
-EXAMPLES_FILE = Path(__file__).resolve().parent.parent / "examples" / "examples.json"
 MODALITIES = tuple(Modality)  # the order of the file inputs everywhere below
 
 

@@ -15,14 +15,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from pandagpt_demo.config import ModelConfig, SamplingParams
+from pandagpt_demo.serving.batching import BatchedDecoder
+from pandagpt_demo.serving.static_decode import StaticSlot
+
 from . import checkpoints
-from .batching import BatchedDecoder
-from .config import ModelConfig, SamplingParams
 from .conversation import Conversation
 from .encoder import ImageBindEncoder
 from .generation import generate_tokens, stream_text
 from .modalities import Modality, load_modality
-from .static_decode import StaticSlot
 
 
 class PromptTooLong(ValueError):

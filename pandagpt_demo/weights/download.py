@@ -30,13 +30,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pandagpt_demo.config import IMAGEBIND_URL, IMAGEBIND_URL_ENV, LLAMA_SHAPES, WEIGHT_SOURCES, Candidate, ModelConfig
+from pandagpt_demo.model.tensorfiles import UnreadableFile
+
 from .check import OK, WRONG, Part, Report, check_delta, check_imagebind, check_model, check_vicuna, parts
-from .config import IMAGEBIND_URL, IMAGEBIND_URL_ENV, LLAMA_SHAPES, WEIGHT_SOURCES, Candidate, ModelConfig
 from .delta import COPIED_FILES, DeltaMismatch, apply_delta
 from .fetch import RepoListing, fetch_hub_file, fetch_url, list_repo, url_metadata
 from .fetch_errors import DownloadError, SourceUnusable
 from .manifest import file_record, read_manifest, record_component
-from .tensorfiles import UnreadableFile
 
 STAGE = ".download"
 SHARD_PATTERNS = (  # preferred first: safetensors, then torch .bin

@@ -18,7 +18,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .config import LoraSpec, ModelConfig, SpecialTokens
+from pandagpt_demo.config import LoraSpec, ModelConfig, SpecialTokens
+
 from .encoder import ImageBindEncoder
 from .tensorfiles import TensorFile, UnreadableFile, weight_files
 

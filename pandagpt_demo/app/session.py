@@ -12,11 +12,12 @@ from pathlib import Path
 
 import torch
 
+from pandagpt_demo.config import SamplingParams
+from pandagpt_demo.model.conversation import Conversation
+from pandagpt_demo.model.modalities import Modality
+from pandagpt_demo.model.pandagpt import PandaGPT
+
 from .cache import EmbeddingCache
-from .config import SamplingParams
-from .conversation import Conversation
-from .modalities import Modality
-from .model import PandaGPT
 
 Notify = Callable[[str], None]
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from .tensorfiles import FolderTensors
+from pandagpt_demo.model.tensorfiles import FolderTensors
 
 GROWABLE = ("embed_tokens.weight", "lm_head.weight")  # rows = vocabulary
 SKIPPED = ("rotary_emb.inv_freq",)

@@ -14,9 +14,9 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from .config import MODEL_SIZES, QUANTIZATIONS, ModelConfig
-from .model import PandaGPT, resolve_dtype
-from .synthetic import make_tiny
+from pandagpt_demo.config import MODEL_SIZES, QUANTIZATIONS, ModelConfig
+from pandagpt_demo.model.pandagpt import PandaGPT, resolve_dtype
+from pandagpt_demo.weights.synthetic import make_tiny
 
 LOAD_STEPS = 6  # the progress messages PandaGPT.load sends
 
@@ -55,7 +55,7 @@ def choose_model(args: argparse.Namespace) -> ModelChoice:
     The fallback reason is `check`'s own explanation: what is missing or wrong, and the command
     that fixes it (`python -m pandagpt_demo.weights download ...`).
     """
-    from .check import check_model
+    from pandagpt_demo.weights.check import check_model
 
     settings = dict(device=args.device, dtype=args.dtype, quantize=args.quantize, compile=args.compile)
     config = ModelConfig.preset(args.model, args.checkpoints, **settings)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from .modalities import MediaError, Modality, checked_file
+from pandagpt_demo.model.modalities import MediaError, Modality, checked_file
 
 CacheKey = tuple[Modality, str]
 

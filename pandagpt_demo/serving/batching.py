@@ -22,10 +22,11 @@ import torch
 from torch import nn
 from transformers import StaticCache
 
+from pandagpt_demo.config import SamplingParams
+from pandagpt_demo.model.generation import sample_next, sample_rows
+
 from .batch_cache import KV, BatchCache, CacheLayout
 from .compiled import CompiledStep
-from .config import SamplingParams
-from .generation import sample_next, sample_rows
 from .static_decode import StaticSlot
 
 _DONE = object()

@@ -19,7 +19,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .config import IMAGEBIND_URL, IMAGEBIND_URL_ENV, MODEL_SIZES, WEIGHT_SOURCES, ModelConfig
+from pandagpt_demo.config import IMAGEBIND_URL, IMAGEBIND_URL_ENV, MODEL_SIZES, WEIGHT_SOURCES, ModelConfig
 
 
 def add_download_arguments(parser: argparse.ArgumentParser) -> None:
@@ -136,8 +136,9 @@ def main(argv: list[str] | None = None) -> int:
             status = status or (0 if report.ok else 1)
         return status
     if args.command == "apply-delta":
+        from pandagpt_demo.model.tensorfiles import UnreadableFile
+
         from .delta import DeltaMismatch, apply_delta
-        from .tensorfiles import UnreadableFile
 
         if args.out.exists() and any(args.out.iterdir()):
             parser.error(f"{args.out} is not empty")

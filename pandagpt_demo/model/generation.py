@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Sequence
 import torch
 from torch import nn
 
-from .config import SamplingParams
+from pandagpt_demo.config import SamplingParams
 
 
 def sample_rows(

@@ -12,7 +12,7 @@ import sys
 import torch
 from torch import nn
 
-from .config import ImageBindArch
+from pandagpt_demo.config import ImageBindArch
 
 
 def imagebind_model_class() -> type[nn.Module]:

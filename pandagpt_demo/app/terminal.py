@@ -1,0 +1,82 @@
+"""Terminal chat without Gradio: `python -m pandagpt_demo.chat --image cat.jpg "Describe this"`.
+
+Streams the answer, then keeps a multi-turn prompt open (`/undo` drops the last turn, an empty line
+or Ctrl-D quits). Same model code and checkpoint flags as `app.py`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from pandagpt_demo.config import SamplingParams
+from pandagpt_demo.model.modalities import MediaError, Modality
+from pandagpt_demo.model.pandagpt import PandaGPT
+
+from .runtime import add_model_arguments, choose_model, load_with_progress
+from .session import ChatSession, Inputs
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m pandagpt_demo.chat", description=__doc__.split("\n")[0])
+    add_model_arguments(parser)
+    for modality in Modality:
+        parser.add_argument(f"--{modality.value}", metavar="FILE", help=f"{modality.value} file ({' '.join(modality.extensions)})")
+    parser.add_argument("--weight", action="append", default=[], metavar="MODALITY=W", help="multimodal-arithmetic weight, e.g. audio=0.5")
+    parser.add_argument("--max-new-tokens", type=int, default=256)
+    parser.add_argument("--top-p", type=float, default=0.01)
+    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("question", nargs="?", help="first question (asked for when omitted)")
+    return parser.parse_args(argv)
+
+
+def _weights(pairs: list[str]) -> dict[Modality, float]:
+    weights = {}
+    for pair in pairs:
+        name, _, value = pair.partition("=")
+        weights[Modality(name)] = float(value)
+    return weights
+
+
+def answer(session: ChatSession, model: PandaGPT, question: str, inputs: Inputs, params: SamplingParams) -> None:
+    """Print the streamed answer; a bad file or an over-long question is reported, not fatal."""
+    notify = lambda message: print(f"[{message}]", file=sys.stderr)  # noqa: E731
+    shown = ""
+    try:
+        for so_far in session.ask(model, question, inputs, params, notify):
+            print(so_far[len(shown) :], end="", flush=True)
+            shown = so_far
+    except (MediaError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+    print()
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    choice = choose_model(args)
+    print(choice.banner.replace("**", ""), file=sys.stderr)
+    model = load_with_progress(choice)
+    model.serve(max_batch=1, max_waiting=1)  # the app's decode path: on CUDA, the compiled static slot
+    inputs = Inputs.of({m: getattr(args, m.value) for m in Modality}, _weights(args.weight))
+    params = SamplingParams(args.max_new_tokens, args.top_p, args.temperature)
+    session = ChatSession()
+    question = args.question
+    while True:
+        if question is None:
+            try:
+                question = input("\nyou> ").strip()
+            except EOFError:
+                question = ""
+            if not question:
+                return
+            if question == "/undo":
+                session.undo()
+                question = None
+                continue
+        print("panda> ", end="", flush=True)
+        answer(session, model, question, inputs, params)
+        question = None
+
+
+if __name__ == "__main__":
+    main()
