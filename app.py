@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from pandagpt_demo.app.runtime import ModelHandle, add_model_arguments, choose_model
+from pandagpt_demo.app.runtime import ModelHandle, add_model_arguments, choose_model, setup_logging
 from pandagpt_demo.app.ui import build_demo, on_zero_gpu
 from pandagpt_demo.config import EXAMPLES_FILE
 
@@ -45,6 +45,7 @@ def download_first(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    setup_logging(args.log_level)
     if args.download:
         download_first(args)
     choice = choose_model(args)

@@ -33,6 +33,7 @@ from pandagpt_demo.model.conversation import Conversation  # noqa: E402
 from pandagpt_demo.model.encoder import ImageBindEncoder  # noqa: E402
 from pandagpt_demo.model.modalities import Modality  # noqa: E402
 from pandagpt_demo.model.pandagpt import PandaGPT, resolve_dtype  # noqa: E402
+from pandagpt_demo.serving.start import start_engine  # noqa: E402
 from pandagpt_demo.weights.synthetic import llama_tokenizer, write_random_model_set  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -134,11 +135,12 @@ def measure_original(model: PandaGPT, args: argparse.Namespace) -> dict[str, flo
 
 
 def measure_project(model: PandaGPT, args: argparse.Namespace) -> dict[str, float]:
-    """The app's path: every answer goes through the model's BatchedDecoder (`PandaGPT.serve`)."""
+    """The app's path: every answer goes through the continuous-batching engine (`serving.start.start_engine`)."""
     device = args.device
     greedy = SamplingParams(max_new_tokens=args.new_tokens, temperature=0.0)
-    serve_seconds = timed(device, lambda: model.serve(max_batch=max(args.sessions), max_waiting=max(args.sessions)))
-    decoder = model.decoder
+    engines = []
+    serve_seconds = timed(device, lambda: engines.append(start_engine(model, max_batch=max(args.sessions), max_waiting=max(args.sessions))))
+    decoder = engines[0]
     try:
         list(decoder.generate(image_prompt(model), dataclasses.replace(greedy, max_new_tokens=8)))  # warm-up
         results = {"serve_warm_up_s": serve_seconds}  # on CUDA: compiling every kind of decode step

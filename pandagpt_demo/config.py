@@ -184,7 +184,7 @@ class SpecialTokens:
 
 @dataclass(frozen=True)
 class PromptTemplate:
-    """PandaGPT's conversation format as data (see REFERENCE.md, 'The model')."""
+    """PandaGPT's conversation format as data (docs/model.md, 'The LLM and the prompt')."""
 
     human_prefix: str = "### Human: "
     image_open: str = "<Img>"

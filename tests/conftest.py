@@ -13,6 +13,8 @@ import pytest
 
 from pandagpt_demo.config import ModelConfig
 from pandagpt_demo.model.pandagpt import PandaGPT
+from pandagpt_demo.serving.engine import Engine
+from pandagpt_demo.serving.start import start_engine
 from pandagpt_demo.weights.synthetic import make_tiny
 
 
@@ -24,6 +26,12 @@ def tiny_config(tmp_path_factory: pytest.TempPathFactory) -> ModelConfig:
 @pytest.fixture(scope="session")
 def tiny_model(tiny_config: ModelConfig) -> PandaGPT:
     return PandaGPT.load(tiny_config)
+
+
+@pytest.fixture(scope="session")
+def tiny_engine(tiny_model: PandaGPT) -> Engine:
+    """The inline engine (decoding in the caller's thread) for the tiny model."""
+    return start_engine(tiny_model, None)
 
 
 @pytest.fixture(scope="session")

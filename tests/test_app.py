@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -9,7 +13,7 @@ import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, _free_port, _wait_until_ready
 
 IMAGE = str(REPO_ROOT / "examples" / "sunset.jpg")
 AUDIO = str(REPO_ROOT / "examples" / "dog_bark.wav")
@@ -187,12 +191,6 @@ def test_on_a_zero_gpu_space_answers_are_decoded_inside_spaces_gpu(tiny_config, 
     """With SPACES_ZERO_GPU set the GPU exists only inside `spaces.GPU` calls: every handler runs
     under it and no batching thread decodes outside a request. `spaces` here is a stand-in that
     records each call (the real one needs Hugging Face's ZeroGPU service)."""
-    import os
-    import subprocess
-    import sys
-
-    from tests.conftest import _free_port, _wait_until_ready
-
     calls = tmp_path / "gpu_calls.log"
     (tmp_path / "spaces.py").write_text(
         "import functools, threading\n"
@@ -224,3 +222,54 @@ def test_on_a_zero_gpu_space_answers_are_decoded_inside_spaces_gpu(tiny_config, 
     handler, *threads = call.split()
     assert handler == "chat_api"
     assert "batched-decoder" not in threads, "a decoding thread runs outside spaces.GPU"
+
+
+FAULTY_LAUNCH = """
+import runpy, sys
+from pandagpt_demo.model.pandagpt import PandaGPT
+
+original = PandaGPT.prompt_embeds
+
+
+def prompt_embeds(self, conversation, vector):
+    if "FAULT" in conversation.turns[-1].question:
+        raise RuntimeError("simulated internal fault")
+    return original(self, conversation, vector)
+
+
+PandaGPT.prompt_embeds = prompt_embeds  # a bug inside the model path, reached only by the magic question
+sys.argv = ["app.py", *sys.argv[1:]]
+runpy.run_path("app.py", run_name="__main__")
+"""
+
+
+def test_an_internal_fault_is_logged_with_its_traceback_and_never_blamed_on_the_user(tiny_config, tmp_path: Path) -> None:
+    launcher = tmp_path / "faulty_app.py"
+    launcher.write_text(FAULTY_LAUNCH)
+    port = _free_port()
+    checkpoints = str(tiny_config.imagebind_path.parent.parent)
+    env = {**os.environ, "PYTHONPATH": f"{REPO_ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    log_path = tmp_path / "app.log"
+    with open(log_path, "w") as log:
+        command = [sys.executable, str(launcher), "--model", "tiny", "--checkpoints", checkpoints, "--port", str(port)]
+        process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        _wait_until_ready(url, process, log_path)
+        client = Client(url, verbose=False)
+        with pytest.raises(AppError) as caught:
+            client.predict("FAULT, please", max_new_tokens=4, api_name="/chat")
+        message = str(caught.value)
+        ref = re.search(r"Internal error \(logged as ([0-9a-f]{8})\)", message)
+        assert ref and "not a problem with your files or settings" in message
+        with pytest.raises(AppError, match=r"Internal error \(logged as [0-9a-f]{8}\)"):  # the page's Send too
+            client.predict(*send_args("FAULT again", **GREEDY), api_name="/send")
+        assert client.predict("And now a real question?", max_new_tokens=4, api_name="/chat").strip(), "the next request works"
+        chat, _ = client.predict(*send_args("A real question", **GREEDY), api_name="/send")
+        assert texts(chat)[0] == ("user", "A real question") and len(chat) == 2
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    logged = log_path.read_text()
+    assert f"ERROR pandagpt_demo.app.ui: internal error {ref.group(1)}" in logged
+    assert "Traceback (most recent call last)" in logged and "RuntimeError: simulated internal fault" in logged

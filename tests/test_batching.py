@@ -163,18 +163,19 @@ def test_a_lone_request_moves_through_the_static_slot_and_back(tiny_model: Panda
 
 
 def test_after_the_warm_up_real_traffic_compiles_nothing(tiny_model: PandaGPT) -> None:
-    """`PandaGPT.warm_up` (run by `serve` on CUDA) meets every kind of step, so no user waits for a compile."""
+    """`warm_up` (run by `start_engine` on CUDA) meets every kind of step, so no user waits for a compile."""
     import torch._dynamo
     from torch._dynamo.utils import counters
 
+    from pandagpt_demo.serving.start import warm_up
     from pandagpt_demo.serving.static_decode import StaticSlot
 
     torch._dynamo.reset()
     counters.clear()
     slot = StaticSlot(tiny_model.llm, max_len=256, compile_step=True)
-    tiny_model.decoder = BatchedDecoder(tiny_model.llm, eos_token_id=None, max_batch=4, max_waiting=8, slot=slot, compile_backend="aot_eager")
+    decoder = BatchedDecoder(tiny_model.llm, eos_token_id=None, max_batch=4, max_waiting=8, slot=slot, compile_backend="aot_eager")
     try:
-        tiny_model.warm_up()
+        warm_up(tiny_model, decoder)
         warmed = counters["stats"]["unique_graphs"]
         requests = [
             (prompt(tiny_model, "First, a question alone for a while?", True), SamplingParams(max_new_tokens=30, temperature=0.0)),
@@ -184,14 +185,13 @@ def test_after_the_warm_up_real_traffic_compiles_nothing(tiny_model: PandaGPT) -
                 SamplingParams(max_new_tokens=8, temperature=0.0),
             ),
         ]
-        streams = [tiny_model.decoder.generate(*request) for request in requests]
+        streams = [decoder.generate(*request) for request in requests]
         first = [next(streams[0]) for _ in range(5)]
         with ThreadPoolExecutor(2) as pool:
             rest = list(pool.map(list, streams[1:]))
         first += list(streams[0])
     finally:
-        tiny_model.decoder.close()
-        tiny_model.decoder = None
+        decoder.close()
     assert [len(first), *map(len, rest)] == [30, 12, 8]
     assert slot.compiled and not counters["graph_break"]
     assert counters["stats"]["unique_graphs"] == warmed, "a kind of step was first compiled during real traffic"

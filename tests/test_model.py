@@ -14,11 +14,14 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from pandagpt_demo.config import ImageBindArch, ModelConfig, SamplingParams
+from pandagpt_demo.errors import PromptTooLong
 from pandagpt_demo.model.checkpoints import CheckpointError
 from pandagpt_demo.model.conversation import Conversation
 from pandagpt_demo.model.generation import sample_next, stream_text
 from pandagpt_demo.model.modalities import MediaError, Modality
-from pandagpt_demo.model.pandagpt import PandaGPT, PromptTooLong
+from pandagpt_demo.model.pandagpt import PandaGPT
+from pandagpt_demo.serving.engine import Engine
+from pandagpt_demo.serving.start import start_engine
 from tests.media import write_image, write_samples
 
 GREEDY = SamplingParams(max_new_tokens=12, temperature=0.0)
@@ -244,7 +247,7 @@ def test_corrupt_and_mismatched_imagebind(tiny_config: ModelConfig, tmp_path: Pa
 def answer(model: PandaGPT, params: SamplingParams, vector: torch.Tensor | None = None, **kwargs) -> list[str]:
     conversation = Conversation()
     conversation.ask("Describe it.")
-    return list(model.stream(conversation, vector, params, **kwargs))
+    return list(model.stream(conversation, vector, params, start_engine(model, None), **kwargs))
 
 
 def test_streaming_yields_pieces_without_stop_text(tiny_model: PandaGPT) -> None:
@@ -300,7 +303,7 @@ def test_cancel_stops_generation(tiny_model: PandaGPT) -> None:
     cancel = threading.Event()
     conversation = Conversation()
     conversation.ask("Go on")
-    stream = tiny_model.stream(conversation, None, SamplingParams(max_new_tokens=200, temperature=0.0), cancel)
+    stream = tiny_model.stream(conversation, None, SamplingParams(max_new_tokens=200, temperature=0.0), start_engine(tiny_model, None), cancel)
     next(stream)
     cancel.set()
     rest = list(stream)
@@ -319,7 +322,8 @@ def test_context_drops_oldest_turns(tiny_config: ModelConfig) -> None:
     assert conversation.turns[-1].question == "And now?"
     before, after = model.prompt_ids(conversation, True)
     assert len(before) + 1 + len(after) + fit.max_new_tokens <= 80
-    assert list(model.stream(conversation, torch.zeros(64), dataclasses.replace(GREEDY, max_new_tokens=fit.max_new_tokens))) is not None
+    params = dataclasses.replace(GREEDY, max_new_tokens=fit.max_new_tokens)
+    assert list(model.stream(conversation, torch.zeros(64), params, start_engine(model, None))) is not None
     huge = Conversation()
     huge.ask("word " * 200)
     with pytest.raises(PromptTooLong, match="holds 80"):
@@ -378,18 +382,18 @@ def test_a_quantized_llm_decodes_in_the_shared_batch(tiny_config: ModelConfig) -
     pytest.importorskip("bitsandbytes")
     quantized = PandaGPT.load(dataclasses.replace(tiny_config, quantize="4bit"))
 
-    def ask(question: str) -> str:
+    def ask(question: str, engine: Engine) -> str:
         conversation = Conversation()
         conversation.ask(question)
-        return "".join(quantized.stream(conversation, None, GREEDY))
+        return "".join(quantized.stream(conversation, None, GREEDY, engine))
 
     questions = ["Describe it.", "What colour is the sky in the picture, and why?"]
-    alone = [ask(question) for question in questions]
-    quantized.serve(max_batch=4, max_waiting=4)
+    alone = [ask(question, start_engine(quantized, None)) for question in questions]
+    decoder = start_engine(quantized, max_batch=4, max_waiting=4)
     try:
         with ThreadPoolExecutor(len(questions)) as pool:
-            together = list(pool.map(ask, questions))
+            together = list(pool.map(lambda question: ask(question, decoder), questions))
     finally:
-        quantized.decoder.close()
+        decoder.close()
     assert together == alone and all(alone)
-    assert quantized.decoder.steps["batch"] > 0
+    assert decoder.steps["batch"] > 0

@@ -7,6 +7,7 @@ way to get the real files) wherever the model is named.
 from __future__ import annotations
 
 import argparse
+import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,13 +16,27 @@ import torch
 from tqdm import tqdm
 
 from pandagpt_demo.config import MODEL_SIZES, QUANTIZATIONS, ModelConfig
+from pandagpt_demo.errors import Unavailable
 from pandagpt_demo.model.pandagpt import PandaGPT, resolve_dtype
+from pandagpt_demo.serving.engine import Engine
+from pandagpt_demo.serving.monitor import EngineMonitor
+from pandagpt_demo.serving.start import start_engine
 from pandagpt_demo.weights.synthetic import make_tiny
+
+log = logging.getLogger(__name__)
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def setup_logging(level: str) -> None:
+    """The standard `logging` to stderr: start-up, engine load, internal errors with tracebacks, requests at DEBUG."""
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
 
 LOAD_STEPS = 6  # the progress messages PandaGPT.load sends
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--log-level", default="INFO", choices=LOG_LEVELS, help="DEBUG also logs each request's life (default INFO)")
     parser.add_argument("--checkpoints", type=Path, default=Path("checkpoints"), help="folder of the released files (default: checkpoints/)")
     parser.add_argument("--model", choices=MODEL_SIZES, default="7b", help="model size (default 7b; tiny = random test weights)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device (default: cuda if available)")
@@ -65,6 +80,15 @@ def choose_model(args: argparse.Namespace) -> ModelChoice:
         if not report.ok:
             reason = report.explanation()
             config = ModelConfig.preset("tiny", args.checkpoints, **settings)
+    log.info(
+        "model %s on %s, dtype %s, compile %s, quantize %s%s",
+        config.name,
+        config.device,
+        config.dtype,
+        config.compile,
+        config.quantize,
+        f" (fallback: {reason})" if reason else "",
+    )
     return ModelChoice(config, reason)
 
 
@@ -87,16 +111,21 @@ def load_with_progress(choice: ModelChoice, on_step=lambda message: None) -> Pan
 
 
 class ModelHandle:
-    """The model loading in a background thread, so the UI is up (with a status line) at once."""
+    """The model loading in a background thread, so the UI is up (with a status line) at once.
+
+    Once loaded it holds the model and the engine that decodes for it (serving/start.py): the
+    app's one place where the two are wired together.
+    """
 
     def __init__(self, choice: ModelChoice, max_batch: int | None = None, max_waiting: int = 64) -> None:
-        """With `max_batch`, concurrent answers are decoded together (see batching.py)."""
+        """With `max_batch`, concurrent answers are decoded together (batching.py); None decodes
+        each answer inside its own request (inline.py: ZeroGPU)."""
         self.choice = choice
         self.max_batch = max_batch
         self.max_waiting = max_waiting
         self.status = "Starting…"
         self.error: str | None = None
-        self._model: PandaGPT | None = None
+        self._served: tuple[PandaGPT, Engine] | None = None
         self._done = threading.Event()
 
     def start(self) -> ModelHandle:
@@ -106,26 +135,34 @@ class ModelHandle:
     def _load(self) -> None:
         try:
             model = load_with_progress(self.choice, self._on_step)
-            if self.max_batch:
-                model.serve(self.max_batch, self.max_waiting, progress=self._on_step)
-            self._model = model
+            engine = start_engine(model, self.max_batch, self.max_waiting, progress=self._on_step)
+            self._served = (model, engine)
+            EngineMonitor(engine).start()
             self.status = "Ready"
+            log.info("ready: %s", self.choice.banner.replace("**", ""))
         except Exception as error:  # shown in the UI; the server stays up to say what is wrong
+            log.exception("loading the model failed")
             self.error = f"{type(error).__name__}: {error}"
             self.status = f"Loading failed: {self.error}"
         finally:
             self._done.set()
 
     def _on_step(self, message: str) -> None:
+        log.info("loading: %s", message)
         self.status = f"Loading: {message}"
 
     @property
     def ready(self) -> bool:
-        return self._model is not None
+        return self._served is not None and self._served[1].ready
 
-    def get(self, timeout: float | None = None) -> PandaGPT:
-        """The loaded model; raises RuntimeError while loading (after `timeout`) or if loading failed."""
+    def get(self, timeout: float | None = None) -> tuple[PandaGPT, Engine]:
+        """The loaded model and its engine; raises `Unavailable` while loading (after `timeout`) or if loading failed."""
         self._done.wait(timeout)
-        if self._model is None:
-            raise RuntimeError(self.error or f"The model is still loading ({self.status}).")
-        return self._model
+        if self._served is None:
+            raise Unavailable(self.error or f"The model is still loading ({self.status}).")
+        return self._served
+
+    def close(self) -> None:
+        """Stop the engine: answers in flight end, new ones are refused."""
+        if self._served is not None:
+            self._served[1].close()

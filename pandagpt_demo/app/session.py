@@ -16,6 +16,7 @@ from pandagpt_demo.config import SamplingParams
 from pandagpt_demo.model.conversation import Conversation
 from pandagpt_demo.model.modalities import Modality
 from pandagpt_demo.model.pandagpt import PandaGPT
+from pandagpt_demo.serving.engine import Engine
 
 from .cache import EmbeddingCache
 
@@ -74,7 +75,7 @@ class ChatSession:
         """The summed projection of the given files (a bad file raises MediaError, changing nothing)."""
         return model.fuse(self.cache.vectors(inputs.files, model.embed_file), inputs.weights)
 
-    def ask(self, model: PandaGPT, question: str, inputs: Inputs, params: SamplingParams, notify: Notify = _quiet) -> Iterator[str]:
+    def ask(self, model: PandaGPT, engine: Engine, question: str, inputs: Inputs, params: SamplingParams, notify: Notify = _quiet) -> Iterator[str]:
         """Stream the answer to a new question, yielding the answer so far after each piece.
 
         To stop early, stop iterating (close the generator): what was shown is kept as the answer.
@@ -83,9 +84,9 @@ class ChatSession:
         self._settle()
         vector = self.vector(model, inputs)
         self.conversation.ask(question)
-        return self._stream(model, vector, params, notify, self._start_answer(), rollback=self.conversation.undo)
+        return self._stream(model, engine, vector, params, notify, self._start_answer(), rollback=self.conversation.undo)
 
-    def regenerate(self, model: PandaGPT, inputs: Inputs, params: SamplingParams, notify: Notify = _quiet) -> Iterator[str]:
+    def regenerate(self, model: PandaGPT, engine: Engine, inputs: Inputs, params: SamplingParams, notify: Notify = _quiet) -> Iterator[str]:
         """Answer the last question again (with the files and settings given now); if that fails,
         the previous answer is put back."""
         self._settle()
@@ -93,7 +94,7 @@ class ChatSession:
         turns = self.conversation.turns
         last, old_answer = (turns[-1], turns[-1].answer) if turns else (None, None)
         self.conversation.reopen()
-        return self._stream(model, vector, params, notify, self._start_answer(), rollback=lambda: setattr(last, "answer", old_answer))
+        return self._stream(model, engine, vector, params, notify, self._start_answer(), rollback=lambda: setattr(last, "answer", old_answer))
 
     def _start_answer(self) -> _Answer:
         """The open turn's answer, owned from now on by the stream about to be made."""
@@ -103,6 +104,7 @@ class ChatSession:
     def _stream(
         self,
         model: PandaGPT,
+        engine: Engine,
         vector: torch.Tensor | None,
         params: SamplingParams,
         notify: Notify,
@@ -118,7 +120,7 @@ class ChatSession:
             if fit.max_new_tokens < params.max_new_tokens:
                 notify(f"Only room for {fit.max_new_tokens} new tokens in the context.")
             params = SamplingParams(fit.max_new_tokens, params.top_p, params.temperature, params.seed)
-            for piece in model.stream(seen, vector, params):
+            for piece in model.stream(seen, vector, params, engine):
                 if self._current is not answer:
                     return  # replaced by a newer action of this session: stop decoding
                 answer.text += piece

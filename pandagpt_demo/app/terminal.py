@@ -10,10 +10,13 @@ import argparse
 import sys
 
 from pandagpt_demo.config import SamplingParams
-from pandagpt_demo.model.modalities import MediaError, Modality
+from pandagpt_demo.errors import UserError
+from pandagpt_demo.model.modalities import Modality
 from pandagpt_demo.model.pandagpt import PandaGPT
+from pandagpt_demo.serving.engine import Engine
+from pandagpt_demo.serving.start import start_engine
 
-from .runtime import add_model_arguments, choose_model, load_with_progress
+from .runtime import add_model_arguments, choose_model, load_with_progress, setup_logging
 from .session import ChatSession, Inputs
 
 
@@ -23,9 +26,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for modality in Modality:
         parser.add_argument(f"--{modality.value}", metavar="FILE", help=f"{modality.value} file ({' '.join(modality.extensions)})")
     parser.add_argument("--weight", action="append", default=[], metavar="MODALITY=W", help="multimodal-arithmetic weight, e.g. audio=0.5")
-    parser.add_argument("--max-new-tokens", type=int, default=256)
-    parser.add_argument("--top-p", type=float, default=0.01)
-    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--max-new-tokens", type=int, default=SamplingParams.max_new_tokens)
+    parser.add_argument("--top-p", type=float, default=SamplingParams.top_p)
+    parser.add_argument("--temperature", type=float, default=SamplingParams.temperature)
     parser.add_argument("question", nargs="?", help="first question (asked for when omitted)")
     return parser.parse_args(argv)
 
@@ -38,25 +41,26 @@ def _weights(pairs: list[str]) -> dict[Modality, float]:
     return weights
 
 
-def answer(session: ChatSession, model: PandaGPT, question: str, inputs: Inputs, params: SamplingParams) -> None:
+def answer(session: ChatSession, model: PandaGPT, engine: Engine, question: str, inputs: Inputs, params: SamplingParams) -> None:
     """Print the streamed answer; a bad file or an over-long question is reported, not fatal."""
     notify = lambda message: print(f"[{message}]", file=sys.stderr)  # noqa: E731
     shown = ""
     try:
-        for so_far in session.ask(model, question, inputs, params, notify):
+        for so_far in session.ask(model, engine, question, inputs, params, notify):
             print(so_far[len(shown) :], end="", flush=True)
             shown = so_far
-    except (MediaError, ValueError) as error:
+    except UserError as error:
         print(f"error: {error}", file=sys.stderr)
     print()
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    setup_logging(args.log_level)
     choice = choose_model(args)
     print(choice.banner.replace("**", ""), file=sys.stderr)
     model = load_with_progress(choice)
-    model.serve(max_batch=1, max_waiting=1)  # the app's decode path: on CUDA, the compiled static slot
+    engine = start_engine(model, max_batch=1, max_waiting=1)  # the app's decode path: on CUDA, the compiled static slot
     inputs = Inputs.of({m: getattr(args, m.value) for m in Modality}, _weights(args.weight))
     params = SamplingParams(args.max_new_tokens, args.top_p, args.temperature)
     session = ChatSession()
@@ -74,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
                 question = None
                 continue
         print("panda> ", end="", flush=True)
-        answer(session, model, question, inputs, params)
+        answer(session, model, engine, question, inputs, params)
         question = None
 
 

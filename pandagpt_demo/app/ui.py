@@ -7,7 +7,9 @@ history, uploads and cached embeddings are never seen by anyone else. The model 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,9 +20,10 @@ from gradio.components.image import ImageData
 from gradio.data_classes import FileData
 
 from pandagpt_demo.config import EXAMPLES_FILE, SamplingParams
+from pandagpt_demo.errors import BadInput, BadSetting, UserError
 from pandagpt_demo.model.modalities import MediaError, Modality
 from pandagpt_demo.model.pandagpt import PandaGPT
-from pandagpt_demo.serving.batching import DecoderClosed, QueueFull
+from pandagpt_demo.serving.engine import Engine
 
 from .runtime import ModelHandle
 from .session import ChatSession, Inputs
@@ -28,11 +31,14 @@ from .session import ChatSession, Inputs
 MODALITIES = tuple(Modality)  # the order of the file inputs everywhere below
 
 
-class ModelUnavailable(RuntimeError):
-    """The model is still loading, or failed to load; the message says which."""
+log = logging.getLogger(__name__)
 
 
-USER_ERRORS = (MediaError, ValueError, QueueFull, DecoderClosed, ModelUnavailable)  # shown to the user; the chat goes on
+def internal_error(error: BaseException) -> str:
+    """Log an internal fault with its traceback under a short id; returns what to show the user instead."""
+    ref = uuid.uuid4().hex[:8]
+    log.error("internal error %s", ref, exc_info=error)
+    return f"Internal error (logged as {ref}): not a problem with your files or settings. Please try again."
 
 
 @dataclass(frozen=True)
@@ -40,9 +46,9 @@ class UISettings:
     """Defaults of the sampling sliders (those of the original demo) and the largest values the
     sliders offer; API callers are held to the same ranges."""
 
-    max_new_tokens: int = 256
-    top_p: float = 0.01
-    temperature: float = 1.0
+    max_new_tokens: int = SamplingParams.max_new_tokens
+    top_p: float = SamplingParams.top_p
+    temperature: float = SamplingParams.temperature
     max_new_tokens_limit: int = 1024
     temperature_limit: float = 2.0
     weight_limit: float = 2.0
@@ -83,7 +89,7 @@ def _file_path(modality: Modality, value: str | dict | FileData | None) -> str |
     elif isinstance(value, str):
         path = value
     else:
-        raise ValueError(f"The {modality.value} input must be a file (gradio_client.handle_file(...)), not {type(value).__name__}.")
+        raise BadInput(f"The {modality.value} input must be a file (gradio_client.handle_file(...)), not {type(value).__name__}.")
     resolved = Path(path).resolve()
     if not any(resolved.is_relative_to(root) for root in _upload_roots()):
         raise MediaError(modality, path, "it is a path on the server, not an uploaded file; send the file itself (gradio_client.handle_file)")
@@ -107,9 +113,9 @@ def _untouched(image: gr.Image) -> gr.Image:
 
 
 def _number(name: str, value: object, low: float, high: float) -> float:
-    """`value` as a float within [low, high], or a ValueError that says which setting is wrong."""
+    """`value` as a float within [low, high], or a BadSetting that says which setting is wrong."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-        raise ValueError(f"{name} must be a number from {low:g} to {high:g}, not {value!r}.")
+        raise BadSetting(f"{name} must be a number from {low:g} to {high:g}, not {value!r}.")
     return float(value)
 
 
@@ -119,7 +125,7 @@ def _api_history(history: object) -> list[tuple[str, str]]:
     if not isinstance(pairs, list) or not all(
         isinstance(pair, (list, tuple)) and len(pair) == 2 and all(isinstance(text, str) for text in pair) for pair in pairs
     ):
-        raise ValueError("history must be a list of [question, answer] pairs of strings.")
+        raise BadSetting("history must be a list of [question, answer] pairs of strings.")
     return [(question, answer) for question, answer in pairs]
 
 
@@ -143,11 +149,8 @@ class ChatApp:
         self.handle = handle
         self.settings = settings
 
-    def _model(self) -> PandaGPT:
-        try:
-            return self.handle.get(timeout=0)
-        except RuntimeError as error:
-            raise ModelUnavailable(str(error)) from error
+    def _served(self) -> tuple[PandaGPT, Engine]:
+        return self.handle.get(timeout=0)
 
     def status(self) -> str:
         return f"{self.handle.choice.banner}  \n{self.handle.status}"
@@ -162,7 +165,7 @@ class ChatApp:
     def _params(self, max_new_tokens: object, top_p: object, temperature: object) -> SamplingParams:
         tokens = _number("max_new_tokens", max_new_tokens, 1, self.settings.max_new_tokens_limit)
         if tokens != int(tokens):
-            raise ValueError(f"max_new_tokens must be a whole number, not {max_new_tokens!r}.")
+            raise BadSetting(f"max_new_tokens must be a whole number, not {max_new_tokens!r}.")
         return SamplingParams(
             max_new_tokens=int(tokens),
             top_p=_number("top_p", top_p, 0, 1),
@@ -179,7 +182,7 @@ class ChatApp:
             return {}
         names = {m.value for m in MODALITIES}
         if not isinstance(weights, dict) or not set(weights) <= names:
-            raise ValueError(f"weights must map modality names ({', '.join(sorted(names))}) to numbers, not {weights!r}.")
+            raise BadSetting(f"weights must map modality names ({', '.join(sorted(names))}) to numbers, not {weights!r}.")
         return self._weights({Modality(k): v for k, v in weights.items()})
 
     @on_gpu
@@ -198,12 +201,15 @@ class ChatApp:
         textbox: str | dict = ""
         try:
             inputs, params = self._settings(args[:-1])
-            for _ in session.ask(self._model(), question, inputs, params, gr.Warning):
+            for _ in session.ask(*self._served(), question, inputs, params, gr.Warning):
                 yield session.messages(), textbox, session
                 textbox = gr.skip()
-        except USER_ERRORS as error:
+        except UserError as error:
             gr.Warning(str(error))
             textbox = question
+        except Exception as error:
+            yield session.messages(), question, session
+            raise gr.Error(internal_error(error)) from error
         yield session.messages(), textbox, session
 
     @on_gpu
@@ -216,10 +222,13 @@ class ChatApp:
             return
         try:
             inputs, params = self._settings(args[:-1])
-            for _ in session.regenerate(self._model(), inputs, params, gr.Warning):
+            for _ in session.regenerate(*self._served(), inputs, params, gr.Warning):
                 yield session.messages(), session
-        except USER_ERRORS as error:
+        except UserError as error:
             gr.Warning(str(error))
+        except Exception as error:
+            yield session.messages(), session
+            raise gr.Error(internal_error(error)) from error
         yield session.messages(), session
 
     def undo(self, session: ChatSession) -> tuple:
@@ -243,9 +252,9 @@ class ChatApp:
         depth: FileData | None = None,
         imu: FileData | None = None,
         weights: dict[str, float] | None = None,
-        max_new_tokens: int = 256,
-        top_p: float = 0.01,
-        temperature: float = 1.0,
+        max_new_tokens: int = SamplingParams.max_new_tokens,
+        top_p: float = SamplingParams.top_p,
+        temperature: float = SamplingParams.temperature,
         history: list[list[str]] | None = None,
     ) -> Iterator[str]:
         """Ask PandaGPT about the given files; streams the answer text so far.
@@ -256,14 +265,16 @@ class ChatApp:
         """
         try:
             if not isinstance(question, str) or not question.strip():
-                raise ValueError("question must be a non-empty string.")
+                raise BadSetting("question must be a non-empty string.")
             files = {m: _file_path(m, f) for m, f in zip(MODALITIES, (image, audio, video, thermal, depth, imu))}
             session = ChatSession.from_history(_api_history(history))
             inputs = Inputs.of(files, self._api_weights(weights))
             params = self._params(max_new_tokens, top_p, temperature)
-            yield from session.ask(self._model(), question.strip(), inputs, params, gr.Info)
-        except USER_ERRORS as error:
+            yield from session.ask(*self._served(), question.strip(), inputs, params, gr.Info)
+        except UserError as error:
             raise gr.Error(str(error)) from error
+        except Exception as error:
+            raise gr.Error(internal_error(error)) from error
 
 
 def build_demo(handle: ModelHandle, settings: UISettings = UISettings()) -> gr.Blocks:

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from pandagpt_demo.config import LoraSpec, ModelConfig, SpecialTokens
+from pandagpt_demo.errors import CheckpointError
 
 from .encoder import ImageBindEncoder
 from .tensorfiles import TensorFile, UnreadableFile, weight_files
@@ -27,10 +28,6 @@ DELTA_LLM_PREFIX = "llama_model."
 PROJ_KEYS = ("llama_proj.weight", "llama_proj.bias")
 TOKENIZER_FILES = ("tokenizer.model", "tokenizer.json")  # either holds the vocabulary
 SHOWN_KEYS = 5  # keys named in an error message; the rest are counted
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that is missing or does not match; the message says how to get the right one."""
 
 
 def _require(path: Path, what: str, config: ModelConfig) -> None:
@@ -62,7 +59,13 @@ def check_keys(path: Path, what: str, expected: dict[str, torch.Size], given: di
         if items:
             problems.append(f"{len(items)} {label}: {_some(items)}")
     if problems:
-        raise CheckpointError(f"{what} at '{path}' does not match the model: " + "; ".join(problems))
+        raise CheckpointError(
+            f"{what} at '{path}' does not match the model: " + "; ".join(problems),
+            path=path,
+            missing=tuple(missing),
+            unexpected=tuple(unexpected),
+            mismatched=tuple(wrong),
+        )
 
 
 def _some(items: list[str]) -> str:

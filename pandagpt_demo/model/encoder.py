@@ -1,7 +1,7 @@
 """Frozen ImageBind with PandaGPT's postprocessing: one embedding per input, per modality.
 
 The model code comes from the `imagebind-unofficial` package; its own `forward` scales audio
-embeddings by 20, which PandaGPT's copy of ImageBind does not (REFERENCE.md), so this module runs
+embeddings by 20, which PandaGPT's copy of ImageBind does not (docs/model.md), so this module runs
 the towers itself and applies PandaGPT's postprocessing.
 """
 

@@ -9,11 +9,18 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Iterator, Sequence
+from typing import Protocol
 
 import torch
 from torch import nn
 
 from pandagpt_demo.config import SamplingParams
+
+
+class TokenSource(Protocol):
+    """Whatever turns prompt embeddings into token ids: the serving layer's engines (serving/engine.py)."""
+
+    def generate(self, embeds: torch.Tensor, params: SamplingParams, cancel: threading.Event | None = None) -> Iterator[int]: ...
 
 
 def sample_rows(

@@ -1,7 +1,7 @@
 """Load a user's file of any supported kind into the exact tensor ImageBind's encoder expects.
 
 The released PandaGPT weights only ever saw ImageBind's own preprocessing, so image, thermal, audio
-and video follow `shared/REFERENCE.md` step by step (same transforms, same clip sampler, same
+and video follow docs/model.md step by step (same transforms, same clip sampler, same
 constants); comments mark the few places where we deliberately differ, each only where the reference
 would crash.
 
@@ -43,6 +43,8 @@ import torchaudio
 import torchvision.transforms.functional as TF
 from PIL import Image
 from torchvision.transforms import InterpolationMode
+
+from pandagpt_demo.errors import BadInput
 
 IMAGE_SIZE = 224
 IMAGE_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -99,7 +101,7 @@ _EXTENSIONS: dict[Modality, tuple[str, ...]] = {
 }
 
 
-class MediaError(ValueError):
+class MediaError(BadInput):
     """A user file that cannot be used; the message names the file (basename) and modality and says what is wrong."""
 
     def __init__(self, modality: Modality, path: str | Path, reason: str):

@@ -2,7 +2,7 @@
 
 The sequence the LLM sees is `<s>` + embed("### Human: <Img>") + [summed vector] +
 embed("</Img> " + dialogue + "\\n### Assistant:"), each text part tokenized without special tokens,
-exactly as the released weights were trained (REFERENCE.md).
+exactly as the released weights were trained (docs/model.md).
 """
 
 from __future__ import annotations
@@ -16,18 +16,13 @@ import torch
 from torch import nn
 
 from pandagpt_demo.config import ModelConfig, SamplingParams
-from pandagpt_demo.serving.batching import BatchedDecoder
-from pandagpt_demo.serving.static_decode import StaticSlot
+from pandagpt_demo.errors import PromptTooLong
 
 from . import checkpoints
 from .conversation import Conversation
 from .encoder import ImageBindEncoder
-from .generation import generate_tokens, stream_text
+from .generation import TokenSource, stream_text
 from .modalities import Modality, load_modality
-
-
-class PromptTooLong(ValueError):
-    """The current question alone does not fit in the model's context."""
 
 
 @dataclass
@@ -66,35 +61,6 @@ class PandaGPT:
         self.tokenizer = tokenizer
         self.device = torch.device(config.device)
         self.dtype = resolve_dtype(config.dtype, config.device)
-        self.decoder: BatchedDecoder | None = None
-
-    def serve(self, max_batch: int, max_waiting: int, progress: Callable[[str], None] = lambda step: None) -> None:
-        """Decode concurrent requests together from now on (see batching.py).
-
-        On CUDA a request decoding alone uses a static cache (static_decode.py), and unless
-        `config.compile` is off both kinds of step are compiled, here and now, by a warm-up.
-        """
-        cuda = self.device.type == "cuda"
-        compile_steps = cuda and self.config.compile
-        slot = StaticSlot(self.llm, self.config.context_length, compile_step=compile_steps) if cuda else None
-        backend = "inductor" if compile_steps else None
-        self.decoder = BatchedDecoder(self.llm, self.tokenizer.eos_token_id, max_batch, max_waiting, slot=slot, compile_backend=backend)
-        if compile_steps:
-            progress("compiling the decode steps (a few minutes on a first start, cached after)")
-            self.warm_up()
-
-    def warm_up(self) -> None:
-        """Run every kind of decode step once: alone, in a batch of equal lengths, in a padded batch."""
-
-        def embeds(question: str) -> torch.Tensor:
-            conversation = Conversation(self.config.prompt)
-            conversation.ask(question)
-            return self.prompt_embeds(conversation, None)
-
-        short, long = embeds("Hi"), embeds("Hello! What can you do for me today?")
-        params = SamplingParams(max_new_tokens=4, temperature=0.0)
-        for prompts in ([short], [short, short], [short, long], [short, short, long]):
-            self.decoder.warm_up(prompts, params)
 
     @classmethod
     def load(cls, config: ModelConfig, progress: Callable[[str], None] = lambda step: None) -> PandaGPT:
@@ -183,15 +149,12 @@ class PandaGPT:
         conversation: Conversation,
         vector: torch.Tensor | None,
         params: SamplingParams,
+        engine: TokenSource,
         cancel: threading.Event | None = None,
     ) -> Iterator[str]:
-        """Stream the answer to the conversation's open question, piece by piece.
+        """Stream the answer to the conversation's open question, piece by piece, decoded by `engine`.
 
         The caller fits the conversation first (`fit`) and records the joined pieces as the answer.
         """
-        embeds = self.prompt_embeds(conversation, vector)
-        if self.decoder is not None:
-            tokens = self.decoder.generate(embeds, params, cancel)
-        else:
-            tokens = generate_tokens(self.llm, embeds, params, self.tokenizer.eos_token_id, cancel)
+        tokens = engine.generate(self.prompt_embeds(conversation, vector), params, cancel)
         yield from stream_text(self.tokenizer, tokens, self.config.prompt.stop_text)

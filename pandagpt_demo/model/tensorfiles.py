@@ -13,6 +13,8 @@ from pathlib import Path
 
 import torch
 
+from pandagpt_demo.errors import PandaGPTError
+
 # Hugging Face weight layouts, preferred first: (index file, single file)
 WEIGHT_LAYOUTS = (
     ("model.safetensors.index.json", "model.safetensors"),
@@ -20,7 +22,7 @@ WEIGHT_LAYOUTS = (
 )
 
 
-class UnreadableFile(ValueError):
+class UnreadableFile(PandaGPTError, ValueError):
     """A file that is not a readable checkpoint (truncated, corrupt, or another format)."""
 
 

@@ -12,6 +12,8 @@ the decoder goes on serving later requests. After `close`, every reader hears `D
 
 from __future__ import annotations
 
+import itertools
+import logging
 import queue
 import threading
 from collections import deque
@@ -23,20 +25,24 @@ from torch import nn
 from transformers import StaticCache
 
 from pandagpt_demo.config import SamplingParams
+from pandagpt_demo.errors import Busy, Unavailable
 from pandagpt_demo.model.generation import sample_next, sample_rows
 
 from .batch_cache import KV, BatchCache, CacheLayout
 from .compiled import CompiledStep
+from .engine import EngineStats
 from .static_decode import StaticSlot
 
 _DONE = object()
+_IDS = itertools.count(1)
+log = logging.getLogger(__name__)
 
 
-class QueueFull(RuntimeError):
+class QueueFull(Busy):
     """More requests are waiting than the server accepts; the caller should try again later."""
 
 
-class DecoderClosed(RuntimeError):
+class DecoderClosed(Unavailable):
     """The decoder was closed: a request in flight or waiting will get no more tokens."""
 
 
@@ -50,6 +56,7 @@ class _Request:
     out: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
     produced: int = 0
     last: int = 0
+    id: int = field(default_factory=lambda: next(_IDS))
 
     @property
     def cancelled(self) -> bool:
@@ -87,6 +94,8 @@ class BatchedDecoder:
         self._waiting: deque[_Request] = deque()
         self._changed = threading.Condition()  # guards _waiting and _closed
         self._closed = False
+        self._active = 0  # rows in the batch, as the decode thread last saw them
+        self.tokens = 0  # tokens handed to readers
         self._device = next(llm.parameters()).device
         self._layout = CacheLayout.for_model(llm.config, batch_spare, self._device)
         self._generator = torch.Generator(device=self._device).manual_seed(seed)
@@ -121,6 +130,7 @@ class BatchedDecoder:
                 raise QueueFull(f"{len(self._waiting)} requests are already waiting; please try again in a moment.")
             self._waiting.append(request)
             self._changed.notify()
+        log.debug("request %d queued: %d prompt positions, up to %d tokens", request.id, embeds.shape[1], params.max_new_tokens)
         return request
 
     def _drop_cancelled(self) -> None:
@@ -139,6 +149,15 @@ class BatchedDecoder:
         finally:
             request.left.set()  # the reader left: free its row at the next step
 
+    @property
+    def ready(self) -> bool:
+        return not self._closed and self._thread.is_alive()
+
+    def stats(self) -> EngineStats:
+        with self._changed:
+            waiting = sum(not r.cancelled for r in self._waiting)
+        return EngineStats(waiting=waiting, active=self._active, tokens=self.tokens, steps=sum(self.steps.values()))
+
     def close(self) -> None:
         """Refuse new requests and stop after the current step; every reader left hears DecoderClosed."""
         with self._changed:
@@ -155,6 +174,7 @@ class BatchedDecoder:
                 while not self._closed:
                     while len(batch.requests) < self.max_batch and (request := self._next_waiting(idle=not batch.requests)):
                         self._admit(request, batch)
+                    self._active = len(batch.requests)
                     if batch.requests:
                         try:
                             self._step(batch)
@@ -162,6 +182,7 @@ class BatchedDecoder:
                             for reader in batch.requests:
                                 reader.out.put(error)
                             batch = _Batch()
+                    self._active = len(batch.requests)
         finally:  # closed, or this thread dies: no reader may wait forever, no request may be accepted
             with self._changed:
                 self._closed = True
@@ -189,7 +210,9 @@ class BatchedDecoder:
             return
         try:
             self._prefill(request, batch)
+            log.debug("request %d prefilled (%d decoding)", request.id, len(batch.requests))
         except Exception as error:  # noqa: BLE001 - see the docstring
+            log.debug("request %d failed in its prefill: %r", request.id, error)
             request.out.put(error)
 
     def _prefill(self, request: _Request, batch: _Batch) -> None:
@@ -242,12 +265,15 @@ class BatchedDecoder:
     def _emit(self, request: _Request, token: int) -> bool:
         """Hand `token` to its reader; False when the request is finished (and told so)."""
         if request.cancelled or token == self.eos_token_id:
+            log.debug("request %d finished after %d tokens: %s", request.id, request.produced, "cancelled" if request.cancelled else "end of text")
             request.out.put(_DONE)
             return False
         request.out.put(token)
+        self.tokens += 1
         request.last = token
         request.produced += 1
         if request.produced >= request.params.max_new_tokens:
+            log.debug("request %d finished: its limit of %d tokens", request.id, request.produced)
             request.out.put(_DONE)
             return False
         return True

@@ -144,7 +144,7 @@ def check_imagebind(path: Path, arch: ImageBindArch, root: Path) -> Row:
     except UnreadableFile as error:
         return Row("imagebind", name, WRONG, str(error))
     except CheckpointError as error:
-        return Row("imagebind", name, WRONG, _after_colon(error))
+        return Row("imagebind", name, WRONG, _differences(error))
     kind = "huge" if arch == ImageBindArch() else "tiny" if arch == ImageBindArch.tiny() else "custom"
     return Row("imagebind", name, OK, f"ImageBind {kind}: {len(given)} tensors, {_human(path.stat().st_size)}")
 
@@ -249,7 +249,7 @@ def _check_llm_tensors(tensors: FolderTensors, config: object, name: str) -> Row
     try:
         check_keys(tensors.folder, "The weights", expected, given)
     except CheckpointError as error:
-        return Row("vicuna", row_name, WRONG, _after_colon(error))
+        return Row("vicuna", row_name, WRONG, _differences(error))
     norm = norm_scale(tensors)
     if norm < DELTA_NORM_LIMIT:
         return Row("vicuna", row_name, WRONG, f"looks like a delta, not a merged Vicuna (mean |{NORM_KEY}| = {norm:.3f}, a real model's is ~1)")
@@ -300,7 +300,7 @@ def check_delta(path: Path, llm: object | LlamaShape | None, config: ModelConfig
         given = {target: torch.empty(file.shape(key), device="meta") for key, target in peft_keys(keys, path).items()}
         check_keys(path, "PandaGPT delta (LoRA part)", _lora_shapes(llm_config, config), given)
     except CheckpointError as error:
-        return Row("delta", name, WRONG, _after_colon(error))
+        return Row("delta", name, WRONG, _differences(error))
     return Row("delta", name, OK, f"llama_proj {proj}, LoRA r={config.lora.r} on {layers} layers")
 
 
@@ -348,20 +348,11 @@ def _relative(path: Path, root: Path) -> str:
         return str(path)
 
 
-def _after_colon(error: Exception) -> str:
-    """`check_keys`' message, shortened: each kind of difference with its count and one example."""
-    text = str(error)
-    marker = "does not match the model: "
-    text = text.split(marker, 1)[1] if marker in text else text
-    short = []
-    for segment in text.split("; "):
-        match = re.match(r"(\d+ [a-z ]+): (.*)", segment)
-        if not match:
-            short.append(segment)
-            continue
-        example = re.match(r"\S+: file \([^)]*\), model \([^)]*\)", match.group(2)) or re.match(r"[^,]+", match.group(2))
-        short.append(f"{match.group(1)} (e.g. {example.group(0)})")
-    return "; ".join(short)
+def _differences(error: CheckpointError) -> str:
+    """`check_keys`' findings, short: each kind of difference with its count and one example."""
+    kinds = (("missing keys", error.missing), ("unexpected keys", error.unexpected), ("wrong shapes", error.mismatched))
+    short = [f"{len(items)} {label} (e.g. {items[0]})" for label, items in kinds if items]
+    return "; ".join(short) or str(error)
 
 
 def _first_line(error: object) -> str:

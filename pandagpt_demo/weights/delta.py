@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from pandagpt_demo.errors import PandaGPTError
 from pandagpt_demo.model.tensorfiles import FolderTensors
 
 GROWABLE = ("embed_tokens.weight", "lm_head.weight")  # rows = vocabulary
@@ -46,7 +47,7 @@ NORM_KEY = "model.norm.weight"
 DELTA_NORM_LIMIT = 0.2  # mean |NORM_KEY|: a real LLaMA's or Vicuna's is ~1-2; a delta's (a difference of two), ~0
 
 
-class DeltaMismatch(ValueError):
+class DeltaMismatch(PandaGPTError, ValueError):
     """The delta does not belong to the base; the message names both sides."""
 
 

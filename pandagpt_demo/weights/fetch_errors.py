@@ -21,6 +21,8 @@ import urllib.error
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from pandagpt_demo.errors import PandaGPTError
+
 DISABLED_MESSAGE = "Access to this resource is disabled."  # the Hub's X-Error-Message for a disabled repo
 INVALID_TOKEN_MESSAGE = "Invalid credentials in Authorization header"  # ... for a token it does not know
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
@@ -30,7 +32,7 @@ _NETWORK_ADVICE = (
 )
 
 
-class DownloadError(RuntimeError):
+class DownloadError(PandaGPTError):
     """A download that could not be done; the message explains it to a person in one paragraph."""
 
 

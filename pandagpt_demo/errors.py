@@ -1,0 +1,60 @@
+"""The package's one error hierarchy: what a user can act on, apart from what is our fault.
+
+- `UserError` and its kinds are shown to the person as they are (a warning in the page, a 4xx in
+  an API): a bad file, a setting out of range, a question too long, a full queue, the model not
+  ready yet or shutting down. The chat and everything the user gave stay.
+- Every other exception is an internal fault: logged with its traceback under a short id, and
+  shown only as "internal error (logged as <id>)" — never as the user's mistake.
+- `CheckpointError` (and `UnreadableFile`, `DownloadError` in their modules) are about the weights
+  on disk or on the Hub; they carry structured fields, so callers never parse message text.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class PandaGPTError(Exception):
+    """The base of every error this package raises on purpose."""
+
+
+class UserError(PandaGPTError):
+    """Something the user can fix or wait out; its message says what, naming the file or setting."""
+
+
+class BadInput(UserError, ValueError):
+    """A file that cannot be used as the modality it was given as (unreadable, empty, wrong shape, non-finite)."""
+
+
+class BadSetting(UserError, ValueError):
+    """A setting (a slider's value, an API field) outside what it may be."""
+
+
+class PromptTooLong(UserError):
+    """The current question alone does not fit in the model's context."""
+
+
+class Busy(UserError):
+    """Too many requests are waiting; try again in a moment."""
+
+
+class Unavailable(UserError):
+    """The model is not ready (still loading, failed to load) or is shutting down."""
+
+
+class CheckpointError(PandaGPTError):
+    """A checkpoint file that does not match the model; `missing`, `unexpected`, `mismatched` name its keys."""
+
+    def __init__(
+        self,
+        message: str,
+        path: Path | str | None = None,
+        missing: tuple[str, ...] = (),
+        unexpected: tuple[str, ...] = (),
+        mismatched: tuple[str, ...] = (),
+    ) -> None:
+        super().__init__(message)
+        self.path = path
+        self.missing = missing
+        self.unexpected = unexpected
+        self.mismatched = mismatched

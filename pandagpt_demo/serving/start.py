@@ -1,0 +1,52 @@
+"""Building the engine for a loaded model: which kind, its static slot, and the compiling warm-up.
+
+The app wires model and engine together here; `PandaGPT` itself never owns a server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from pandagpt_demo.config import SamplingParams
+from pandagpt_demo.model.conversation import Conversation
+from pandagpt_demo.model.pandagpt import PandaGPT
+
+from .batching import BatchedDecoder
+from .engine import Engine
+from .inline import InlineEngine
+from .static_decode import StaticSlot
+
+
+def start_engine(model: PandaGPT, max_batch: int | None, max_waiting: int = 64, progress: Callable[[str], None] = lambda step: None) -> Engine:
+    """The continuous-batching engine for `max_batch` concurrent answers, or (None) the inline one.
+
+    On CUDA a request decoding alone uses a static cache (static_decode.py), and unless
+    `config.compile` is off both kinds of step are compiled, here and now, by a warm-up.
+    """
+    eos = model.tokenizer.eos_token_id
+    if max_batch is None:
+        return InlineEngine(model.llm, eos)
+    cuda = model.device.type == "cuda"
+    compile_steps = cuda and model.config.compile
+    slot = StaticSlot(model.llm, model.config.context_length, compile_step=compile_steps) if cuda else None
+    decoder = BatchedDecoder(model.llm, eos, max_batch, max_waiting, slot=slot, compile_backend="inductor" if compile_steps else None)
+    if compile_steps:
+        progress("compiling the decode steps (a few minutes on a first start, cached after)")
+        warm_up(model, decoder)
+    return decoder
+
+
+def warm_up(model: PandaGPT, decoder: BatchedDecoder) -> None:
+    """Run every kind of decode step once: alone, in a batch of equal lengths, in a padded batch."""
+
+    def embeds(question: str) -> torch.Tensor:
+        conversation = Conversation(model.config.prompt)
+        conversation.ask(question)
+        return model.prompt_embeds(conversation, None)
+
+    short, long = embeds("Hi"), embeds("Hello! What can you do for me today?")
+    params = SamplingParams(max_new_tokens=4, temperature=0.0)
+    for prompts in ([short], [short, short], [short, long], [short, short, long]):
+        decoder.warm_up(prompts, params)
