@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import sys
 import tempfile
 import threading
 import time
@@ -25,18 +24,16 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from pandagpt_demo.config import EXAMPLES_FILE, LLAMA_SHAPES, QUANTIZATIONS, ImageBindArch, ModelConfig, SamplingParams
+from pandagpt_demo.model.checkpoints import wrap_lora
+from pandagpt_demo.model.conversation import Conversation
+from pandagpt_demo.model.encoder import ImageBindEncoder
+from pandagpt_demo.model.modalities import Modality
+from pandagpt_demo.model.pandagpt import PandaGPT, resolve_dtype
+from pandagpt_demo.serving.start import start_engine
+from pandagpt_demo.weights.synthetic import llama_tokenizer, write_random_model_set
 
-from pandagpt_demo.config import LLAMA_SHAPES, QUANTIZATIONS, ImageBindArch, ModelConfig, SamplingParams  # noqa: E402
-from pandagpt_demo.model.checkpoints import wrap_lora  # noqa: E402
-from pandagpt_demo.model.conversation import Conversation  # noqa: E402
-from pandagpt_demo.model.encoder import ImageBindEncoder  # noqa: E402
-from pandagpt_demo.model.modalities import Modality  # noqa: E402
-from pandagpt_demo.model.pandagpt import PandaGPT, resolve_dtype  # noqa: E402
-from pandagpt_demo.serving.start import start_engine  # noqa: E402
-from pandagpt_demo.weights.synthetic import llama_tokenizer, write_random_model_set  # noqa: E402
-
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+EXAMPLES = EXAMPLES_FILE.parent
 EXAMPLE_FILES = {
     Modality.IMAGE: EXAMPLES / "sunset.jpg",
     Modality.AUDIO: EXAMPLES / "dog_bark.wav",

@@ -19,18 +19,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from pandagpt_demo.config import LLAMA_SHAPES  # noqa: E402
-from pandagpt_demo.model.pandagpt import resolve_dtype  # noqa: E402
-from pandagpt_demo.serving.batch_cache import BatchCache, CacheLayout  # noqa: E402
+from pandagpt_demo.config import LLAMA_SHAPES
+from pandagpt_demo.model.pandagpt import resolve_dtype
+from pandagpt_demo.serving.batch_cache import BatchCache, CacheLayout
 
 Step = Callable[[torch.Tensor], torch.Tensor]  # (rows, 1) token ids -> (rows, vocab) logits
 

@@ -58,3 +58,9 @@ class CheckpointError(PandaGPTError):
         self.missing = missing
         self.unexpected = unexpected
         self.mismatched = mismatched
+
+
+def first_line(error: object) -> str:
+    """The first line of an error's message (its type's name if it has none), for one-line reports."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

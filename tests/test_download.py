@@ -432,8 +432,7 @@ def test_a_folder_laid_out_as_pandagpts_repository_is_checked_loaded_and_complet
 
     assert main(["check", "--dir", str(clone), "--model", "7b"]) == 0
     assert "vicuna_ckpt/7b_v0/config.json" in capsys.readouterr().out
-    sys.path.insert(0, str(REPO_ROOT))
-    import app
+    from pandagpt_demo.app import server as app
     from pandagpt_demo.app.runtime import choose_model
 
     choice = choose_model(app.parse_args(["--checkpoints", str(clone), "--model", "7b", "--device", "cpu"]))
@@ -474,8 +473,7 @@ def test_a_disk_that_fills_up_mid_download_is_said_and_the_parts_in_place_are_ke
 
 
 def test_app_download_flag(hub: FakeHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
-    sys.path.insert(0, str(REPO_ROOT))
-    import app
+    from pandagpt_demo.app import server as app
 
     assert app.parse_args(["--download", "--model", "7b"]).download
     app.download_first(app.parse_args(["--download", "--model", "tiny"]))  # tiny is made locally: nothing to do

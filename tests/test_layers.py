@@ -1,6 +1,6 @@
 """The package's layers import one way only: model <- serving <- app, and weights apart.
 
-Base modules (`errors`, `config`) may be imported by all; `model/` by all above it; `serving/` and
+Base modules (`errors`, `config`, `files`) may be imported by all; `model/` by all above it; `serving/` and
 `weights/` use `model/` but never each other; `app/` (and the entry point `chat.py`) may use
 everything. Imports inside functions count too.
 """
@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "pandagpt_demo"
-RANK = {"errors": 0, "config": 0, "__init__": 0, "model": 1, "serving": 2, "weights": 2, "app": 3}
+RANK = {"errors": 0, "config": 0, "files": 0, "__init__": 0, "model": 1, "serving": 2, "weights": 2, "app": 3}
 ENTRY_POINTS = {"chat": "app"}  # `python -m pandagpt_demo.chat`, the terminal chat's documented name
 
 

@@ -7,23 +7,15 @@ re-encoded, and entries for files no longer given are dropped.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
 
+from pandagpt_demo.files import sha256_file
 from pandagpt_demo.model.modalities import MediaError, Modality, checked_file
 
 CacheKey = tuple[Modality, str]
-
-
-def file_digest(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class EmbeddingCache:
@@ -46,7 +38,7 @@ class EmbeddingCache:
         current: set[CacheKey] = set()
         for modality, path in files.items():
             try:
-                key = (modality, file_digest(checked_file(modality, path)))
+                key = (modality, sha256_file(checked_file(modality, path)))
             except OSError as error:
                 raise MediaError(modality, path, f"it cannot be read ({error.strerror or error})") from error
             current.add(key)

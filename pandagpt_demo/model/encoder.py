@@ -39,10 +39,6 @@ class ImageBindEncoder(nn.Module):
         self.model = imagebind_model_class()(**arch.kwargs())
         self.model.eval().requires_grad_(False)
 
-    @property
-    def embed_dim(self) -> int:
-        return self.arch.out_embed_dim
-
     def _postprocess(self, modality_key: str, x: torch.Tensor) -> torch.Tensor:
         postprocessor = self.model.modality_postprocessors[modality_key]
         if modality_key == "audio":

@@ -9,16 +9,17 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import torch
 
-from pandagpt_demo.errors import PandaGPTError
+from pandagpt_demo.errors import PandaGPTError, first_line
 
-# Hugging Face weight layouts, preferred first: (index file, single file)
+# Hugging Face weight layouts, preferred first: (index file, single file, the name of any of its shards)
 WEIGHT_LAYOUTS = (
-    ("model.safetensors.index.json", "model.safetensors"),
-    ("pytorch_model.bin.index.json", "pytorch_model.bin"),
+    ("model.safetensors.index.json", "model.safetensors", re.compile(r"model(-\d+-of-\d+)?\.safetensors")),
+    ("pytorch_model.bin.index.json", "pytorch_model.bin", re.compile(r"pytorch_model(-\d+-of-\d+)?\.bin")),
 )
 
 
@@ -32,7 +33,7 @@ def weight_files(folder: Path) -> tuple[Path | None, list[str]]:
     Raises UnreadableFile for an index that is not valid JSON.
     """
     folder = Path(folder)
-    for index_name, single_name in WEIGHT_LAYOUTS:
+    for index_name, single_name, _ in WEIGHT_LAYOUTS:
         index = folder / index_name
         if index.exists():
             try:
@@ -64,7 +65,7 @@ class TensorFile:
         except UnreadableFile:
             raise
         except Exception as error:  # safetensors and torch raise many types for a damaged file
-            raise UnreadableFile(f"not a readable checkpoint: truncated or damaged? ({type(error).__name__}: {_first_line(error)})") from error
+            raise UnreadableFile(f"not a readable checkpoint: truncated or damaged? ({type(error).__name__}: {first_line(error)})") from error
 
     def keys(self) -> list[str]:
         return self._keys
@@ -128,8 +129,3 @@ def _open_listed(path: Path, index: Path | None) -> TensorFile:
         return TensorFile(path)
     except UnreadableFile as error:
         raise UnreadableFile(f"'{path}': {error}; download it again") from error
-
-
-def _first_line(error: object) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else ""

@@ -23,11 +23,13 @@ from pathlib import Path
 import torch
 
 from pandagpt_demo.config import LLAMA_SHAPES, ImageBindArch, LlamaShape, ModelConfig
+from pandagpt_demo.errors import first_line
+from pandagpt_demo.files import human_size, sha256_file
 from pandagpt_demo.model.checkpoints import PROJ_KEYS, TOKENIZER_FILES, CheckpointError, check_keys, load_tokenizer, peft_keys
 from pandagpt_demo.model.tensorfiles import FolderTensors, TensorFile, UnreadableFile, weight_files
 
 from .delta import DELTA_NORM_LIMIT, NORM_KEY, norm_scale
-from .manifest import read_manifest, sha256_file
+from .manifest import read_manifest
 
 OK, MISSING, WRONG = "OK", "missing", "wrong"
 _IGNORED_LLM_KEYS = ("rotary_emb.inv_freq",)  # buffers in old checkpoints; transformers ignores them
@@ -146,7 +148,7 @@ def check_imagebind(path: Path, arch: ImageBindArch, root: Path) -> Row:
     except CheckpointError as error:
         return Row("imagebind", name, WRONG, _differences(error))
     kind = "huge" if arch == ImageBindArch() else "tiny" if arch == ImageBindArch.tiny() else "custom"
-    return Row("imagebind", name, OK, f"ImageBind {kind}: {len(given)} tensors, {_human(path.stat().st_size)}")
+    return Row("imagebind", name, OK, f"ImageBind {kind}: {len(given)} tensors, {human_size(path.stat().st_size)}")
 
 
 _IMAGEBIND_SHAPES: dict[ImageBindArch, dict[str, torch.Size]] = {}
@@ -194,7 +196,7 @@ def _check_llm_config(folder: Path, shape: LlamaShape | None, name: str) -> tupl
     try:
         config = AutoConfig.from_pretrained(folder)
     except Exception as error:  # invalid JSON, unknown model type, ...
-        return Row("vicuna", row_name, WRONG, f"not a readable model config ({_first_line(error)})"), None
+        return Row("vicuna", row_name, WRONG, f"not a readable model config ({first_line(error)})"), None
     layers, hidden = getattr(config, "num_hidden_layers", None), getattr(config, "hidden_size", None)
     detail = f"{config.model_type}, {layers} layers, hidden {hidden}, vocabulary {getattr(config, 'vocab_size', '?')}"
     if config.model_type != "llama":
@@ -211,7 +213,7 @@ def _check_tokenizer(folder: Path, name: str, config: object | None) -> Row:
     try:
         tokenizer = load_tokenizer(folder)  # exactly as the app loads it
     except Exception as error:
-        return Row("vicuna", row_name, WRONG, f"does not load ({_first_line(error)})")
+        return Row("vicuna", row_name, WRONG, f"does not load ({first_line(error)})")
     vocabulary = getattr(config, "vocab_size", None)
     if vocabulary is not None and len(tokenizer) > vocabulary:
         return Row("vicuna", row_name, WRONG, f"{len(tokenizer)} tokens, more than the model's {vocabulary} embedding rows")
@@ -236,7 +238,7 @@ def _check_shards(folder: Path, name: str) -> tuple[list[Row], FolderTensors | N
         except UnreadableFile as error:
             rows.append(Row("vicuna", f"{name}/{file}", WRONG, str(error)))
             continue
-        rows.append(Row("vicuna", f"{name}/{file}", OK, f"{len(tensors.keys())} tensors, {_human(path.stat().st_size)}"))
+        rows.append(Row("vicuna", f"{name}/{file}", OK, f"{len(tensors.keys())} tensors, {human_size(path.stat().st_size)}"))
     if any(row.status != OK for row in rows):
         return rows, None
     return rows, FolderTensors(folder)
@@ -353,16 +355,3 @@ def _differences(error: CheckpointError) -> str:
     kinds = (("missing keys", error.missing), ("unexpected keys", error.unexpected), ("wrong shapes", error.mismatched))
     short = [f"{len(items)} {label} (e.g. {items[0]})" for label, items in kinds if items]
     return "; ".join(short) or str(error)
-
-
-def _first_line(error: object) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
-
-
-def _human(size: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} GiB"

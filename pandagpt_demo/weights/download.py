@@ -24,14 +24,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pandagpt_demo.config import IMAGEBIND_URL, IMAGEBIND_URL_ENV, LLAMA_SHAPES, WEIGHT_SOURCES, Candidate, ModelConfig
-from pandagpt_demo.model.tensorfiles import UnreadableFile
+from pandagpt_demo.files import human_size
+from pandagpt_demo.model.tensorfiles import WEIGHT_LAYOUTS, UnreadableFile
 
 from .check import OK, WRONG, Part, Report, check_delta, check_imagebind, check_model, check_vicuna, parts
 from .delta import COPIED_FILES, DeltaMismatch, apply_delta
@@ -40,10 +40,6 @@ from .fetch_errors import DownloadError, SourceUnusable
 from .manifest import file_record, read_manifest, record_component
 
 STAGE = ".download"
-SHARD_PATTERNS = (  # preferred first: safetensors, then torch .bin
-    (re.compile(r"model(-\d+-of-\d+)?\.safetensors"), "model.safetensors.index.json"),
-    (re.compile(r"pytorch_model(-\d+-of-\d+)?\.bin"), "pytorch_model.bin.index.json"),
-)
 
 
 @dataclass(frozen=True)
@@ -179,11 +175,11 @@ def download(request: Request, say: Callable[[str], None] = print) -> Report:
     plans = [_choose(part, sources[part.key], config, stage, say) for part in todo]  # every source probed before any byte moves
     say("Plan:")
     for plan in plans:
-        say(f"  {plan.part.name}: {plan.source.label}: {plan.describe}, {_gb(plan.bytes_needed)} to fetch")
+        say(f"  {plan.part.name}: {plan.source.label}: {plan.describe}, {human_size(plan.bytes_needed)} to fetch")
         for source, reason in plan.skipped:
             say(f"    skipped {source.label}: {reason}")
     free = _check_disk(root, plans, request.model, request.directory_flag)
-    say(f"To download: {_gb(sum(plan.bytes_needed for plan in plans))} into {root} ({_gb(free)} free on that disk).")
+    say(f"To download: {human_size(sum(plan.bytes_needed for plan in plans))} into {root} ({human_size(free)} free on that disk).")
     done: list[str] = []
     for plan in plans:
         say(f"{plan.part.name}: fetching from {plan.source.label}")
@@ -371,7 +367,7 @@ def _plan_vicuna_from_delta(part: Part, source: Source, config: ModelConfig, sha
 def _llm_files(listing: RepoListing, what: str, flag: str) -> list[str]:
     """The files of a Hugging Face LLM folder worth fetching: one weight format, config, tokenizer."""
     names = [name for name in listing.files if "/" not in name]
-    for pattern, index in SHARD_PATTERNS:  # noqa: B007 (the index of the format found is used after the loop)
+    for index, _single, pattern in WEIGHT_LAYOUTS:  # noqa: B007 (the index of the format found is used after the loop)
         shards = sorted(name for name in names if pattern.fullmatch(name))
         if shards:
             break
@@ -434,17 +430,13 @@ def _check_disk(root: Path, plans: list[Plan], model: str, directory_flag: str) 
         probe = probe.parent
     free = shutil.disk_usage(probe).free
     if needed > free:
-        parts_text = ", ".join(f"{plan.part.name} {_gb(plan.bytes_needed)}" for plan in plans if plan.bytes_needed)
+        parts_text = ", ".join(f"{plan.part.name} {human_size(plan.bytes_needed)}" for plan in plans if plan.bytes_needed)
         elsewhere = f"with {directory_flag}" + ("" if directory_flag == "--checkpoints" else " (and start the app with --checkpoints pointing there)")
         raise DownloadError(
-            f"Not enough disk space for the {model} weights in '{root}': {_gb(needed)} still to write ({parts_text}) but only "
-            f"{_gb(free)} free on that disk. Nothing was downloaded. Free some space, or choose a folder on another disk {elsewhere}."
+            f"Not enough disk space for the {model} weights in '{root}': {human_size(needed)} still to write ({parts_text}) but only "
+            f"{human_size(free)} free on that disk. Nothing was downloaded. Free some space, or choose a folder on another disk {elsewhere}."
         )
     return free
-
-
-def _gb(size: int) -> str:
-    return f"{size / 1e9:.2f} GB" if size >= 1e7 else f"{size / 1e6:.2f} MB"
 
 
 def _install(staged: Path, target: Path) -> None:

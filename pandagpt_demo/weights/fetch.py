@@ -26,8 +26,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .fetch_errors import DownloadError, disk_full, disk_full_error, explain_hub_error, explain_url_error, first_line, hub_endpoint
-from .manifest import sha256_file
+from pandagpt_demo.errors import first_line
+from pandagpt_demo.files import sha256_file
+
+from .fetch_errors import DownloadError, disk_full, disk_full_error, explain_hub_error, explain_url_error, file_size, hub_endpoint
 
 CHUNK = 1024**2
 URL_RETRIES = 5  # consecutive failures without progress before a URL download gives up
@@ -152,11 +154,11 @@ def fetch_url(url: str, destination: Path, what: str, flag: str, part_dir: Path 
         part.unlink()
     etag_file.write_text(etag or "")
     failures = 0
-    with tqdm(total=size, initial=_size(part), unit="B", unit_scale=True, unit_divisor=1024, desc=destination.name) as bar:
-        while (have := _size(part)) < size:
+    with tqdm(total=size, initial=file_size(part), unit="B", unit_scale=True, unit_divisor=1024, desc=destination.name) as bar:
+        while (have := file_size(part)) < size:
             try:
                 _get_range(url, part, have, bar)
-                failures = 0 if _size(part) > have else failures + 1
+                failures = 0 if file_size(part) > have else failures + 1
                 error = None
             except urllib.error.HTTPError as http_error:
                 if http_error.code < 500:  # 4xx: retrying will not help
@@ -167,26 +169,22 @@ def fetch_url(url: str, destination: Path, what: str, flag: str, part_dir: Path 
                     raise disk_full_error(network_error, what=what, url=url, kept=part) from network_error
                 error = network_error
             if error is not None:  # dropped connection or a 5xx: resume from where it stopped
-                failures = 0 if _size(part) > have else failures + 1
+                failures = 0 if file_size(part) > have else failures + 1
                 if failures > URL_RETRIES:
                     raise explain_url_error(error, what=what, url=url, flag=flag, kept=part) from error
-                bar.write(f"{destination.name}: interrupted at {_size(part):,} of {size:,} bytes ({first_line(error)}); resuming")
+                bar.write(f"{destination.name}: interrupted at {file_size(part):,} of {size:,} bytes ({first_line(error)}); resuming")
                 time.sleep(RETRY_DELAY_S)
             elif failures > URL_RETRIES:
                 raise DownloadError(
-                    f"Could not fetch {what}: {url} stopped sending data at {_size(part):,} of {size:,} bytes. Run the same command again to resume."
+                    f"Could not fetch {what}: {url} stopped sending data at {file_size(part):,} of {size:,} bytes. Run the same command again to resume."
                 )
-    if _size(part) != size:
-        raise DownloadError(f"{what}: {url} sent {_size(part):,} bytes, more than the {size:,} it announced; '{part}' was kept for inspection.")
+    if file_size(part) != size:
+        raise DownloadError(f"{what}: {url} sent {file_size(part):,} bytes, more than the {size:,} it announced; '{part}' was kept for inspection.")
     digest = sha256_file(part, destination.name)
     destination.parent.mkdir(parents=True, exist_ok=True)
     os.replace(part, destination)
     etag_file.unlink(missing_ok=True)
     return {"size": size, "sha256": digest}
-
-
-def _size(path: Path) -> int:
-    return path.stat().st_size if path.exists() else 0
 
 
 def _get_range(url: str, part: Path, start: int, bar: tqdm) -> None:

@@ -21,7 +21,7 @@ import urllib.error
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pandagpt_demo.errors import PandaGPTError
+from pandagpt_demo.errors import PandaGPTError, first_line
 
 DISABLED_MESSAGE = "Access to this resource is disabled."  # the Hub's X-Error-Message for a disabled repo
 INVALID_TOKEN_MESSAGE = "Invalid credentials in Authorization header"  # ... for a token it does not know
@@ -149,7 +149,7 @@ def explain_hub_error(error: BaseException, *, what: str, repo: str, url: str, f
 
 def explain_url_error(error: BaseException, *, what: str, url: str, flag: str, kept: Path | None = None) -> DownloadError:
     """The same for a plain URL (ImageBind's official file): 4xx mean this source is unusable."""
-    resume = f" The {_size(kept):,} bytes received are kept in '{kept}'; the next run continues from there." if kept and _size(kept) else ""
+    resume = f" The {file_size(kept):,} bytes received are kept in '{kept}'; the next run continues from there." if kept and file_size(kept) else ""
     if disk_full(error):
         return disk_full_error(error, what=what, url=url, kept=kept)
     if isinstance(error, urllib.error.HTTPError) and error.code < 500:
@@ -182,7 +182,7 @@ def disk_full(error: BaseException) -> bool:
 def disk_full_error(error: BaseException, *, what: str, url: str, kept: Path | None = None) -> DownloadError:
     cause = next(e for e in _chain(error) if isinstance(e, OSError) and e.errno in _DISK_FULL)
     where = f" ('{cause.filename}')" if getattr(cause, "filename", None) else ""
-    partial = f" The {_size(kept):,} bytes received are kept in '{kept}'." if kept and _size(kept) else ""
+    partial = f" The {file_size(kept):,} bytes received are kept in '{kept}'." if kept and file_size(kept) else ""
     return DownloadError(
         f"Could not fetch {what} from {url}: the disk filled up while writing it{where} ({os.strerror(cause.errno)}). "
         f"Parts already in place are kept.{partial} Free some space (or choose a folder on a larger disk) and run the "
@@ -203,7 +203,8 @@ def raised_by_xet(error: BaseException) -> bool:
     return False
 
 
-def _size(path: Path | None) -> int:
+def file_size(path: Path | None) -> int:
+    """The bytes a (partial) file holds so far; 0 if there is none."""
     return path.stat().st_size if path is not None and path.exists() else 0
 
 
@@ -226,8 +227,3 @@ def _root_cause(error: BaseException) -> str:
     last = list(_chain(error))[-1]
     reason = getattr(last, "reason", None)
     return first_line(reason if isinstance(reason, BaseException) else last) or type(last).__name__
-
-
-def first_line(error: object) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else ""

@@ -13,17 +13,15 @@ One entry per component (`imagebind_huge.pth`, `vicuna_7b_v0`, `pandagpt_7b`, ..
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from datetime import UTC, datetime
 from pathlib import Path
 
-from tqdm import tqdm
+from pandagpt_demo.files import sha256_file
 
 MANIFEST_NAME = "manifest.json"
 FORMAT = 1
-_HASH_BAR_BYTES = 256 * 1024**2  # files larger than this show a progress bar while hashed
 
 
 def manifest_path(root: Path) -> Path:
@@ -39,10 +37,6 @@ def read_manifest(root: Path) -> dict:
     if not isinstance(data, dict) or not isinstance(data.get("components"), dict):
         return {"format": FORMAT, "components": {}}
     return data
-
-
-def component_entry(root: Path, name: str) -> dict | None:
-    return read_manifest(root)["components"].get(name)
 
 
 def record_component(root: Path, name: str, *, source: str, flags: list[str], origins: list[dict], files: dict[str, dict]) -> None:
@@ -61,21 +55,6 @@ def record_component(root: Path, name: str, *, source: str, flags: list[str], or
     temporary = path.with_name(path.name + ".tmp")
     temporary.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     os.replace(temporary, path)
-
-
-def sha256_file(path: Path, label: str | None = None) -> str:
-    """The file's sha256 (hex), read in 8 MiB blocks; a progress bar for large files."""
-    path = Path(path)
-    size = path.stat().st_size
-    digest = hashlib.sha256()
-    with (
-        open(path, "rb") as file,
-        tqdm(total=size, unit="B", unit_scale=True, unit_divisor=1024, desc=f"sha256 {label or path.name}", disable=size < _HASH_BAR_BYTES) as bar,
-    ):
-        while block := file.read(8 * 1024**2):
-            digest.update(block)
-            bar.update(len(block))
-    return digest.hexdigest()
 
 
 def file_record(path: Path, sha256: str | None = None) -> dict:
