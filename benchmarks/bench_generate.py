@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from pandagpt_demo.config import EXAMPLES_FILE, LLAMA_SHAPES, QUANTIZATIONS, ImageBindArch, ModelConfig, SamplingParams
+from pandagpt_demo.config import EXAMPLES_FILE, LLAMA_SHAPES, QUANTIZATIONS, ImageBindArch, ModelConfig, SamplingParams, ServingConfig
 from pandagpt_demo.model.checkpoints import wrap_lora
 from pandagpt_demo.model.conversation import Conversation
 from pandagpt_demo.model.encoder import ImageBindEncoder
@@ -136,7 +136,9 @@ def measure_project(model: PandaGPT, args: argparse.Namespace) -> dict[str, floa
     device = args.device
     greedy = SamplingParams(max_new_tokens=args.new_tokens, temperature=0.0)
     engines = []
-    serve_seconds = timed(device, lambda: engines.append(start_engine(model, max_batch=max(args.sessions), max_waiting=max(args.sessions))))
+    serve_seconds = timed(
+        device, lambda: engines.append(start_engine(model, ServingConfig(max_batch=max(args.sessions), max_waiting=max(args.sessions))))
+    )
     decoder = engines[0]
     try:
         list(decoder.generate(image_prompt(model), dataclasses.replace(greedy, max_new_tokens=8)))  # warm-up

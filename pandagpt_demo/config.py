@@ -248,6 +248,20 @@ def find_layout(directory: Path | str, size: str) -> tuple[Path, CheckpointLayou
 
 
 @dataclass(frozen=True)
+class ServingConfig:
+    """How the engine serves: the one place for the defaults of app.py's flags and of the engine."""
+
+    max_batch: int | None = 16  # answers decoded together; None: each decoded inside its own request (ZeroGPU)
+    max_waiting: int = 64  # requests queued beyond those; more are refused (Busy)
+    batch_spare: int = 128  # positions of room the batch's KV cache makes each time it is rebuilt
+
+    @classmethod
+    def inline(cls) -> ServingConfig:
+        """Each answer decoded in its caller's thread (ZeroGPU, and the plain reference path)."""
+        return cls(max_batch=None)
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     """Where the three released files live, how to get them, and how to run them."""
 

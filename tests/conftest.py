@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pandagpt_demo.config import ModelConfig
+from pandagpt_demo.config import ModelConfig, ServingConfig
 from pandagpt_demo.model.pandagpt import PandaGPT
 from pandagpt_demo.serving.engine import Engine
 from pandagpt_demo.serving.start import start_engine
@@ -31,7 +31,7 @@ def tiny_model(tiny_config: ModelConfig) -> PandaGPT:
 @pytest.fixture(scope="session")
 def tiny_engine(tiny_model: PandaGPT) -> Engine:
     """The inline engine (decoding in the caller's thread) for the tiny model."""
-    return start_engine(tiny_model, None)
+    return start_engine(tiny_model, ServingConfig.inline())
 
 
 @pytest.fixture(scope="session")

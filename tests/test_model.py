@@ -13,7 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from pandagpt_demo.config import ImageBindArch, ModelConfig, SamplingParams
+from pandagpt_demo.config import ImageBindArch, ModelConfig, SamplingParams, ServingConfig
 from pandagpt_demo.errors import PromptTooLong
 from pandagpt_demo.model.checkpoints import CheckpointError
 from pandagpt_demo.model.conversation import Conversation
@@ -247,7 +247,7 @@ def test_corrupt_and_mismatched_imagebind(tiny_config: ModelConfig, tmp_path: Pa
 def answer(model: PandaGPT, params: SamplingParams, vector: torch.Tensor | None = None, **kwargs) -> list[str]:
     conversation = Conversation()
     conversation.ask("Describe it.")
-    return list(model.stream(conversation, vector, params, start_engine(model, None), **kwargs))
+    return list(model.stream(conversation, vector, params, start_engine(model, ServingConfig.inline()), **kwargs))
 
 
 def test_streaming_yields_pieces_without_stop_text(tiny_model: PandaGPT) -> None:
@@ -303,7 +303,9 @@ def test_cancel_stops_generation(tiny_model: PandaGPT) -> None:
     cancel = threading.Event()
     conversation = Conversation()
     conversation.ask("Go on")
-    stream = tiny_model.stream(conversation, None, SamplingParams(max_new_tokens=200, temperature=0.0), start_engine(tiny_model, None), cancel)
+    stream = tiny_model.stream(
+        conversation, None, SamplingParams(max_new_tokens=200, temperature=0.0), start_engine(tiny_model, ServingConfig.inline()), cancel
+    )
     next(stream)
     cancel.set()
     rest = list(stream)
@@ -323,7 +325,7 @@ def test_context_drops_oldest_turns(tiny_config: ModelConfig) -> None:
     before, after = model.prompt_ids(conversation, True)
     assert len(before) + 1 + len(after) + fit.max_new_tokens <= 80
     params = dataclasses.replace(GREEDY, max_new_tokens=fit.max_new_tokens)
-    assert list(model.stream(conversation, torch.zeros(64), params, start_engine(model, None))) is not None
+    assert list(model.stream(conversation, torch.zeros(64), params, start_engine(model, ServingConfig.inline()))) is not None
     huge = Conversation()
     huge.ask("word " * 200)
     with pytest.raises(PromptTooLong, match="holds 80"):
@@ -388,8 +390,8 @@ def test_a_quantized_llm_decodes_in_the_shared_batch(tiny_config: ModelConfig) -
         return "".join(quantized.stream(conversation, None, GREEDY, engine))
 
     questions = ["Describe it.", "What colour is the sky in the picture, and why?"]
-    alone = [ask(question, start_engine(quantized, None)) for question in questions]
-    decoder = start_engine(quantized, max_batch=4, max_waiting=4)
+    alone = [ask(question, start_engine(quantized, ServingConfig.inline())) for question in questions]
+    decoder = start_engine(quantized, ServingConfig(max_batch=4, max_waiting=4))
     try:
         with ThreadPoolExecutor(len(questions)) as pool:
             together = list(pool.map(lambda question: ask(question, decoder), questions))

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pandagpt_demo.app.session import ChatSession, Inputs
-from pandagpt_demo.config import ModelConfig, SamplingParams
+from pandagpt_demo.config import ModelConfig, SamplingParams, ServingConfig
 from pandagpt_demo.model.modalities import MediaError, Modality
 from pandagpt_demo.model.pandagpt import PandaGPT
 from pandagpt_demo.serving.batching import QueueFull
@@ -47,7 +47,7 @@ def test_long_conversation_is_trimmed_with_a_notice(tiny_config: ModelConfig) ->
     model = PandaGPT.load(dataclasses.replace(tiny_config, context_length=60))
     session = ChatSession.from_history([(f"Question {i} about it?", f"Answer {i}.") for i in range(6)])
     notices: list[str] = []
-    list(session.ask(model, start_engine(model, None), "Now?", Inputs(), GREEDY, notices.append))
+    list(session.ask(model, start_engine(model, ServingConfig.inline()), "Now?", Inputs(), GREEDY, notices.append))
     assert any("left out" in notice for notice in notices)
     assert len(session.conversation.turns) == 7, "the session keeps every turn; only the model sees fewer"
 
@@ -75,7 +75,7 @@ def test_a_failed_answer_takes_the_turn_back(tiny_config: ModelConfig) -> None:
     a new question is withdrawn, and a regenerated answer is restored."""
     model = PandaGPT.load(tiny_config)
     session = ChatSession.from_history([("What is this?", "A sunset.")])
-    engine = start_engine(model, max_batch=1, max_waiting=0)
+    engine = start_engine(model, ServingConfig(max_batch=1, max_waiting=0))
     try:
         with pytest.raises(QueueFull):
             list(session.regenerate(model, engine, Inputs(), GREEDY))

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from pandagpt_demo.config import MODEL_SIZES, QUANTIZATIONS, ModelConfig
+from pandagpt_demo.config import MODEL_SIZES, QUANTIZATIONS, ModelConfig, ServingConfig
 from pandagpt_demo.errors import Unavailable
 from pandagpt_demo.model.pandagpt import PandaGPT, resolve_dtype
 from pandagpt_demo.serving.engine import Engine
@@ -117,12 +117,11 @@ class ModelHandle:
     app's one place where the two are wired together.
     """
 
-    def __init__(self, choice: ModelChoice, max_batch: int | None = None, max_waiting: int = 64) -> None:
-        """With `max_batch`, concurrent answers are decoded together (batching.py); None decodes
-        each answer inside its own request (inline.py: ZeroGPU)."""
+    def __init__(self, choice: ModelChoice, serving: ServingConfig = ServingConfig()) -> None:
+        """With `serving.max_batch`, concurrent answers are decoded together (batching.py); None
+        decodes each answer inside its own request (inline.py: ZeroGPU)."""
         self.choice = choice
-        self.max_batch = max_batch
-        self.max_waiting = max_waiting
+        self.serving = serving
         self.status = "Starting…"
         self.error: str | None = None
         self._served: tuple[PandaGPT, Engine] | None = None
@@ -135,7 +134,7 @@ class ModelHandle:
     def _load(self) -> None:
         try:
             model = load_with_progress(self.choice, self._on_step)
-            engine = start_engine(model, self.max_batch, self.max_waiting, progress=self._on_step)
+            engine = start_engine(model, self.serving, progress=self._on_step)
             self._served = (model, engine)
             EngineMonitor(engine).start()
             self.status = "Ready"

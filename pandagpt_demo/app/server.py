@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from pandagpt_demo.config import EXAMPLES_FILE
+from pandagpt_demo.config import EXAMPLES_FILE, ServingConfig
 
 from .runtime import ModelHandle, add_model_arguments, choose_model, setup_logging
 from .ui import build_demo, on_zero_gpu
@@ -21,8 +21,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
     parser.add_argument("--share", action="store_true", help="also open a public Gradio share link")
-    parser.add_argument("--concurrency", type=int, default=16, help="answers generated at the same time, decoded together in one batch")
-    parser.add_argument("--queue-size", type=int, default=64, help="requests waiting beyond that; more are refused")
+    parser.add_argument(
+        "--concurrency", type=int, default=ServingConfig.max_batch, help="answers generated at the same time, decoded together in one batch"
+    )
+    parser.add_argument("--queue-size", type=int, default=ServingConfig.max_waiting, help="requests waiting beyond that; more are refused")
     parser.add_argument("--max-file-mb", type=float, default=200, help="uploads larger than this are refused before reading")
     parser.add_argument(
         "--download",
@@ -51,8 +53,8 @@ def main(argv: list[str] | None = None) -> None:
         download_first(args)
     choice = choose_model(args)
     print(choice.banner.replace("**", ""))
-    max_batch = None if on_zero_gpu() else args.concurrency  # ZeroGPU: no GPU outside a request
-    handle = ModelHandle(choice, max_batch=max_batch, max_waiting=args.queue_size).start()
+    serving = ServingConfig(max_batch=None if on_zero_gpu() else args.concurrency, max_waiting=args.queue_size)  # ZeroGPU: no GPU outside a request
+    handle = ModelHandle(choice, serving).start()
     demo = build_demo(handle)
     demo.queue(default_concurrency_limit=args.concurrency, max_size=args.queue_size)
     demo.launch(

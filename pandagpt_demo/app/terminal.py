@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pandagpt_demo.config import SamplingParams
+from pandagpt_demo.config import SamplingParams, ServingConfig
 from pandagpt_demo.errors import UserError
 from pandagpt_demo.model.modalities import Modality
 from pandagpt_demo.model.pandagpt import PandaGPT
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
     choice = choose_model(args)
     print(choice.banner.replace("**", ""), file=sys.stderr)
     model = load_with_progress(choice)
-    engine = start_engine(model, max_batch=1, max_waiting=1)  # the app's decode path: on CUDA, the compiled static slot
+    engine = start_engine(model, ServingConfig(max_batch=1, max_waiting=1))  # the app's decode path: on CUDA, the compiled static slot
     inputs = Inputs.of({m: getattr(args, m.value) for m in Modality}, _weights(args.weight))
     params = SamplingParams(args.max_new_tokens, args.top_p, args.temperature)
     session = ChatSession()

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from transformers import StaticCache
 
-from pandagpt_demo.config import SamplingParams
+from pandagpt_demo.config import SamplingParams, ServingConfig
 from pandagpt_demo.errors import Busy, Unavailable
 from pandagpt_demo.model.generation import sample_next, sample_rows
 
@@ -70,12 +70,12 @@ class BatchedDecoder:
         self,
         llm: nn.Module,
         eos_token_id: int | None,
-        max_batch: int = 16,
-        max_waiting: int = 64,
+        max_batch: int = ServingConfig.max_batch,
+        max_waiting: int = ServingConfig.max_waiting,
         seed: int = 0,
         slot: StaticSlot | None = None,
         compile_backend: str | None = None,
-        batch_spare: int = 128,
+        batch_spare: int = ServingConfig.batch_spare,
     ) -> None:
         """`slot`, if given, decodes a request that is alone in the batch (see static_decode.py).
         `batch_spare` is the room the batch's cache makes each time it is rebuilt (batch_cache.py).

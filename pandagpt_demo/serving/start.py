@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import torch
 
-from pandagpt_demo.config import SamplingParams
+from pandagpt_demo.config import SamplingParams, ServingConfig
 from pandagpt_demo.model.conversation import Conversation
 from pandagpt_demo.model.pandagpt import PandaGPT
 
@@ -19,19 +19,22 @@ from .inline import InlineEngine
 from .static_decode import StaticSlot
 
 
-def start_engine(model: PandaGPT, max_batch: int | None, max_waiting: int = 64, progress: Callable[[str], None] = lambda step: None) -> Engine:
-    """The continuous-batching engine for `max_batch` concurrent answers, or (None) the inline one.
+def start_engine(model: PandaGPT, serving: ServingConfig = ServingConfig(), progress: Callable[[str], None] = lambda step: None) -> Engine:
+    """The continuous-batching engine for `serving.max_batch` concurrent answers, or (None) the inline one.
 
     On CUDA a request decoding alone uses a static cache (static_decode.py), and unless
     `config.compile` is off both kinds of step are compiled, here and now, by a warm-up.
     """
     eos = model.tokenizer.eos_token_id
-    if max_batch is None:
+    if serving.max_batch is None:
         return InlineEngine(model.llm, eos)
     cuda = model.device.type == "cuda"
     compile_steps = cuda and model.config.compile
     slot = StaticSlot(model.llm, model.config.context_length, compile_step=compile_steps) if cuda else None
-    decoder = BatchedDecoder(model.llm, eos, max_batch, max_waiting, slot=slot, compile_backend="inductor" if compile_steps else None)
+    backend = "inductor" if compile_steps else None
+    decoder = BatchedDecoder(
+        model.llm, eos, serving.max_batch, serving.max_waiting, slot=slot, compile_backend=backend, batch_spare=serving.batch_spare
+    )
     if compile_steps:
         progress("compiling the decode steps (a few minutes on a first start, cached after)")
         warm_up(model, decoder)
