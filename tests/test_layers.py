@@ -11,7 +11,9 @@ import ast
 import shutil
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parents[1] / "pandagpt_demo"
+from tests.conftest import REPO_ROOT
+
+PACKAGE = REPO_ROOT / "pandagpt_demo"
 RANK = {"errors": 0, "config": 0, "files": 0, "__init__": 0, "model": 1, "serving": 2, "weights": 2, "app": 3}
 ENTRY_POINTS = {"chat": "app"}  # `python -m pandagpt_demo.chat`, the terminal chat's documented name
 

@@ -28,10 +28,10 @@ from pandagpt_demo.weights import download as download_module
 from pandagpt_demo.weights import fetch
 from pandagpt_demo.weights.cli import main
 from pandagpt_demo.weights.synthetic import RANDOM_SET_MARKER
+from tests.conftest import REPO_ROOT
 from tests.fake_hub import FakeHub
 from tests.tiny_llama import write_bin_copy, write_llama_pair
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 VICUNA, PANDA, LLAMA, VICUNA_DELTA, GATED = (
     "test/vicuna-tiny-v0",
     "test/pandagpt-tiny",

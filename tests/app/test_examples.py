@@ -12,7 +12,8 @@ import pytest
 import soundfile as sf
 from PIL import Image
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from tests.conftest import REPO_ROOT
+
 EXAMPLES = REPO_ROOT / "examples"
 MODALITIES = ("image", "audio", "video", "thermal", "depth", "imu")
 

@@ -14,7 +14,7 @@ from pandagpt_demo.model.generation import generate_tokens
 from pandagpt_demo.model.pandagpt import PandaGPT
 from pandagpt_demo.serving.batching import BatchedDecoder, DecoderClosed
 from pandagpt_demo.serving.static_decode import StaticSlot
-from tests.test_batching import prompt
+from tests.serving.test_batching import prompt
 
 GREEDY = SamplingParams(max_new_tokens=6, temperature=0.0)
 ENDLESS = SamplingParams(max_new_tokens=2000, temperature=0.0)  # still decoding whenever the test looks
