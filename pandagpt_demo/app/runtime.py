@@ -30,6 +30,8 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 def setup_logging(level: str) -> None:
     """The standard `logging` to stderr: start-up, engine load, internal errors with tracebacks, requests at DEBUG."""
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for chatty in ("httpx", "httpcore"):  # Gradio's own HTTP calls, one line each: only their problems
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 
 LOAD_STEPS = 6  # the progress messages PandaGPT.load sends
