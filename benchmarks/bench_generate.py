@@ -24,7 +24,18 @@ from pathlib import Path
 
 import torch
 
-from pandagpt_demo.config import EXAMPLES_FILE, LLAMA_SHAPES, QUANTIZATIONS, ImageBindArch, ModelConfig, SamplingParams, ServingConfig
+from pandagpt_demo.config import (
+    EXAMPLES_FILE,
+    LLAMA_SHAPES,
+    QUANTIZATIONS,
+    ImageBindArch,
+    ModelConfig,
+    ModelFiles,
+    ModelSpec,
+    RunSettings,
+    SamplingParams,
+    ServingConfig,
+)
 from pandagpt_demo.model.checkpoints import wrap_lora
 from pandagpt_demo.model.conversation import Conversation
 from pandagpt_demo.model.encoder import ImageBindEncoder
@@ -50,13 +61,14 @@ def build(size: str, device: str, dtype_name: str) -> PandaGPT:
     from transformers import LlamaForCausalLM
 
     arch = ImageBindArch.tiny() if size == "tiny" else ImageBindArch()
-    config = ModelConfig(name=size, imagebind_path=Path(), vicuna_dir=Path(), delta_path=Path(), imagebind=arch, device=device, dtype=dtype_name)
+    files = ModelFiles(imagebind_path=Path(), vicuna_dir=Path(), delta_path=Path())  # nothing is read: the weights are made here
+    config = ModelConfig(name=size, files=files, spec=ModelSpec(imagebind=arch), run=RunSettings(device=device, dtype=dtype_name))
     dtype = resolve_dtype(dtype_name, device)
     torch.manual_seed(0)
     with torch.device(device):
         encoder = ImageBindEncoder(arch).to(dtype)
         llm = LlamaForCausalLM._from_config(LLAMA_SHAPES[size].llama_config(), dtype=dtype)
-        llm = wrap_lora(llm, config.lora)
+        llm = wrap_lora(llm, config.spec.lora)
         for name, parameter in llm.named_parameters():
             if "lora_B" in name:
                 torch.nn.init.normal_(parameter, std=0.02)
@@ -68,7 +80,7 @@ def load_quantized(args: argparse.Namespace, folder: Path) -> PandaGPT:
     """Random weights of the size written in the released formats, loaded with the LLM in 8/4 bits."""
     layout = ModelConfig.tiny(folder) if args.size == "tiny" else ModelConfig.preset(args.size, folder)
     write_random_model_set(layout, args.size, device=args.device)
-    return PandaGPT.load(dataclasses.replace(layout, device=args.device, dtype=args.dtype, quantize=args.quantize))
+    return PandaGPT.load(layout.updated(device=args.device, dtype=args.dtype, quantize=args.quantize))
 
 
 def reset_peak_memory(device: str) -> None:
@@ -137,7 +149,10 @@ def measure_project(model: PandaGPT, args: argparse.Namespace) -> dict[str, floa
     greedy = SamplingParams(max_new_tokens=args.new_tokens, temperature=0.0)
     engines = []
     serve_seconds = timed(
-        device, lambda: engines.append(start_engine(model, ServingConfig(max_batch=max(args.sessions), max_waiting=max(args.sessions))))
+        device,
+        lambda: engines.append(
+            start_engine(model, ServingConfig(max_batch=max(args.sessions), max_waiting=max(args.sessions), stall_timeout=None, answer_timeout=None))
+        ),
     )
     decoder = engines[0]
     try:

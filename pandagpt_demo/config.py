@@ -7,7 +7,7 @@ a size, a path or a token id.
 from __future__ import annotations
 
 import shlex
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 MODEL_SIZES = ("7b", "13b", "tiny")
@@ -254,6 +254,8 @@ class ServingConfig:
     max_batch: int | None = 16  # answers decoded together; None: each decoded inside its own request (ZeroGPU)
     max_waiting: int = 64  # requests queued beyond those; more are refused (Busy)
     batch_spare: int = 128  # positions of room the batch's KV cache makes each time it is rebuilt
+    stall_timeout: float | None = 120.0  # seconds an answer may wait for its next token (queued or decoding)
+    answer_timeout: float | None = 600.0  # seconds one answer may take in all
 
     @classmethod
     def inline(cls) -> ServingConfig:
@@ -262,51 +264,115 @@ class ServingConfig:
 
 
 @dataclass(frozen=True)
-class ModelConfig:
-    """Where the three released files live, how to get them, and how to run them."""
+class ReplicaConfig:
+    """Model replicas on Ray Serve (serving/replicas.py): the defaults of `--replicas` and its flags."""
 
-    name: str
-    imagebind_path: Path
-    vicuna_dir: Path
-    delta_path: Path
-    get_weights: str = "python -m pandagpt_demo.weights make-tiny checkpoints/tiny"  # the one command
-    weight_sources: str = "random weights made locally"  # where that command fetches from
+    replicas: int = 1  # replicas started (each loads the model once, on its own GPU when there are GPUs)
+    ray_address: str | None = None  # a running cluster to join ("auto", "ray://host:10001"); None: start one here
+    min_replicas: int | None = None  # with max_replicas: autoscale between them from each replica's load
+    max_replicas: int | None = None
+    start_timeout: float = 900.0  # seconds for every replica to load its model
+
+    @property
+    def autoscaling(self) -> bool:
+        return self.min_replicas is not None or self.max_replicas is not None
+
+
+@dataclass(frozen=True)
+class PublicLimits:
+    """What keeps a public link up for weeks unattended: the defaults of app.py's flags for sessions,
+    uploads and shutdown (README, 'Running a public link')."""
+
+    max_sessions: int = 200  # tabs chatting at once; the next visitor is asked to come back later
+    session_ttl: float = 3600.0  # seconds a session may stay idle before it is cleared and its files deleted
+    max_upload_disk_gb: float = 5.0  # the upload folder's budget; the oldest unused files go first past it
+    upload_grace: float = 600.0  # seconds an upload nobody has asked about yet is kept while there is room
+    drain_seconds: float = 20.0  # on SIGTERM/SIGINT: time answers in flight get to finish
+    sweep_every: float = 30.0  # seconds between sweeps for idle sessions and unused files
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What the model is: architecture, LoRA, prompt and special tokens, wherever its files lie."""
+
     imagebind: ImageBindArch = field(default_factory=ImageBindArch)
     lora: LoraSpec = field(default_factory=LoraSpec)
     prompt: PromptTemplate = field(default_factory=PromptTemplate)
     special_tokens: SpecialTokens = field(default_factory=SpecialTokens)
     context_length: int = 2048  # Vicuna v0's training context
-    device: str = "cpu"
-    dtype: str = "auto"  # auto: float16 on CUDA (as the original), float32 on CPU
-    merge_lora: bool = True  # ignored when quantized: the LoRA then runs beside the 8/4-bit weights
-    compile: bool = True  # on CUDA, a lone request decodes in a static cache compiled into CUDA graphs
-    quantize: str | None = None  # "8bit" or "4bit" (bitsandbytes): 13B fits in 24 GB, 7B in 12 GB
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    """Where the three released files are, and the one command that gets or fixes them
+    (`check`, the app's banner and loading errors all name the same one)."""
+
+    imagebind_path: Path
+    vicuna_dir: Path
+    delta_path: Path
     root: Path | None = None  # the checkpoints folder (manifest.json, .download/); default: ImageBind's folder
+    get_weights: str = "python -m pandagpt_demo.weights make-tiny checkpoints/tiny"  # the one command
+    weight_sources: str = "random weights made locally"  # where that command fetches from
 
     def __post_init__(self) -> None:
         if self.root is None:
             object.__setattr__(self, "root", self.imagebind_path.parent)
 
-    @classmethod
-    def tiny(cls, directory: Path | str) -> ModelConfig:
-        """The layout `make-tiny DIR` writes: the released file names, tiny contents."""
-        root = Path(directory)
-        return cls(
-            name="tiny",
-            imagebind_path=root / "imagebind_huge.pth",
-            vicuna_dir=root / "vicuna_tiny",
-            delta_path=root / "pandagpt_tiny" / "pytorch_model.pt",
-            imagebind=ImageBindArch.tiny(),
-            get_weights=f"python -m pandagpt_demo.weights make-tiny {root}",
-        )
-
     def how_to_get(self) -> str:
         """The fix command and the sources it uses, for error messages."""
         return f"{self.get_weights} ({self.weight_sources})"
 
+
+@dataclass(frozen=True)
+class RunSettings:
+    """How the model runs on this machine."""
+
+    device: str = "cpu"
+    dtype: str = "auto"  # auto: float16 on CUDA (as the original), float32 on CPU
+    merge_lora: bool = True  # ignored when quantized: the LoRA then runs beside the 8/4-bit weights
+    compile: bool = True  # on CUDA, a lone request decodes in a static cache compiled into CUDA graphs
+    quantize: str | None = None  # "8bit" or "4bit" (bitsandbytes): 13B fits in 24 GB, 7B in 12 GB
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """One model set: what it is (`spec`), where its files are (`files`), how it runs (`run`).
+    How it serves is `ServingConfig`, apart: one model can be served in several ways."""
+
+    name: str
+    files: ModelFiles
+    spec: ModelSpec = field(default_factory=ModelSpec)
+    run: RunSettings = field(default_factory=RunSettings)
+
+    def updated(self, **changes: object) -> ModelConfig:
+        """This config with `changes` applied, each to the part that holds it (`device=`, `vicuna_dir=`, `context_length=`)."""
+        parts: dict[str, object] = {}
+        for name in ("files", "spec", "run"):
+            part = getattr(self, name)
+            mine = {key: value for key, value in changes.items() if key in {f.name for f in fields(part)}}
+            if mine:
+                parts[name] = replace(part, **mine)
+        unknown = set(changes) - {key for name in ("files", "spec", "run") for key in (f.name for f in fields(getattr(self, name)))}
+        if unknown:
+            raise TypeError(f"ModelConfig has no setting {', '.join(sorted(unknown))}")
+        return replace(self, **parts)  # type: ignore[arg-type]
+
+    @classmethod
+    def tiny(cls, directory: Path | str) -> ModelConfig:
+        """The layout `make-tiny DIR` writes: the released file names, tiny contents."""
+        root = Path(directory)
+        files = ModelFiles(
+            imagebind_path=root / "imagebind_huge.pth",
+            vicuna_dir=root / "vicuna_tiny",
+            delta_path=root / "pandagpt_tiny" / "pytorch_model.pt",
+            get_weights=f"python -m pandagpt_demo.weights make-tiny {root}",
+        )
+        return cls(name="tiny", files=files, spec=ModelSpec(imagebind=ImageBindArch.tiny()))
+
     @classmethod
     def preset(cls, size: str, checkpoints_dir: Path | str = "checkpoints", **overrides: object) -> ModelConfig:
-        """The file layout `python -m pandagpt_demo.weights` writes, for one model size."""
+        """The file layout `python -m pandagpt_demo.weights` writes (or PandaGPT's own), for one model size;
+        `overrides` go to the part that holds them (see `updated`)."""
         root = Path(checkpoints_dir)
         if size == "tiny":
             base = cls.tiny(root / "tiny")
@@ -314,8 +380,7 @@ class ModelConfig:
             root, layout = find_layout(root, size)
             imagebind_path, vicuna_dir, delta_path = layout.paths(root, size)
             sources = WEIGHT_SOURCES[size]
-            base = cls(
-                name=size,
+            files = ModelFiles(
                 imagebind_path=imagebind_path,
                 vicuna_dir=vicuna_dir,
                 delta_path=delta_path,
@@ -327,6 +392,7 @@ class ModelConfig:
                     f"{sources.delta[0].label}; see README, 'Get the real weights'"
                 ),
             )
+            base = cls(name=size, files=files)
         else:
             raise ValueError(f"unknown model size {size!r}; choose one of {', '.join(MODEL_SIZES)}")
-        return replace(base, **overrides)  # type: ignore[arg-type]
+        return base.updated(**overrides)

@@ -44,7 +44,7 @@ def app_url(tiny_config: ModelConfig, tmp_path_factory: pytest.TempPathFactory) 
     """The real app (`python app.py --model tiny`) running in a subprocess, once its model is ready."""
     port = _free_port()
     log_path = tmp_path_factory.mktemp("app") / "app.log"
-    checkpoints = tiny_config.imagebind_path.parent.parent
+    checkpoints = tiny_config.files.imagebind_path.parent.parent
     command = [
         sys.executable,
         "app.py",

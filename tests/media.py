@@ -135,3 +135,10 @@ def write_compressed_audio(path: str | Path, seconds: float, rate: int = 48_000,
             container.mux(stream.encode(frame))
         container.mux(stream.encode())
     return samples
+
+
+def distinct_image(path: Path, seed: int, size: int = 96) -> Path:
+    """A PNG of noise (incompressible: its size on disk is about size*size*3 bytes), different per seed."""
+    pixels = np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path)
+    return path

@@ -7,7 +7,7 @@ re-encoded, and entries for files no longer given are dropped.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -27,16 +27,17 @@ class EmbeddingCache:
 
     def vectors(
         self,
-        files: Mapping[Modality, str | Path],
+        files: Sequence[tuple[Modality, str | Path]],
         encode: Callable[[Modality, str | Path], torch.Tensor],
-    ) -> dict[Modality, torch.Tensor]:
-        """The vector of every given file; encodes only new contents, forgets files no longer given.
+    ) -> list[torch.Tensor]:
+        """The vector of every given (kind, file), in order; encodes only new contents, forgets
+        files no longer given. The same content given twice is encoded once.
 
         If `encode` raises (a bad file), the entries computed so far are kept and the error propagates.
         """
-        result: dict[Modality, torch.Tensor] = {}
+        result: list[torch.Tensor] = []
         current: set[CacheKey] = set()
-        for modality, path in files.items():
+        for modality, path in files:
             try:
                 key = (modality, sha256_file(checked_file(modality, path)))
             except OSError as error:
@@ -45,7 +46,7 @@ class EmbeddingCache:
             if key not in self._vectors:
                 self._vectors[key] = encode(modality, path)
                 self.encodes += 1
-            result[modality] = self._vectors[key]
+            result.append(self._vectors[key])
         self._vectors = {key: vector for key, vector in self._vectors.items() if key in current}
         return result
 

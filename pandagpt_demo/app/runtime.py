@@ -9,17 +9,19 @@ from __future__ import annotations
 import argparse
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-from pandagpt_demo.config import MODEL_SIZES, QUANTIZATIONS, ModelConfig, ServingConfig
+from pandagpt_demo.config import MODEL_SIZES, QUANTIZATIONS, ModelConfig, ReplicaConfig, ServingConfig
 from pandagpt_demo.errors import Unavailable
 from pandagpt_demo.model.pandagpt import PandaGPT, resolve_dtype
-from pandagpt_demo.serving.engine import Engine
+from pandagpt_demo.serving.engine import Engine, EngineStats
 from pandagpt_demo.serving.monitor import EngineMonitor
+from pandagpt_demo.serving.remote import ReplicaStatus
 from pandagpt_demo.serving.start import start_engine
 from pandagpt_demo.weights.synthetic import make_tiny
 
@@ -56,13 +58,13 @@ class ModelChoice:
 
     @property
     def banner(self) -> str:
-        dtype = str(resolve_dtype(self.config.dtype, self.config.device)).removeprefix("torch.")
-        bits = f", LLM in {self.config.quantize}" if self.config.quantize else ""
-        live = f"Model **{self.config.name}** on **{self.config.device}** ({dtype}{bits})"
+        dtype = str(resolve_dtype(self.config.run.dtype, self.config.run.device)).removeprefix("torch.")
+        bits = f", LLM in {self.config.run.quantize}" if self.config.run.quantize else ""
+        live = f"Model **{self.config.name}** on **{self.config.run.device}** ({dtype}{bits})"
         if self.config.name != "tiny":
             return live
-        real = ModelConfig.preset("7b", self.config.imagebind_path.parent.parent)
-        reason = self.fallback_reason or f"Started with --model tiny; for real answers: {real.get_weights}"
+        real = ModelConfig.preset("7b", self.config.files.imagebind_path.parent.parent)
+        reason = self.fallback_reason or f"Started with --model tiny; for real answers: {real.files.get_weights}"
         return f"{live}. ⚠️ Tiny random weights: answers are noise. {reason}"
 
 
@@ -85,10 +87,10 @@ def choose_model(args: argparse.Namespace) -> ModelChoice:
     log.info(
         "model %s on %s, dtype %s, compile %s, quantize %s%s",
         config.name,
-        config.device,
-        config.dtype,
-        config.compile,
-        config.quantize,
+        config.run.device,
+        config.run.dtype,
+        config.run.compile,
+        config.run.quantize,
         f" (fallback: {reason})" if reason else "",
     )
     return ModelChoice(config, reason)
@@ -104,12 +106,18 @@ def load_with_progress(choice: ModelChoice, on_step=lambda message: None) -> Pan
             bar.update(1)
             on_step(message)
 
-        if config.name == "tiny" and not config.delta_path.exists():
-            step(f"writing tiny checkpoints to {config.imagebind_path.parent}")
-            make_tiny(config.imagebind_path.parent)
-        else:
+        if not write_tiny_if_missing(config, step):
             bar.update(1)
         return PandaGPT.load(config, progress=step)
+
+
+def write_tiny_if_missing(config: ModelConfig, step: Callable[[str], None]) -> bool:
+    """The tiny model's files, written first if it is the one chosen and they are missing; whether they were."""
+    if config.name != "tiny" or config.files.delta_path.exists():
+        return False
+    step(f"writing tiny checkpoints to {config.files.imagebind_path.parent}")
+    make_tiny(config.files.imagebind_path.parent)
+    return True
 
 
 class ModelHandle:
@@ -119,24 +127,36 @@ class ModelHandle:
     app's one place where the two are wired together.
     """
 
-    def __init__(self, choice: ModelChoice, serving: ServingConfig = ServingConfig()) -> None:
+    def __init__(self, choice: ModelChoice, serving: ServingConfig = ServingConfig(), replicas: ReplicaConfig | None = None) -> None:
         """With `serving.max_batch`, concurrent answers are decoded together (batching.py); None
-        decodes each answer inside its own request (inline.py: ZeroGPU)."""
+        decodes each answer inside its own request (inline.py: ZeroGPU). With `replicas`, the model
+        runs in replicas on Ray Serve (serving/replicas.py) and this process keeps only prompts."""
         self.choice = choice
         self.serving = serving
+        self.replicas = replicas
         self.status = "Starting…"
         self.error: str | None = None
         self._served: tuple[PandaGPT, Engine] | None = None
+        self._cluster = None  # serving.replicas.Cluster, with `replicas`
         self._done = threading.Event()
 
     def start(self) -> ModelHandle:
+        """Load in the background; with replicas, first connect to Ray here, in the caller's (lasting) thread."""
+        if self.replicas is not None:
+            from pandagpt_demo.serving.replicas import Cluster  # Ray is imported only for replicas
+
+            self._cluster = Cluster(self.choice.config, self.serving, self.replicas).connect()
         threading.Thread(target=self._load, name="model-loader", daemon=True).start()
         return self
 
     def _load(self) -> None:
         try:
-            model = load_with_progress(self.choice, self._on_step)
-            engine = start_engine(model, self.serving, progress=self._on_step)
+            if self.replicas is None:
+                model = load_with_progress(self.choice, self._on_step)
+                engine = start_engine(model, self.serving, progress=self._on_step)
+            else:
+                write_tiny_if_missing(self.choice.config, self._on_step)
+                model, engine = self._cluster.start(self._on_step)
             self._served = (model, engine)
             EngineMonitor(engine).start()
             self.status = "Ready"
@@ -156,6 +176,19 @@ class ModelHandle:
     def ready(self) -> bool:
         return self._served is not None and self._served[1].ready
 
+    def stats(self) -> EngineStats | None:
+        """The engine's load, once loaded."""
+        return self._served[1].stats() if self._served is not None else None
+
+    def replica_status(self) -> ReplicaStatus | None:
+        """Replicas ready of those wanted, when the model runs in replicas (and they are deployed)."""
+        return self._cluster.status() if self._cluster is not None and self._served is not None else None
+
+    def served_by(self) -> dict[str, int]:
+        """Answers each replica started, by replica id (empty without replicas)."""
+        engine = self._served[1] if self._served is not None else None
+        return dict(getattr(engine, "served", {}))
+
     def get(self, timeout: float | None = None) -> tuple[PandaGPT, Engine]:
         """The loaded model and its engine; raises `Unavailable` while loading (after `timeout`) or if loading failed."""
         self._done.wait(timeout)
@@ -164,6 +197,8 @@ class ModelHandle:
         return self._served
 
     def close(self) -> None:
-        """Stop the engine: answers in flight end, new ones are refused."""
+        """Stop the engine: answers in flight end, new ones are refused; replicas (and a Ray cluster started here) go."""
         if self._served is not None:
             self._served[1].close()
+        if self._cluster is not None:
+            self._cluster.shutdown()

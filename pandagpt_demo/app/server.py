@@ -1,4 +1,10 @@
-"""The web app: flags, the optional download first, the model handle and the Gradio server (`python app.py --help`)."""
+"""The web app: flags, the optional download first, the model handle and the Gradio server (`python app.py --help`).
+
+It serves until SIGTERM or SIGINT, then drains (lifecycle.py) and exits 0. Beside Gradio's routes
+it answers `/healthz` and `/readyz` (health.py), `/metrics` (metrics.py), the OpenAI-compatible
+`/v1` (openai_api.py) and, through Gradio, the MCP tool at `/gradio_api/mcp/`; every upload passes
+the disk budget first (uploads.py).
+"""
 
 from __future__ import annotations
 
@@ -6,10 +12,21 @@ import argparse
 import os
 import sys
 
-from pandagpt_demo.config import EXAMPLES_FILE, ServingConfig
+from gradio import utils as gradio_utils
+from starlette.middleware import Middleware
 
+from pandagpt_demo.config import EXAMPLES_FILE, PublicLimits, ReplicaConfig, ServingConfig
+
+from .clients import UISettings
+from .health import health_routes
+from .housekeeping import Housekeeping
+from .lifecycle import exit_process
+from .metrics import Metrics
+from .openai_api import ApiConfig, OpenAIApi
+from .page import build_demo
 from .runtime import ModelHandle, add_model_arguments, choose_model, setup_logging
-from .ui import build_demo, on_zero_gpu
+from .ui import on_zero_gpu
+from .uploads import UploadBudget
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -26,12 +43,82 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--queue-size", type=int, default=ServingConfig.max_waiting, help="requests waiting beyond that; more are refused")
     parser.add_argument("--max-file-mb", type=float, default=200, help="uploads larger than this are refused before reading")
+    add_public_arguments(parser)
+    add_api_arguments(parser)
+    add_replica_arguments(parser)
     parser.add_argument(
         "--download",
         action="store_true",
         help="first fetch the --model weights into --checkpoints (as `python -m pandagpt_demo.weights download`), then start",
     )
     return parser.parse_args(argv)
+
+
+def add_public_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags an operator of a public link sets (README, 'Running a public link'); defaults from PublicLimits."""
+    limits = PublicLimits()
+    group = parser.add_argument_group("running a public link")
+    group.add_argument(
+        "--max-sessions", type=int, default=limits.max_sessions, help="tabs chatting at once; the next visitor is asked to come back later"
+    )
+    group.add_argument(
+        "--session-ttl", type=float, default=limits.session_ttl, help="seconds a chat may stay idle before it is cleared and its files deleted"
+    )
+    group.add_argument(
+        "--max-upload-disk-gb", type=float, default=limits.max_upload_disk_gb, help="disk budget of the upload folder; unused files go first past it"
+    )
+    group.add_argument(
+        "--upload-grace", type=float, default=limits.upload_grace, help="seconds an upload not yet asked about is kept while there is room"
+    )
+    group.add_argument(
+        "--stall-timeout", type=float, default=ServingConfig.stall_timeout, help="seconds an answer may wait for its next token; 0: no limit"
+    )
+    group.add_argument("--answer-timeout", type=float, default=ServingConfig.answer_timeout, help="seconds one answer may take in all; 0: no limit")
+    group.add_argument("--drain-seconds", type=float, default=limits.drain_seconds, help="on SIGTERM/SIGINT: time answers in flight get to finish")
+
+
+def add_api_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of the APIs beside the page (README, "APIs"); defaults from ApiConfig."""
+    group = parser.add_argument_group("APIs: OpenAI-compatible /v1, MCP, /metrics")
+    group.add_argument(
+        "--api-key", default=os.environ.get("PANDAGPT_API_KEY"), help="require this Bearer token on /v1 (default: $PANDAGPT_API_KEY; none: open)"
+    )
+    group.add_argument("--allow-remote-media", action="store_true", help="let /v1 fetch http(s) media URLs (off: data URLs only)")
+    group.add_argument("--remote-timeout", type=float, default=ApiConfig.remote_timeout, help="seconds /v1 may spend fetching one remote file")
+    group.add_argument("--no-mcp", dest="mcp", action="store_false", help="do not serve the MCP tool at /gradio_api/mcp/")
+
+
+def add_replica_arguments(parser: argparse.ArgumentParser) -> None:
+    """Past one GPU (README, "Several GPUs and machines"): without these flags, one process and no Ray."""
+    group = parser.add_argument_group("model replicas on Ray Serve (pip install 'ray[serve]')")
+    group.add_argument("--replicas", type=int, help="start a local Ray cluster and this many model replicas (one per GPU)")
+    group.add_argument("--ray-address", help="join this running Ray cluster instead ('auto' on a node of it, or ray://HOST:10001)")
+    group.add_argument("--min-replicas", type=int, help="with --max-replicas: autoscale the replicas from their load")
+    group.add_argument("--max-replicas", type=int)
+
+
+def replica_config(args: argparse.Namespace) -> ReplicaConfig | None:
+    """The replicas asked for, or None (the model in this process)."""
+    if args.replicas is None and args.ray_address is None and args.min_replicas is None and args.max_replicas is None:
+        return None
+    if on_zero_gpu():
+        sys.exit("--replicas and --ray-address cannot run on a ZeroGPU Space: its GPU exists only inside each request.")
+    return ReplicaConfig(
+        replicas=args.replicas or ReplicaConfig.replicas,
+        ray_address=args.ray_address,
+        min_replicas=args.min_replicas,
+        max_replicas=args.max_replicas,
+    )
+
+
+def public_limits(args: argparse.Namespace) -> PublicLimits:
+    return PublicLimits(
+        max_sessions=args.max_sessions,
+        session_ttl=args.session_ttl,
+        max_upload_disk_gb=args.max_upload_disk_gb,
+        upload_grace=args.upload_grace,
+        drain_seconds=args.drain_seconds,
+    )
 
 
 def download_first(args: argparse.Namespace) -> None:
@@ -53,15 +140,46 @@ def main(argv: list[str] | None = None) -> None:
         download_first(args)
     choice = choose_model(args)
     print(choice.banner.replace("**", ""))
-    serving = ServingConfig(max_batch=None if on_zero_gpu() else args.concurrency, max_waiting=args.queue_size)  # ZeroGPU: no GPU outside a request
-    handle = ModelHandle(choice, serving).start()
-    demo = build_demo(handle)
+    serving = ServingConfig(
+        max_batch=None if on_zero_gpu() else args.concurrency,  # ZeroGPU: no GPU outside a request
+        max_waiting=args.queue_size,
+        stall_timeout=args.stall_timeout or None,
+        answer_timeout=args.answer_timeout or None,
+    )
+    limits = public_limits(args)
+    house = Housekeeping(limits, gradio_utils.get_upload_folder())
+    handle = ModelHandle(choice, serving, replica_config(args)).start()
+    house.lifecycle.install_signal_handlers()  # after Ray's start, which sets handlers of its own
+    metrics = Metrics(handle, house)
+    settings = UISettings()
+    demo = build_demo(handle, settings, house, metrics)
     demo.queue(default_concurrency_limit=args.concurrency, max_size=args.queue_size)
+    max_file_size = int(args.max_file_mb * 1024 * 1024)  # bytes; Gradio refuses larger uploads unread
+    api = OpenAIApi(
+        handle,
+        house,
+        metrics,
+        settings,
+        ApiConfig(args.api_key or None, args.allow_remote_media, args.remote_timeout, max_file_size),
+    )
+    house.start()
     demo.launch(
         server_name=args.host,
         server_port=args.port,
         share=args.share,
-        max_file_size=int(args.max_file_mb * 1024 * 1024),  # bytes; Gradio refuses larger uploads unread
+        max_file_size=max_file_size,
         allowed_paths=[str(EXAMPLES_FILE.parent)],
         show_error=True,
+        prevent_thread_lock=True,
+        mcp_server=args.mcp,
+        state_session_capacity=max(10_000, 2 * limits.max_sessions),  # Gradio's own silent eviction stays far beyond our cap
+        app_kwargs={
+            "routes": [*health_routes(handle, house.lifecycle), metrics.route(), *api.routes()],
+            "middleware": [Middleware(UploadBudget, store=house.uploads, limit=max_file_size)],
+        },
     )
+    house.lifecycle.wait_for_stop()
+    house.lifecycle.drain(handle.close)
+    house.stop()
+    demo.close()
+    exit_process()

@@ -16,16 +16,25 @@ from pandagpt_demo.model.pandagpt import PandaGPT
 from pandagpt_demo.serving.engine import Engine
 from pandagpt_demo.serving.start import start_engine
 
+from .chatlog import Attachment
 from .runtime import add_model_arguments, choose_model, load_with_progress, setup_logging
-from .session import ChatSession, Inputs
+from .session import ChatSession
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m pandagpt_demo.chat", description=__doc__.split("\n")[0])
     add_model_arguments(parser)
     for modality in Modality:
-        parser.add_argument(f"--{modality.value}", metavar="FILE", help=f"{modality.value} file ({' '.join(modality.extensions)})")
-    parser.add_argument("--weight", action="append", default=[], metavar="MODALITY=W", help="multimodal-arithmetic weight, e.g. audio=0.5")
+        parser.add_argument(
+            f"--{modality.value}",
+            action="append",
+            default=[],
+            metavar="FILE",
+            help=f"{modality.value} file ({' '.join(modality.extensions)}); repeat for several",
+        )
+    parser.add_argument(
+        "--weight", action="append", default=[], metavar="MODALITY=W", help="multimodal-arithmetic weight of every file of a kind, e.g. audio=0.5"
+    )
     parser.add_argument("--max-new-tokens", type=int, default=SamplingParams.max_new_tokens)
     parser.add_argument("--top-p", type=float, default=SamplingParams.top_p)
     parser.add_argument("--temperature", type=float, default=SamplingParams.temperature)
@@ -41,12 +50,18 @@ def _weights(pairs: list[str]) -> dict[Modality, float]:
     return weights
 
 
-def answer(session: ChatSession, model: PandaGPT, engine: Engine, question: str, inputs: Inputs, params: SamplingParams) -> None:
+def attachments(args: argparse.Namespace) -> list[Attachment]:
+    """The files of the command line, in use for the whole chat (several of a kind are summed)."""
+    weights = _weights(args.weight)
+    return [Attachment.of(path, m, weight=weights.get(m, 1.0)) for m in Modality for path in getattr(args, m.value)]
+
+
+def answer(session: ChatSession, model: PandaGPT, engine: Engine, question: str, params: SamplingParams) -> None:
     """Print the streamed answer; a bad file or an over-long question is reported, not fatal."""
     notify = lambda message: print(f"[{message}]", file=sys.stderr)  # noqa: E731
     shown = ""
     try:
-        for so_far in session.ask(model, engine, question, inputs, params, notify):
+        for so_far in session.ask(model, engine, question, params, notify):
             print(so_far[len(shown) :], end="", flush=True)
             shown = so_far
     except UserError as error:
@@ -60,10 +75,13 @@ def main(argv: list[str] | None = None) -> None:
     choice = choose_model(args)
     print(choice.banner.replace("**", ""), file=sys.stderr)
     model = load_with_progress(choice)
-    engine = start_engine(model, ServingConfig(max_batch=1, max_waiting=1))  # the app's decode path: on CUDA, the compiled static slot
-    inputs = Inputs.of({m: getattr(args, m.value) for m in Modality}, _weights(args.weight))
+    # The app's decode path (on CUDA, the compiled static slot); one local user, so no time limits.
+    engine = start_engine(model, ServingConfig(max_batch=1, max_waiting=1, stall_timeout=None, answer_timeout=None))
+    try:
+        session = ChatSession(in_use=attachments(args))
+    except UserError as error:
+        sys.exit(f"error: {error}")
     params = SamplingParams(args.max_new_tokens, args.top_p, args.temperature)
-    session = ChatSession()
     question = args.question
     while True:
         if question is None:
@@ -78,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
                 question = None
                 continue
         print("panda> ", end="", flush=True)
-        answer(session, model, engine, question, inputs, params)
+        answer(session, model, engine, question, params)
         question = None
 
 

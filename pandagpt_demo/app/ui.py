@@ -1,7 +1,10 @@
-"""The Gradio app: one Blocks page whose chat streams PandaGPT's answers, plus the `/chat` API.
+"""The page's handlers and the `/chat` API: every one works on the caller's own `ChatSession`.
 
-Each browser tab (and each `gradio_client.Client`) has its own `ChatSession` in `gr.State`: its
-history, uploads and cached embeddings are never seen by anyone else. The model is shared.
+Each browser tab (and each `gradio_client.Client`) has its own session in `gr.State`: its chat,
+files and cached embeddings are never seen by anyone else. The model is shared. Every handler
+checks in with `Housekeeping` (housekeeping.py): the cap on sessions, their idle expiry, the files
+they hold in the upload folder, and refusing new questions while the app drains. The layout that
+wires these handlers is in page.py.
 """
 
 from __future__ import annotations
@@ -10,48 +13,31 @@ import json
 import logging
 import os
 import uuid
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
 import gradio as gr
-from gradio import utils as gradio_utils
-from gradio.components.image import ImageData
 from gradio.data_classes import FileData
 
-from pandagpt_demo.config import EXAMPLES_FILE, SamplingParams
-from pandagpt_demo.errors import BadInput, BadSetting, UserError
-from pandagpt_demo.model.modalities import MediaError, Modality
+from pandagpt_demo.config import SamplingParams
+from pandagpt_demo.errors import BadInput, BadSetting, UserError, internal_error
+from pandagpt_demo.model.kinds import guess_kind, possible_kinds
+from pandagpt_demo.model.modalities import Modality, load_modality
 from pandagpt_demo.model.pandagpt import PandaGPT
 from pandagpt_demo.serving.engine import Engine
 
+from .chatlog import Attachment
+from .clients import UISettings, api_attachments, api_history, uploaded_path
+from .housekeeping import Housekeeping
+from .metrics import Metrics, error_kind
+from .previews import Previews
 from .runtime import ModelHandle
-from .session import ChatSession, Inputs
-
-MODALITIES = tuple(Modality)  # the order of the file inputs everywhere below
-
+from .session import ChatSession
 
 log = logging.getLogger(__name__)
 
-
-def internal_error(error: BaseException) -> str:
-    """Log an internal fault with its traceback under a short id; returns what to show the user instead."""
-    ref = uuid.uuid4().hex[:8]
-    log.error("internal error %s", ref, exc_info=error)
-    return f"Internal error (logged as {ref}): not a problem with your files or settings. Please try again."
-
-
-@dataclass(frozen=True)
-class UISettings:
-    """Defaults of the sampling sliders (those of the original demo) and the largest values the
-    sliders offer; API callers are held to the same ranges."""
-
-    max_new_tokens: int = SamplingParams.max_new_tokens
-    top_p: float = SamplingParams.top_p
-    temperature: float = SamplingParams.temperature
-    max_new_tokens_limit: int = 1024
-    temperature_limit: float = 2.0
-    weight_limit: float = 2.0
+EMPTY_BOX = {"text": "", "files": []}
+RECORD_NAME = "pandagpt-chat.json"
 
 
 def on_zero_gpu() -> bool:
@@ -69,272 +55,432 @@ def on_gpu(fn):
     return spaces.GPU(fn)
 
 
-def _upload_roots() -> list[Path]:
-    """Where a file handed to a handler may live: Gradio's upload folder and the examples."""
-    return [Path(gradio_utils.get_upload_folder()).resolve(), EXAMPLES_FILE.parent.resolve()]
+def _key(request: gr.Request | None) -> str:
+    """The session's key: Gradio's session hash (one per tab, one per gradio_client.Client)."""
+    return getattr(request, "session_hash", None) or "anonymous"
 
 
-def _file_path(modality: Modality, value: str | dict | FileData | None) -> str | None:
-    """A component's or an API client's file value as a local path, only if it was uploaded.
-
-    A plain string reaches `/chat` unchecked by Gradio, so without this anyone could have the
-    server read (and describe) any file it can open.
-    """
-    if value is None:
-        return None
-    if isinstance(value, FileData):
-        path = value.path
-    elif isinstance(value, dict) and isinstance(value.get("path"), str):
-        path = value["path"]
-    elif isinstance(value, str):
-        path = value
-    else:
-        raise BadInput(f"The {modality.value} input must be a file (gradio_client.handle_file(...)), not {type(value).__name__}.")
-    resolved = Path(path).resolve()
-    if not any(resolved.is_relative_to(root) for root in _upload_roots()):
-        raise MediaError(modality, path, "it is a path on the server, not an uploaded file; send the file itself (gradio_client.handle_file)")
-    return path
-
-
-def _untouched(image: gr.Image) -> gr.Image:
-    """Make `image` hand the uploaded file over as it is. Gradio's Image would open it, rotate it by
-    EXIF and convert it to RGB first: instead the app's loader decodes it exactly as the released
-    weights expect, and a broken file gets the app's message naming it. (Set on the instance: a
-    subclass of a Gradio component writes a .pyi stub beside this module when imported.)"""
-    gradio_preprocess = image.preprocess
-
-    def preprocess(payload: ImageData | None) -> str | None:
-        if payload is not None and payload.path is not None:
-            return payload.path
-        return gradio_preprocess(payload)
-
-    image.preprocess = preprocess
-    return image
-
-
-def _number(name: str, value: object, low: float, high: float) -> float:
-    """`value` as a float within [low, high], or a BadSetting that says which setting is wrong."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-        raise BadSetting(f"{name} must be a number from {low:g} to {high:g}, not {value!r}.")
-    return float(value)
-
-
-def _api_history(history: object) -> list[tuple[str, str]]:
-    """`/chat`'s history: earlier [question, answer] pairs of strings."""
-    pairs = history or []
-    if not isinstance(pairs, list) or not all(
-        isinstance(pair, (list, tuple)) and len(pair) == 2 and all(isinstance(text, str) for text in pair) for pair in pairs
-    ):
-        raise BadSetting("history must be a list of [question, answer] pairs of strings.")
-    return [(question, answer) for question, answer in pairs]
-
-
-def _example_rows() -> list[list[str | None]]:
-    """Gallery rows from examples/examples.json: question, then one file (or None) per modality."""
-    if not EXAMPLES_FILE.exists():
-        return []
-    root = EXAMPLES_FILE.parent.parent
-    rows = json.loads(EXAMPLES_FILE.read_text())
-    return [[row["question"], *[str(root / row[m.value]) if row.get(m.value) else None for m in MODALITIES]] for row in rows]
+def _box(question: str, attached: list[Attachment]) -> dict:
+    """The message box holding a question and its files again (an answer that failed)."""
+    return {"text": question, "files": [str(a.path) for a in attached if a.path is not None]}
 
 
 class ChatApp:
-    """Event handlers of the page; every one works on the caller's own session.
+    """Event handlers of the page. A user's mistake (a bad file, a setting out of range, a full
+    queue) is shown as a warning while the chat, the files and the message box stay as they were.
 
-    A user's mistake (a bad file, a setting out of range, a full queue) is shown as a warning
-    while the chat, the files and the question stay as they were.
+    Every handler that changes what is shown returns `view(session)`: the chat, the "in use"
+    strip's rows, the versions pager and its label, in that order.
     """
 
-    def __init__(self, handle: ModelHandle, settings: UISettings) -> None:
+    def __init__(
+        self,
+        handle: ModelHandle,
+        settings: UISettings,
+        house: Housekeeping,
+        kind_hints: dict[str, Modality] | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.handle = handle
         self.settings = settings
+        self.house = house
+        self.metrics = metrics or Metrics(handle, house)
+        self.previews = Previews(house.uploads.root)
+        self.kind_hints = kind_hints or {}  # sha256 -> kind of files whose kind is known (the examples)
 
     def _served(self) -> tuple[PandaGPT, Engine]:
-        return self.handle.get(timeout=0)
+        return self.metrics.served(*self.handle.get(timeout=0))
 
     def status(self) -> str:
-        return f"{self.handle.choice.banner}  \n{self.handle.status}"
+        replicas = self.handle.replica_status()
+        on = f" on {replicas.ready} of {replicas.total} replicas" if replicas is not None else ""
+        return f"{self.handle.choice.banner}  \n{self.handle.status}{on}"
 
-    def _settings(self, args: tuple) -> tuple[Inputs, SamplingParams]:
-        """Unpack the page's shared inputs: six files, six weights, three sliders."""
-        n = len(MODALITIES)
-        files, weights, (max_new_tokens, top_p, temperature) = args[:n], args[n : 2 * n], args[2 * n : 2 * n + 3]
-        inputs = Inputs.of({m: _file_path(m, f) for m, f in zip(MODALITIES, files)}, self._weights(dict(zip(MODALITIES, weights))))
-        return inputs, self._params(max_new_tokens, top_p, temperature)
+    # --- what the page shows ----------------------------------------------------------------------
 
-    def _params(self, max_new_tokens: object, top_p: object, temperature: object) -> SamplingParams:
-        tokens = _number("max_new_tokens", max_new_tokens, 1, self.settings.max_new_tokens_limit)
-        if tokens != int(tokens):
-            raise BadSetting(f"max_new_tokens must be a whole number, not {max_new_tokens!r}.")
-        return SamplingParams(
-            max_new_tokens=int(tokens),
-            top_p=_number("top_p", top_p, 0, 1),
-            temperature=_number("temperature", temperature, 0, self.settings.temperature_limit),
+    def strip_rows(self, session: ChatSession) -> list[dict]:
+        """The "in use" strip as plain rows (the page renders one row each): files in the message
+        box first, then those in use for the next answer."""
+        return [
+            {
+                "name": a.name,
+                "kind": a.kind.value,
+                "kinds": [k.value for k in possible_kinds(a.name)] or [a.kind.value],
+                "weight": a.weight,
+                "where": where,
+                "missing": a.path is None,
+            }
+            for where, attachments in (("message", session.pending), ("in use", session.in_use))
+            for a in attachments
+        ]
+
+    def view(self, session: ChatSession) -> tuple:
+        shown, count = session.versions()
+        return (
+            session.messages(self.previews.item),
+            self.strip_rows(session),
+            gr.Row(visible=count > 1),
+            f"Answer version {shown} of {count}" if count > 1 else "",
         )
 
-    def _weights(self, weights: Mapping[Modality, object]) -> dict[Modality, float]:
-        limit = self.settings.weight_limit
-        return {m: _number(f"The {m.value} weight", w, -limit, limit) for m, w in weights.items()}
+    def _hold(self, key: str, session: ChatSession) -> list[Path]:
+        """The files this tab shows or will use: the upload janitor keeps them while the session lives."""
+        present = [a for a in session.attachments() if a.path is not None]
+        files = [*session.files(), *self.previews.paths(present), *([session.record_file] if session.record_file else [])]
+        self.house.hold(key, files, {a.sha256: a.path for a in present})
+        return files
 
-    def _api_weights(self, weights: object) -> dict[Modality, float]:
-        """`/chat`'s weights: a mapping from modality names to numbers."""
-        if weights is None:
-            return {}
-        names = {m.value for m in MODALITIES}
-        if not isinstance(weights, dict) or not set(weights) <= names:
-            raise BadSetting(f"weights must map modality names ({', '.join(sorted(names))}) to numbers, not {weights!r}.")
-        return self._weights({Modality(k): v for k, v in weights.items()})
+    # --- sessions -------------------------------------------------------------------------------
+
+    def _enter(self, request: gr.Request | None, session: ChatSession) -> str:
+        """Check the caller's session in (refused past the cap); tell a tab whose idle chat was cleared. Its key."""
+        key = _key(request)
+        notice = self.house.enter(key, session)
+        if notice:
+            gr.Warning(notice)
+        return key
+
+    def _guarded(self, request: gr.Request | None, session: ChatSession) -> str:
+        """`_enter` for the actions that do not answer: a refusal is a warning, the action still runs on this tab's own state."""
+        try:
+            return self._enter(request, session)
+        except UserError as error:
+            gr.Warning(str(error))
+            return _key(request)
+
+    def open_page(self, stored: object, session: ChatSession, request: gr.Request) -> tuple:
+        """A tab opened: it takes a place among the live sessions (or is told to come back later),
+        and resumes the chat its browser kept, if any."""
+        try:
+            key = self._enter(request, session)
+        except UserError as error:
+            return (gr.Markdown(f"⚠️ {error}", visible=True), *self.view(session), session)
+        if isinstance(stored, dict) and stored.get("messages"):
+            try:
+                session = self._resume(key, stored)
+            except UserError as error:
+                log.info("a stored chat could not be resumed: %s", error)
+        return (gr.Markdown(visible=False), *self.view(session), session)
+
+    def _resume(self, key: str, record: dict) -> ChatSession:
+        session = ChatSession.from_record(record, self.house.find)
+        self.house.enter(key, session)
+        self._hold(key, session)
+        missing = sorted({a.name for a in session.missing()})
+        if missing:
+            gr.Warning(f"Attach again to use them: {', '.join(missing)} (no longer on the server; matched by content when you attach them).")
+        return session
+
+    def close_page(self, request: gr.Request) -> None:
+        """A tab closed: its session ends; its files stay for the upload grace (a reload resumes them)."""
+        self.house.leave(_key(request))
+
+    # --- the message box and the strip --------------------------------------------------------------
+
+    def sync_box(self, message: dict | None, session: ChatSession, request: gr.Request) -> tuple:
+        """The files in the message box changed: each gets a kind (guessed, or known for an example),
+        or fills in a file of the chat that was missing (same content)."""
+        paths = [Path(p) for p in (message or {}).get("files") or []]
+        if paths == [a.path for a in session.pending]:
+            return gr.skip(), session
+        key = self._guarded(request, session)
+        self._take(paths, session)
+        self._hold(key, session)
+        return self.strip_rows(session), session
+
+    def _take(self, paths: list[Path], session: ChatSession, strict: bool = False) -> None:
+        """Make `paths` the session's files in the message box, keeping the kinds and weights already
+        set. A file that cannot be taken is left out with a warning, or with `strict` refused (BadInput)."""
+        pending = []
+
+        def refuse(error: UserError) -> None:
+            if strict:
+                raise error
+            gr.Warning(str(error))
+
+        for path in paths:
+            known = next((a for a in session.pending if a.path == path), None)
+            if known is not None:
+                pending.append(known)
+                continue
+            if len(session.attachments()) - len(session.pending) + len(pending) >= self.settings.max_files:
+                refuse(BadInput(f"'{path.name}' is left out: a chat takes at most {self.settings.max_files} files; remove some, or Clear."))
+                continue
+            kind = guess_kind(path)
+            if kind is None:
+                accepted = sorted({s for m in Modality for s in m.extensions})
+                refuse(BadInput(f"'{path.name}' is not a kind of file PandaGPT takes (accepted: {', '.join(accepted)}); it is left out."))
+                continue
+            try:
+                attachment = Attachment.of(uploaded_path(kind, str(path)), kind)
+            except UserError as error:
+                refuse(error)
+                continue
+            attachment.kind = self.kind_hints.get(attachment.sha256, attachment.kind)
+            if session.supply(attachment):
+                gr.Info(f"'{attachment.name}' is back in the chat.")
+                continue
+            pending.append(attachment)
+        session.pending = pending
+
+    def set_kind(self, index: int, kind: str, session: ChatSession) -> tuple:
+        """Take a file as another kind, if it can be read as one (a colour photo is no depth map)."""
+        attachment = self._strip_item(session, index)
+        if attachment is not None and attachment.path is not None:
+            try:
+                load_modality(Modality(kind), attachment.path)
+            except UserError as error:
+                gr.Warning(f"{error} It stays {attachment.kind.value}.")
+            else:
+                attachment.kind = Modality(kind)
+        shown = attachment.kind.value if attachment is not None else kind
+        return session.messages(self.previews.item), self.strip_rows(session), shown, session
+
+    def set_weight(self, index: int, weight: float | None, session: ChatSession) -> ChatSession:
+        attachment = self._strip_item(session, index)
+        if attachment is not None and weight is not None:
+            try:
+                attachment.weight = self.settings.weight(f"'{attachment.name}'", weight)
+            except UserError as error:
+                gr.Warning(str(error))
+        return session
+
+    def remove(self, index: int, message: dict | None, session: ChatSession) -> tuple:
+        """The ✕ of a strip row: a file in use stops being used; one in the message box leaves the box."""
+        attachment = self._strip_item(session, index)
+        box = gr.skip()
+        if attachment in session.pending:
+            session.pending.remove(attachment)
+            box = _box((message or {}).get("text") or "", session.pending)
+        elif attachment is not None:
+            session.remove(attachment)
+        return session.messages(self.previews.item), self.strip_rows(session), box, session
+
+    def add_capture(self, capture: str | None, message: dict | None) -> tuple:
+        """A webcam photo or clip joins the files in the message box (its own input is emptied)."""
+        if not capture:
+            return gr.skip(), gr.skip()
+        message = message or {}
+        return {"text": message.get("text") or "", "files": [*(message.get("files") or []), capture]}, None
+
+    @staticmethod
+    def _strip_item(session: ChatSession, index: int) -> Attachment | None:
+        strip = session.pending + session.in_use
+        return strip[index] if 0 <= index < len(strip) else None
+
+    # --- answering ------------------------------------------------------------------------------
+
+    def _answer(self, request: gr.Request | None, session: ChatSession, start, params: tuple, box_back: dict | None) -> Iterator[tuple]:
+        """Run one answering action and stream the page's view; `start(model, engine, params)` makes
+        its stream. The box is emptied with the first piece; if the action fails before any text,
+        `box_back` is put back into it. An answer cut short keeps what was shown, with a warning."""
+        kept_box = gr.skip()
+        self.metrics.started("page")
+        try:
+            key = self._enter(request, session)
+            sampling = self.settings.params(*params)
+            with self.house.answering(key, self._hold(key, session)):
+                stream = start(*self._served(), sampling)
+                empty = EMPTY_BOX if box_back is not None else gr.skip()
+                for _ in stream:
+                    yield (*self.view(session), empty, session)
+                    empty = gr.skip()
+                self._hold(key, session)
+        except UserError as error:
+            self.metrics.failed("page", error_kind(error))
+            gr.Warning(str(error))
+            if box_back is not None and not session.waiting:
+                kept_box = box_back
+        except Exception as error:
+            self.metrics.failed("page", error_kind(error))
+            yield (*self.view(session), box_back if box_back is not None else gr.skip(), session)
+            raise gr.Error(internal_error(error)) from error
+        yield (*self.view(session), kept_box, session)
 
     @on_gpu
-    def send(self, question: str, *args) -> Iterator[tuple]:
-        """Ask a question about the given files; streams (chat, textbox, session).
-
-        The textbox is emptied with the first piece and then left alone, so the user can type the
-        next question while this answer streams; if answering fails, the question is put back.
-        """
-        session: ChatSession = args[-1]
-        question = question.strip() if isinstance(question, str) else ""
+    def send(
+        self, message: dict | None, max_new_tokens: float, top_p: float, temperature: float, session: ChatSession, request: gr.Request
+    ) -> Iterator[tuple]:
+        """Ask the message's question with its files (they join those in use); streams the view,
+        the message box and the session. The box is emptied as the answer starts, so the next
+        question can be typed while this one streams; if answering fails, it is put back."""
+        question = ((message or {}).get("text") or "").strip()
         if not question:
             gr.Warning("Type a question first.")
-            yield session.messages(), "", session
+            yield (*self.view(session), gr.skip(), session)
             return
-        textbox: str | dict = ""
-        try:
-            inputs, params = self._settings(args[:-1])
-            for _ in session.ask(*self._served(), question, inputs, params, gr.Warning):
-                yield session.messages(), textbox, session
-                textbox = gr.skip()
+        try:  # an API client sends no box change first
+            self._take([Path(p) for p in (message or {}).get("files") or []], session, strict=True)
         except UserError as error:
             gr.Warning(str(error))
-            textbox = question
-        except Exception as error:
-            yield session.messages(), question, session
-            raise gr.Error(internal_error(error)) from error
-        yield session.messages(), textbox, session
+            yield (*self.view(session), gr.skip(), session)
+            return
+        attached = list(session.pending)
+
+        def start(model: PandaGPT, engine: Engine, params: SamplingParams) -> Iterator[str]:
+            stream = session.ask(model, engine, question, params, gr.Warning, attached=attached)
+            session.pending = []
+            return self._keep_box_on_failure(stream, session, attached)
+
+        yield from self._answer(request, session, start, (max_new_tokens, top_p, temperature), _box(question, attached))
+
+    @staticmethod
+    def _keep_box_on_failure(stream: Iterator[str], session: ChatSession, attached: list[Attachment]) -> Iterator[str]:
+        """If the question is taken back, its files go back to the message box with it."""
+        count = len(session.exchanges)
+        try:
+            yield from stream
+        except Exception:
+            if len(session.exchanges) < count:
+                session.pending = attached
+            raise
 
     @on_gpu
-    def regenerate(self, *args) -> Iterator[tuple]:
-        """Answer the last question again; if that fails, the previous answer stays."""
-        session: ChatSession = args[-1]
-        if not session.conversation.turns:
+    def regenerate(self, max_new_tokens: float, top_p: float, temperature: float, session: ChatSession, request: gr.Request) -> Iterator[tuple]:
+        """Answer the last question again: a new version, the earlier ones kept for paging."""
+        if not session.exchanges:
             gr.Warning("Nothing to regenerate yet.")
-            yield session.messages(), session
+            yield (*self.view(session), gr.skip(), session)
             return
-        try:
-            inputs, params = self._settings(args[:-1])
-            for _ in session.regenerate(*self._served(), inputs, params, gr.Warning):
-                yield session.messages(), session
-        except UserError as error:
-            gr.Warning(str(error))
-        except Exception as error:
-            yield session.messages(), session
-            raise gr.Error(internal_error(error)) from error
-        yield session.messages(), session
 
-    def undo(self, session: ChatSession) -> tuple:
-        """Remove the last turn (stopping its answer if one is streaming) and put its question back in the textbox."""
-        question = session.undo()
-        return session.messages(), question or "", session
+        def start(model: PandaGPT, engine: Engine, params: SamplingParams) -> Iterator[str]:
+            return session.regenerate(model, engine, params, gr.Warning)
 
-    def clear(self, session: ChatSession) -> tuple:
-        """Forget history, uploads and cached embeddings (stopping an answer being streamed)."""
-        session.clear()
-        return (session.messages(), "", session, *[None] * len(MODALITIES))
+        yield from self._answer(request, session, start, (max_new_tokens, top_p, temperature), None)
 
     @on_gpu
-    def chat_api(
+    def edit(
+        self, max_new_tokens: float, top_p: float, temperature: float, session: ChatSession, edited: gr.EditData, request: gr.Request
+    ) -> Iterator[tuple]:
+        """A past question was edited in the chat: the conversation is answered again from there."""
+        value = edited.value
+        text = value if isinstance(value, str) else next((v for v in value if isinstance(v, str)), "") if isinstance(value, list) else ""
+        question = text.strip()
+        index = edited.index[0] if isinstance(edited.index, (list, tuple)) else edited.index
+        try:
+            number = session.owner_of(int(index))
+        except UserError as error:
+            gr.Warning(str(error))
+            yield (*self.view(session), gr.skip(), session)
+            return
+        if not question:
+            gr.Warning("An edited question cannot be empty.")
+            yield (*self.view(session), gr.skip(), session)
+            return
+
+        def start(model: PandaGPT, engine: Engine, params: SamplingParams) -> Iterator[str]:
+            return session.edit(model, engine, number, question, params, gr.Warning)
+
+        yield from self._answer(request, session, start, (max_new_tokens, top_p, temperature), None)
+
+    def page(self, step: int, session: ChatSession) -> tuple:
+        session.page(step)
+        return (*self.view(session), session)
+
+    def undo(self, session: ChatSession, request: gr.Request) -> tuple:
+        """Remove the last exchange (stopping its answer if one is streaming); its question and files go back to the box."""
+        key = self._guarded(request, session)
+        undone = session.undo()
+        box = gr.skip()
+        if undone is not None:
+            question, attached = undone
+            session.pending = [a for a in attached if a.path is not None]
+            box = _box(question, session.pending)
+        self._hold(key, session)
+        return (*self.view(session), box, session)
+
+    def clear(self, session: ChatSession, request: gr.Request) -> tuple:
+        """Forget the chat, its files and cached embeddings (stopping an answer being streamed); the files may go."""
+        self._guarded(request, session)
+        session.clear()
+        self.house.release(_key(request))
+        return (*self.view(session), EMPTY_BOX, session)
+
+    # --- keep and resume ------------------------------------------------------------------------
+
+    def remember(self, max_new_tokens: float, top_p: float, temperature: float, session: ChatSession, request: gr.Request) -> tuple[dict, str]:
+        """The record the browser keeps (text, settings, names and sums of files; no file), and
+        the same as the JSON file the Export button downloads."""
+        record = session.record({"max_new_tokens": max_new_tokens, "top_p": top_p, "temperature": temperature})
+        folder = self.house.uploads.root / "chats" / uuid.uuid4().hex  # a new name each time: no stale download
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / RECORD_NAME
+        path.write_text(json.dumps(record, indent=1, ensure_ascii=False), encoding="utf-8")
+        session.record_file = path
+        self._hold(_key(request), session)
+        return record, str(path)
+
+    def import_chat(self, file: str | None, session: ChatSession, request: gr.Request) -> tuple:
+        """Resume an exported chat: its settings come back, its files are matched by content as they are attached."""
+        sliders = (gr.skip(),) * 3
+        if not file:
+            return (*self.view(session), *sliders, session)
+        key = self._guarded(request, session)
+        try:
+            record = json.loads(Path(file).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            gr.Warning(f"'{Path(file).name}' is not a chat file this demo exported: it is not readable JSON ({error}).")
+            return (*self.view(session), *sliders, session)
+        try:
+            session.clear()
+            session = self._resume(key, record)
+        except UserError as error:
+            gr.Warning(f"'{Path(file).name}': {error}")
+            return (*self.view(session), *sliders, session)
+        settings = record.get("settings", {})
+        sliders = tuple(settings.get(name, gr.skip()) for name in ("max_new_tokens", "top_p", "temperature"))
+        return (*self.view(session), *sliders, session)
+
+    # --- the API --------------------------------------------------------------------------------
+
+    @on_gpu
+    def ask_pandagpt(
         self,
         question: str,
-        image: FileData | None = None,
-        audio: FileData | None = None,
-        video: FileData | None = None,
-        thermal: FileData | None = None,
-        depth: FileData | None = None,
-        imu: FileData | None = None,
-        weights: dict[str, float] | None = None,
+        image: FileData | list[FileData] | None = None,
+        audio: FileData | list[FileData] | None = None,
+        video: FileData | list[FileData] | None = None,
+        thermal: FileData | list[FileData] | None = None,
+        depth: FileData | list[FileData] | None = None,
+        imu: FileData | list[FileData] | None = None,
+        weights: dict[str, float | list[float]] | None = None,
         max_new_tokens: int = SamplingParams.max_new_tokens,
         top_p: float = SamplingParams.top_p,
         temperature: float = SamplingParams.temperature,
         history: list[list[str]] | None = None,
     ) -> Iterator[str]:
-        """Ask PandaGPT about the given files; streams the answer text so far.
+        """Ask PandaGPT, a model that sees and hears, a question about images, sounds, videos, thermal images, depth maps or IMU motion recordings; returns its answer (streamed as the text so far). Every file's embedding is summed with its weight, so two images with weights 1 and -1 ask about their difference.
 
-        `history` holds earlier [question, answer] pairs; `weights` maps modality names
-        (image, audio, video, thermal, depth, imu) to multimodal-arithmetic weights (default 1).
-        Files must be uploaded with the request (gradio_client.handle_file).
+        Args:
+            question: what to ask about the files, in English.
+            image: a photo or picture file (png, jpg, webp, ...), or a list of them.
+            audio: a sound file (wav, mp3, flac, ...), or a list of them.
+            video: a video file (mp4, mov, webm, ...), or a list of them.
+            thermal: a thermal (infrared) image file, grey levels as heat, or a list of them.
+            depth: a depth map (16-bit png of millimetres, or a 2-D .npy of metres), or a list of them.
+            imu: a motion recording (.csv or .npy with six columns: 3 accelerometer, 3 gyroscope), or a list of them.
+            weights: multimodal-arithmetic weight per modality name, e.g. {"image": [1, -1]}: a number (default 1) or one number per file, from -2 to 2.
+            max_new_tokens: the longest answer, in tokens (1 to 1024).
+            top_p: nucleus sampling threshold, 0 to 1 (the default 0.01 is nearly greedy).
+            temperature: sampling temperature, 0 (greedy) to 2.
+            history: earlier [question, answer] pairs of this conversation, oldest first.
         """
+        owner = f"api-{uuid.uuid4().hex}"  # a one-shot session: its files are released when it ends
+        self.metrics.started("chat")
         try:
             if not isinstance(question, str) or not question.strip():
                 raise BadSetting("question must be a non-empty string.")
-            files = {m: _file_path(m, f) for m, f in zip(MODALITIES, (image, audio, video, thermal, depth, imu))}
-            session = ChatSession.from_history(_api_history(history))
-            inputs = Inputs.of(files, self._api_weights(weights))
-            params = self._params(max_new_tokens, top_p, temperature)
-            yield from session.ask(*self._served(), question.strip(), inputs, params, gr.Info)
+            files = dict(zip(Modality, (image, audio, video, thermal, depth, imu)))
+            attached = api_attachments(files, weights, self.settings)
+            session = ChatSession.from_history(api_history(history))
+            params = self.settings.params(max_new_tokens, top_p, temperature)
+            with self.house.answering(owner, [a.path for a in attached]):
+                yield from session.ask(*self._served(), question.strip(), params, gr.Info, attached=attached)
         except UserError as error:
+            self.metrics.failed("chat", error_kind(error))
             raise gr.Error(str(error)) from error
         except Exception as error:
+            self.metrics.failed("chat", error_kind(error))
             raise gr.Error(internal_error(error)) from error
-
-
-def build_demo(handle: ModelHandle, settings: UISettings = UISettings()) -> gr.Blocks:
-    app = ChatApp(handle, settings)
-    with gr.Blocks(title="PandaGPT") as demo:
-        session = gr.State(ChatSession())
-        gr.Markdown("# PandaGPT\nGive it an image, a sound, a video, a thermal image, a depth map or an IMU recording — any mix — and ask.")
-        status = gr.Markdown(app.status(), elem_id="status")
-        with gr.Row():
-            with gr.Column(scale=2):
-                with gr.Tab("Image"):
-                    image = _untouched(gr.Image(type="filepath", label="Image", sources=["upload", "clipboard"], elem_id="image"))
-                with gr.Tab("Audio"):
-                    audio = gr.Audio(type="filepath", label="Audio", sources=["upload", "microphone"])
-                with gr.Tab("Video"):
-                    video = gr.Video(label="Video", sources=["upload"])
-                with gr.Tab("Thermal"):
-                    thermal = _untouched(gr.Image(type="filepath", label="Thermal image", sources=["upload"], elem_id="thermal"))
-                with gr.Tab("Depth"):
-                    depth = gr.File(
-                        label="Depth map (16-bit PNG disparity or .npy metres)", file_types=list(Modality.DEPTH.extensions), elem_id="depth"
-                    )
-                with gr.Tab("IMU"):
-                    imu = gr.File(label="IMU recording (.csv or .npy, 6 channels at 200 Hz)", file_types=list(Modality.IMU.extensions))
-                with gr.Accordion("Multimodal arithmetic: weight of each input", open=False):
-                    weights = [
-                        gr.Slider(-settings.weight_limit, settings.weight_limit, value=1.0, step=0.1, label=m.value.capitalize()) for m in MODALITIES
-                    ]
-                with gr.Accordion("Sampling", open=True):
-                    max_new_tokens = gr.Slider(1, settings.max_new_tokens_limit, value=settings.max_new_tokens, step=1, label="Maximum new tokens")
-                    top_p = gr.Slider(0, 1, value=settings.top_p, step=0.01, label="Top P")
-                    temperature = gr.Slider(0, settings.temperature_limit, value=settings.temperature, step=0.01, label="Temperature")
-            with gr.Column(scale=3):
-                chatbot = gr.Chatbot(label="PandaGPT", height=480, elem_id="chatbot")
-                with gr.Row():
-                    question = gr.Textbox(
-                        label="Question", placeholder="Ask about your files, then press Enter", show_label=False, scale=5, elem_id="question"
-                    )
-                    send = gr.Button("Send", variant="primary", scale=1, elem_id="send")
-                with gr.Row():
-                    stop = gr.Button("Stop", elem_id="stop")
-                    regenerate = gr.Button("Regenerate", elem_id="regenerate")
-                    undo = gr.Button("Undo", elem_id="undo")
-                    clear = gr.Button("Clear", elem_id="clear")
-        files = [image, audio, video, thermal, depth, imu]
-        rows = _example_rows()
-        if rows:
-            gr.Examples(rows, inputs=[question, *files], label="Examples (made by examples/make_examples.py)")
-
-        settings_inputs = [*files, *weights, max_new_tokens, top_p, temperature, session]
-        answering = [
-            question.submit(app.send, [question, *settings_inputs], [chatbot, question, session], api_name="send"),
-            send.click(app.send, [question, *settings_inputs], [chatbot, question, session], api_name=False),
-            regenerate.click(app.regenerate, settings_inputs, [chatbot, session], api_name="regenerate"),
-        ]
-        stop.click(None, cancels=answering)
-        undo.click(app.undo, [session], [chatbot, question, session], api_name="undo")
-        clear.click(app.clear, [session], [chatbot, question, session, *files], api_name="clear")
-        gr.api(app.chat_api, api_name="chat")
-
-        timer = gr.Timer(1.0)
-        timer.tick(lambda: (app.status(), gr.Timer(active=not handle.ready and handle.error is None)), None, [status, timer], api_name=False)
-    return demo
+        finally:
+            self.house.release(owner)

@@ -32,7 +32,7 @@ SHOWN_KEYS = 5  # keys named in an error message; the rest are counted
 
 def _require(path: Path, what: str, config: ModelConfig) -> None:
     if not path.exists():
-        raise CheckpointError(f"{what} not found at '{path}'. Get it: {config.how_to_get()}")
+        raise CheckpointError(f"{what} not found at '{path}'. Get it: {config.files.how_to_get()}")
 
 
 def _load_state_dict(path: Path, what: str) -> dict[str, torch.Tensor]:
@@ -75,9 +75,9 @@ def _some(items: list[str]) -> str:
 
 
 def load_imagebind(config: ModelConfig) -> ImageBindEncoder:
-    path = config.imagebind_path
+    path = config.files.imagebind_path
     _require(path, "ImageBind checkpoint", config)
-    encoder = ImageBindEncoder(config.imagebind)
+    encoder = ImageBindEncoder(config.spec.imagebind)
     state = _load_state_dict(path, "ImageBind checkpoint")
     expected = {k: v.shape for k, v in encoder.model.state_dict().items()}
     check_keys(path, "ImageBind checkpoint", expected, state)
@@ -87,17 +87,17 @@ def load_imagebind(config: ModelConfig) -> ImageBindEncoder:
 
 def _quantization(config: ModelConfig, dtype: torch.dtype) -> dict:
     """from_pretrained arguments that load the LLM in 8 or 4 bits, straight onto its device."""
-    if config.quantize is None:
+    if config.run.quantize is None:
         return {}
     from transformers import BitsAndBytesConfig
 
-    if config.quantize == "8bit":
+    if config.run.quantize == "8bit":
         quantization = BitsAndBytesConfig(load_in_8bit=True)
-    elif config.quantize == "4bit":
+    elif config.run.quantize == "4bit":
         quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype)
     else:
-        raise ValueError(f"unknown quantization {config.quantize!r}; use 8bit or 4bit")
-    return {"quantization_config": quantization, "device_map": {"": config.device}}
+        raise ValueError(f"unknown quantization {config.run.quantize!r}; use 8bit or 4bit")
+    return {"quantization_config": quantization, "device_map": {"": config.run.device}}
 
 
 def load_tokenizer(folder: Path, tokens: SpecialTokens = SpecialTokens()):
@@ -141,7 +141,7 @@ def _require_readable_shards(folder: Path, config: ModelConfig) -> None:
     try:
         index, names = weight_files(folder)
     except UnreadableFile as error:
-        raise CheckpointError(f"Vicuna folder '{folder}': {error}; download it again. Get it: {config.how_to_get()}") from error
+        raise CheckpointError(f"Vicuna folder '{folder}': {error}; download it again. Get it: {config.files.how_to_get()}") from error
     for name in names:
         path = folder / name
         _require(path, f"Vicuna weight shard (listed in {index.name})" if index else "Vicuna weight file", config)
@@ -149,7 +149,7 @@ def _require_readable_shards(folder: Path, config: ModelConfig) -> None:
             TensorFile(path)
         except UnreadableFile as error:
             raise CheckpointError(
-                f"Vicuna weight shard '{path}' is truncated or corrupt ({error}); download it again. Get it: {config.how_to_get()}"
+                f"Vicuna weight shard '{path}' is truncated or corrupt ({error}); download it again. Get it: {config.files.how_to_get()}"
             ) from error
 
 
@@ -157,19 +157,19 @@ def load_vicuna(config: ModelConfig, dtype: torch.dtype) -> tuple[nn.Module, obj
     """The base LLM and its tokenizer from a Hugging Face folder, every tensor of the model loaded from it."""
     from transformers import AutoModelForCausalLM
 
-    folder = config.vicuna_dir
+    folder = config.files.vicuna_dir
     _require(folder / "config.json", "Vicuna folder (config.json)", config)
     _require_readable_shards(folder, config)
     try:
-        tokenizer = load_tokenizer(folder, config.special_tokens)
+        tokenizer = load_tokenizer(folder, config.spec.special_tokens)
         llm, info = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, output_loading_info=True, **_quantization(config, dtype))
     except (OSError, ValueError) as error:
-        raise CheckpointError(f"Vicuna folder '{folder}' could not be loaded: {error}. Get it: {config.how_to_get()}") from error
+        raise CheckpointError(f"Vicuna folder '{folder}' could not be loaded: {error}. Get it: {config.files.how_to_get()}") from error
     missing = sorted(info["missing_keys"])
     if missing:  # transformers initialises them randomly and only warns
         raise CheckpointError(
             f"Vicuna folder '{folder}' lacks {len(missing)} of the model's tensors ({_some(missing)}): an incomplete "
-            f"download or a folder for another model. Get it again: {config.how_to_get()}"
+            f"download or a folder for another model. Get it again: {config.files.how_to_get()}"
         )
     llm.eval().requires_grad_(False)
     return llm, tokenizer
@@ -208,7 +208,7 @@ def peft_keys(delta_keys: Iterable[str], path: Path) -> dict[str, str]:
 
 
 def read_delta(config: ModelConfig) -> Delta:
-    path = config.delta_path
+    path = config.files.delta_path
     _require(path, "PandaGPT delta", config)
     state = _load_state_dict(path, "PandaGPT delta")
     llama_proj = {k: state[k] for k in PROJ_KEYS if k in state}

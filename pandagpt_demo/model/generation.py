@@ -100,6 +100,14 @@ def generate_tokens(
         output = llm(input_ids=step, past_key_values=output.past_key_values, use_cache=True)
 
 
+def partial_stop(text: str, stop: str) -> int:
+    """The length of the longest tail of `text` that begins `stop` (0: none): what to hold back."""
+    for keep in range(min(len(stop) - 1, len(text)), 0, -1):
+        if stop.startswith(text[-keep:]):
+            return keep
+    return 0
+
+
 def stream_text(tokenizer, tokens: Iterable[int], stop_text: str) -> Iterator[str]:
     """Yield text pieces of the answer; never yields `stop_text` or what follows it.
 
@@ -119,10 +127,8 @@ def stream_text(tokenizer, tokens: Iterable[int], stop_text: str) -> Iterator[st
                 yield final[shown:]
             return
         safe = len(text.rstrip())
-        for keep in range(min(len(stop_text) - 1, len(text)), 0, -1):
-            if stop_text.startswith(text[-keep:]):
-                safe = min(safe, len(text[:-keep].rstrip()))
-                break
+        if keep := partial_stop(text, stop_text):
+            safe = min(safe, len(text[:-keep].rstrip()))
         safe = len(text[:safe].rstrip("\ufffd").rstrip())
         if safe > shown:
             yield text[shown:safe]

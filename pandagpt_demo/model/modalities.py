@@ -10,8 +10,9 @@ Depth and IMU were not exposed by the original demo; their conventions are ours:
 * Depth: a one-channel *disparity* image, brighter = nearer. An 8- or 16-bit grayscale PNG/TIFF is
   scaled to [0, 1] by its type's maximum (255 or 65535; PIL's 32-bit integer mode "I", which older
   Pillow versions report for 16-bit PNGs, is scaled by 65535 too). A `.npy` file holds a 2-D float
-  array of metric depth in metres; it becomes disparity 1/depth where depth > 0 (0 where depth is 0,
-  negative or not finite) and is divided by its maximum. The [0, 1] map then takes the thermal path
+  array of metric depth in metres; it becomes disparity 1/depth where depth > 0 (0 where depth is 0
+  or negative: no measurement) and is divided by its maximum. NaN or infinite depths are refused,
+  as are non-finite samples in audio and IMU files: they would make the embedding NaN. The [0, 1] map then takes the thermal path
   as a float ("F") PIL image: Resize(224, bicubic), CenterCrop(224), ToTensor, no normalization;
   bicubic overshoot is clipped back to [0, 1]. Output (1, 224, 224).
 * IMU: six channels in the order acc_x, acc_y, acc_z, gyro_x, gyro_y, gyro_z, in the recording's
@@ -190,13 +191,27 @@ def _depth_from_npy(path: Path, max_pixels: int) -> np.ndarray:
         raise MediaError(Modality.DEPTH, path, f"expected numeric depth values, found dtype {depth.dtype}")
     _check_pixels(Modality.DEPTH, path, (depth.shape[1], depth.shape[0]), max_pixels)
     depth = depth.astype(np.float64)
-    valid = np.isfinite(depth) & (depth > 0)
+    _refuse_non_finite(Modality.DEPTH, path, depth, "depth values", ("row", "column"), "use 0 for pixels without a measurement")
+    valid = depth > 0
     disparity = np.zeros(depth.shape, dtype=np.float64)
     disparity[valid] = 1.0 / depth[valid]
     peak = disparity.max()
-    if not np.isfinite(peak) or peak <= 0:
-        raise MediaError(Modality.DEPTH, path, "it contains no positive, finite depth values")
+    if peak <= 0:
+        raise MediaError(Modality.DEPTH, path, "it contains no positive depth values")
     return (disparity / peak).astype(np.float32)
+
+
+def _refuse_non_finite(modality: Modality, path: Path, values: np.ndarray, what: str, axes: tuple[str, str], hint: str = "") -> None:
+    """A MediaError saying how many `values` are NaN or infinite and where the first is (`axes` name its
+    two indices), if any are: one such value makes the whole embedding NaN."""
+    bad = ~np.isfinite(values)
+    if not bad.any():
+        return
+    first = tuple(int(i) for i in np.argwhere(bad)[0])
+    kind = "NaN" if np.isnan(values[first]) else "infinite"
+    place = ", ".join(f"{axis} {index}" for axis, index in zip(axes, first))
+    advice = f"; {hint}" if hint else ""
+    raise MediaError(modality, path, f"{int(bad.sum())} of its {what} are not finite numbers (the first, at {place}, is {kind}){advice}")
 
 
 def _depth_from_image(path: Path, max_pixels: int) -> np.ndarray:
@@ -208,13 +223,15 @@ def _depth_from_image(path: Path, max_pixels: int) -> np.ndarray:
     return np.clip(np.asarray(img, dtype=np.float32) / scale, 0.0, 1.0)
 
 
+def read_disparity(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """A depth file as disparity in [0, 1] at its own size: what `load_depth` resizes, and what a preview shows."""
+    path = checked_file(Modality.DEPTH, path)
+    return _depth_from_npy(path, max_pixels) if path.suffix.lower() == ".npy" else _depth_from_image(path, max_pixels)
+
+
 def load_depth(path: str | Path, max_pixels: int = MAX_PIXELS) -> torch.Tensor:
     """Depth/disparity map -> (1, 224, 224) float32 in [0, 1], nearer = larger, via the thermal transform."""
-    path = checked_file(Modality.DEPTH, path)
-    if path.suffix.lower() == ".npy":
-        disparity = _depth_from_npy(path, max_pixels)
-    else:
-        disparity = _depth_from_image(path, max_pixels)
+    disparity = read_disparity(path, max_pixels)
     # Mode "F" keeps full precision through PIL's bicubic resize (16-bit modes cannot be resized bicubically).
     img = _resize_crop(Image.fromarray(disparity))  # float32 -> mode "F"
     return TF.to_tensor(img).clamp_(0.0, 1.0)
@@ -258,7 +275,7 @@ def _read_audio(path: Path) -> tuple[torch.Tensor, int]:
     """(channels, samples) float32 in [-1, 1] and the sample rate, like `torchaudio.load`."""
     try:
         data, rate = sf.read(path, dtype="float32", always_2d=True)
-        return torch.from_numpy(np.ascontiguousarray(data.T)), int(rate)
+        return torch.from_numpy(np.ascontiguousarray(data.T)), int(rate)  # float WAVs may hold NaN: load_audio checks
     except (sf.SoundFileError, RuntimeError, TypeError, ValueError):
         pass  # not a libsndfile format; try FFmpeg below
     try:
@@ -299,6 +316,7 @@ def load_audio(path: str | Path) -> torch.Tensor:
     waveform, rate = _read_audio(path)
     if waveform.size(1) == 0:
         raise MediaError(Modality.AUDIO, path, "it is empty (0 samples)")
+    _refuse_non_finite(Modality.AUDIO, path, waveform.numpy(), "samples", ("channel", "sample"))
     if rate != AUDIO_RATE:
         waveform = torchaudio.functional.resample(waveform, orig_freq=rate, new_freq=AUDIO_RATE)
     if waveform.size(1) < KALDI_FRAME_SAMPLES:
@@ -462,9 +480,11 @@ def _imu_from_csv(path: Path) -> np.ndarray:
             raise MediaError(Modality.IMU, path, f"row {number} has {len(row)} columns, expected {n_columns}")
         for column in range(skip, n_columns):
             cell = row[column]
-            value = float(cell) if _is_number(cell) else math.nan
-            if not math.isfinite(value):
+            if not _is_number(cell):
                 raise MediaError(Modality.IMU, path, f"row {number}, column {column + 1} is not a number: {cell!r}")
+            value = float(cell)
+            if not math.isfinite(value):
+                raise MediaError(Modality.IMU, path, f"row {number}, column {column + 1} is not a finite number: {cell!r}")
             values[index, column - skip] = value
     return values.T
 
@@ -476,16 +496,21 @@ def _imu_from_npy(path: Path) -> np.ndarray:
         raise MediaError(Modality.IMU, path, f"expected an array of shape (N, 6) or (6, N), found {data.shape}")
     if not (np.issubdtype(data.dtype, np.floating) or np.issubdtype(data.dtype, np.integer)):
         raise MediaError(Modality.IMU, path, f"expected numeric values, found dtype {data.dtype}")
-    data = data if data.shape[0] == IMU_CHANNELS else data.T
-    if not np.isfinite(data).all():
-        raise MediaError(Modality.IMU, path, "it contains values that are not finite numbers")
-    return data.astype(np.float32)
+    with np.errstate(over="ignore"):  # a float64 beyond float32's range becomes inf here, and is refused next
+        data = (data if data.shape[0] == IMU_CHANNELS else data.T).astype(np.float32)
+    _refuse_non_finite(Modality.IMU, path, data, "samples", ("channel", "sample"))
+    return data
+
+
+def read_imu(path: str | Path) -> np.ndarray:
+    """An IMU file as its (6, N) samples, before windowing: what `load_imu` cuts, and what a preview plots."""
+    path = checked_file(Modality.IMU, path)
+    return _imu_from_npy(path) if path.suffix.lower() == ".npy" else _imu_from_csv(path)
 
 
 def load_imu(path: str | Path) -> torch.Tensor:
     """IMU recording -> (6, 2000) float32: the centre 2000 samples, or zero-padded at the end if shorter."""
-    path = checked_file(Modality.IMU, path)
-    data = _imu_from_npy(path) if path.suffix.lower() == ".npy" else _imu_from_csv(path)
+    data = read_imu(path)
     n_samples = data.shape[1]
     if n_samples == 0:
         raise MediaError(Modality.IMU, path, "it is empty (0 samples)")

@@ -7,8 +7,9 @@ exactly as the released weights were trained (docs/model.md).
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,13 +17,16 @@ import torch
 from torch import nn
 
 from pandagpt_demo.config import ModelConfig, SamplingParams
-from pandagpt_demo.errors import PromptTooLong
+from pandagpt_demo.errors import BadInput, PromptTooLong
 
 from . import checkpoints
 from .conversation import Conversation
 from .encoder import ImageBindEncoder
 from .generation import TokenSource, stream_text
-from .modalities import Modality, load_modality
+from .memory import fits_on_gpu
+from .modalities import MediaError, Modality, load_modality
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -59,30 +63,30 @@ class PandaGPT:
         self.llama_proj = llama_proj
         self.llm = llm
         self.tokenizer = tokenizer
-        self.device = torch.device(config.device)
-        self.dtype = resolve_dtype(config.dtype, config.device)
+        self.device = torch.device(config.run.device)
+        self.dtype = resolve_dtype(config.run.dtype, config.run.device)
 
     @classmethod
     def load(cls, config: ModelConfig, progress: Callable[[str], None] = lambda step: None) -> PandaGPT:
         """Load the three released files; `progress` hears each step as it starts."""
-        dtype = resolve_dtype(config.dtype, config.device)
-        progress(f"ImageBind from {config.imagebind_path}")
+        dtype = resolve_dtype(config.run.dtype, config.run.device)
+        progress(f"ImageBind from {config.files.imagebind_path}")
         encoder = checkpoints.load_imagebind(config)
-        progress(f"PandaGPT delta from {config.delta_path}")
+        progress(f"PandaGPT delta from {config.files.delta_path}")
         delta = checkpoints.read_delta(config)
-        progress(f"Vicuna from {config.vicuna_dir}")
+        progress(f"Vicuna from {config.files.vicuna_dir}")
         llm, tokenizer = checkpoints.load_vicuna(config, dtype)
         progress("LoRA")
-        llm = checkpoints.wrap_lora(llm, config.lora)
-        checkpoints.load_lora(llm, delta.lora, config.delta_path)
+        llm = checkpoints.wrap_lora(llm, config.spec.lora)
+        checkpoints.load_lora(llm, delta.lora, config.files.delta_path)
         # Quantized weights are already on their device, and merging would re-round them: the LoRA stays beside.
-        if config.quantize is None and config.merge_lora:
+        if config.run.quantize is None and config.run.merge_lora:
             llm = llm.merge_and_unload()  # one matmul per projection instead of three
-        proj = checkpoints.load_llama_proj(delta, config.imagebind.out_embed_dim, llm.config.hidden_size, config.delta_path)
-        progress(f"moving to {config.device} as {dtype}")
-        if config.quantize is None:
-            llm = llm.to(config.device, dtype)
-        model = cls(config, encoder.to(config.device, dtype), proj.to(config.device, dtype), llm, tokenizer)
+        proj = checkpoints.load_llama_proj(delta, config.spec.imagebind.out_embed_dim, llm.config.hidden_size, config.files.delta_path)
+        progress(f"moving to {config.run.device} as {dtype}")
+        if config.run.quantize is None:
+            llm = llm.to(config.run.device, dtype)
+        model = cls(config, encoder.to(config.run.device, dtype), proj.to(config.run.device, dtype), llm, tokenizer)
         progress("ready")
         return model
 
@@ -95,15 +99,29 @@ class PandaGPT:
         return self.llama_proj(embedding.to(self.dtype))[0]
 
     def embed_file(self, modality: Modality, path: str | Path) -> torch.Tensor:
-        return self.project(modality, load_modality(modality, path))
+        """A file's projected vector; one that is not finite (the encoder overflowed) is refused by the file's name."""
+        data = load_modality(modality, path)
+        with fits_on_gpu(f"your {modality.value} file"):
+            vector = self.project(modality, data)
+        if not torch.isfinite(vector).all():
+            log.warning("non-finite %s embedding of %s", modality.value, path)
+            raise MediaError(modality, path, f"its embedding is not finite (the model overflows on it in {self.dtype}); try another file")
+        return vector
 
     @staticmethod
-    def fuse(projected: Mapping[Modality, torch.Tensor], weights: Mapping[Modality, float] | None = None) -> torch.Tensor | None:
-        """Multimodal arithmetic: the weighted sum of the projected vectors (weights default 1)."""
+    def fuse(projected: Sequence[torch.Tensor], weights: Sequence[float] | None = None) -> torch.Tensor | None:
+        """Multimodal arithmetic: the weighted sum of the projected vectors (weights default 1), any
+        number of each modality (the original's answer to several images: sum their embeddings),
+        checked finite before any prompt is built from it."""
         if not projected:
             return None
-        weights = weights or {}
-        return sum(vector * weights.get(modality, 1.0) for modality, vector in projected.items())
+        weights = [1.0] * len(projected) if weights is None else list(weights)
+        if len(weights) != len(projected):
+            raise ValueError(f"{len(projected)} vectors but {len(weights)} weights")
+        fused = sum(vector * weight for vector, weight in zip(projected, weights))
+        if not torch.isfinite(fused).all():
+            raise BadInput(f"The weighted sum of the {len(projected)} embedding(s) is not finite; lower the weights.")
+        return fused
 
     # --- prompt -------------------------------------------------------------------------------
 
@@ -129,7 +147,7 @@ class PandaGPT:
 
     def fit(self, conversation: Conversation, with_vector: bool, max_new_tokens: int) -> ContextFit:
         """Drop the oldest turns (and, last, shorten the answer) until prompt + answer fit the context."""
-        limit = self.config.context_length
+        limit = self.config.spec.context_length
         dropped = 0
         while True:
             before, after = self.prompt_ids(conversation, with_vector)
@@ -157,4 +175,4 @@ class PandaGPT:
         The caller fits the conversation first (`fit`) and records the joined pieces as the answer.
         """
         tokens = engine.generate(self.prompt_embeds(conversation, vector), params, cancel)
-        yield from stream_text(self.tokenizer, tokens, self.config.prompt.stop_text)
+        yield from stream_text(self.tokenizer, tokens, self.config.spec.prompt.stop_text)

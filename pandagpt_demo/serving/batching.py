@@ -7,7 +7,10 @@ or when its reader stops listening. Each request keeps its own temperature, top-
 
 Failures stay as local as they can: a request whose prefill fails hears of it alone, while the
 others keep decoding; a failed batch step fails the rows of that batch (they share its cache), and
-the decoder goes on serving later requests. After `close`, every reader hears `DecoderClosed`.
+the decoder goes on serving later requests. The GPU running out of memory in a step is not a
+failure of the rows: the newest half of them end (with `OutOfMemory`, their text so far kept), the
+cache is rebuilt without them and the rest decode on. A reader that waits too long for a token
+ends with `TimedOut` (deadlines.py). After `close`, every reader hears `DecoderClosed`.
 """
 
 from __future__ import annotations
@@ -25,12 +28,14 @@ from torch import nn
 from transformers import StaticCache
 
 from pandagpt_demo.config import SamplingParams, ServingConfig
-from pandagpt_demo.errors import Busy, Unavailable
+from pandagpt_demo.errors import Busy, OutOfMemory, Unavailable
 from pandagpt_demo.model.generation import sample_next, sample_rows
+from pandagpt_demo.model.memory import CUT_SHORT, fits_on_gpu, free_cached_memory
 
 from .batch_cache import KV, BatchCache, CacheLayout
 from .compiled import CompiledStep
-from .engine import EngineStats
+from .deadlines import AnswerClock
+from .engine import CLOSED, EngineStats
 from .static_decode import StaticSlot
 
 _DONE = object()
@@ -52,6 +57,7 @@ class _Request:
     params: SamplingParams
     cancel: threading.Event | None  # the caller's: watched, never set (the caller may reuse it)
     generator: torch.Generator | None  # its own when it samples with a seed, so company changes no draw
+    clock: AnswerClock | None  # its time limits; None: none (the warm-up, which may compile for minutes)
     left: threading.Event = field(default_factory=threading.Event)  # its reader stopped listening
     out: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
     produced: int = 0
@@ -76,6 +82,8 @@ class BatchedDecoder:
         slot: StaticSlot | None = None,
         compile_backend: str | None = None,
         batch_spare: int = ServingConfig.batch_spare,
+        stall_timeout: float | None = ServingConfig.stall_timeout,
+        answer_timeout: float | None = ServingConfig.answer_timeout,
     ) -> None:
         """`slot`, if given, decodes a request that is alone in the batch (see static_decode.py).
         `batch_spare` is the room the batch's cache makes each time it is rebuilt (batch_cache.py).
@@ -91,6 +99,7 @@ class BatchedDecoder:
         self.eos_token_id = eos_token_id
         self.max_batch = max_batch
         self.max_waiting = max_waiting
+        self.timeouts = (stall_timeout, answer_timeout)
         self._waiting: deque[_Request] = deque()
         self._changed = threading.Condition()  # guards _waiting and _closed
         self._closed = False
@@ -108,23 +117,23 @@ class BatchedDecoder:
         Raises QueueFull when too many wait, DecoderClosed once `close` was called, and whatever
         decoding this request raised.
         """
-        yield from self._stream(self._submit(embeds, params, cancel))
+        yield from self._stream(self._submit(embeds, params, cancel, AnswerClock(*self.timeouts)))
 
     def warm_up(self, prompts: list[torch.Tensor], params: SamplingParams) -> None:
         """Decode `prompts` queued at once (so they share a batch), discarding the tokens: compiling
         each kind of step happens here instead of in someone's answer."""
-        for request in [self._submit(embeds, params, None) for embeds in prompts]:
+        for request in [self._submit(embeds, params, None, None) for embeds in prompts]:
             for _ in self._stream(request):
                 pass
 
-    def _submit(self, embeds: torch.Tensor, params: SamplingParams, cancel: threading.Event | None) -> _Request:
+    def _submit(self, embeds: torch.Tensor, params: SamplingParams, cancel: threading.Event | None, clock: AnswerClock | None) -> _Request:
         generator = None
         if params.seed is not None and not params.greedy:
             generator = torch.Generator(device=self._device).manual_seed(params.seed)
-        request = _Request(embeds, params, cancel, generator)
+        request = _Request(embeds, params, cancel, generator, clock)
         with self._changed:
             if self._closed:
-                raise DecoderClosed("the decoder was closed")
+                raise DecoderClosed(CLOSED)
             self._drop_cancelled()
             if len(self._waiting) >= self.max_waiting:
                 raise QueueFull(f"{len(self._waiting)} requests are already waiting; please try again in a moment.")
@@ -141,10 +150,20 @@ class BatchedDecoder:
 
     @staticmethod
     def _stream(request: _Request) -> Iterator[int]:
+        clock = request.clock
         try:
-            while (item := request.out.get()) is not _DONE:
+            while True:
+                try:
+                    item = request.out.get(timeout=clock.wait() if clock else None)
+                except queue.Empty:
+                    log.debug("request %d timed out after %d tokens", request.id, request.produced)
+                    raise clock.overdue() from None
+                if item is _DONE:
+                    return
                 if isinstance(item, BaseException):
                     raise item
+                if clock:
+                    clock.token()
                 yield item
         finally:
             request.left.set()  # the reader left: free its row at the next step
@@ -176,12 +195,18 @@ class BatchedDecoder:
                         self._admit(request, batch)
                     self._active = len(batch.requests)
                     if batch.requests:
+                        out_of_memory = False
                         try:
                             self._step(batch)
+                        except torch.cuda.OutOfMemoryError as error:
+                            log.warning("out of GPU memory in a step of %d rows: %s", len(batch.requests), error)
+                            out_of_memory = True
                         except Exception as error:  # noqa: BLE001 - the rows share the step's cache: all must hear of it
                             for reader in batch.requests:
                                 reader.out.put(error)
                             batch = _Batch()
+                        if out_of_memory:  # outside the except block: its traceback held the step's tensors
+                            batch = self._evict(batch)
                     self._active = len(batch.requests)
         finally:  # closed, or this thread dies: no reader may wait forever, no request may be accepted
             with self._changed:
@@ -189,7 +214,7 @@ class BatchedDecoder:
                 readers = [*batch.requests, *self._waiting]
                 self._waiting.clear()
             for reader in readers:
-                reader.out.put(DecoderClosed("the decoder was closed"))
+                reader.out.put(DecoderClosed(CLOSED))
 
     def _next_waiting(self, idle: bool) -> _Request | None:
         """The oldest waiting request, or None; never waits while others decode, and idle only until
@@ -209,7 +234,8 @@ class BatchedDecoder:
             request.out.put(_DONE)
             return
         try:
-            self._prefill(request, batch)
+            with fits_on_gpu("your question and files"):
+                self._prefill(request, batch)
             log.debug("request %d prefilled (%d decoding)", request.id, len(batch.requests))
         except Exception as error:  # noqa: BLE001 - see the docstring
             log.debug("request %d failed in its prefill: %r", request.id, error)
@@ -239,8 +265,8 @@ class BatchedDecoder:
         ids = torch.tensor([[r.last] for r in batch.requests], device=self._device)
         mask, positions, cache_position = batch.cache.next_step()
         logits = self.batch_step(ids, mask, positions, cache_position, batch.cache.cache)
-        batch.cache.advance()
         tokens = sample_rows(logits, [r.params for r in batch.requests], self._generator, [r.generator for r in batch.requests]).tolist()
+        batch.cache.advance()  # only now: a step that failed before here is redone from the same length
         batch.keep([i for i, (r, t) in enumerate(zip(batch.requests, tokens)) if self._emit(r, t)])
         if self.slot is not None and len(batch.requests) == 1:  # alone again: back to the fast slot
             request = batch.requests[0]
@@ -248,6 +274,30 @@ class BatchedDecoder:
             if self.slot.holds(batch.cache.length + remaining):
                 self.slot.load(batch.cache.kv())
                 batch.cache, batch.in_slot = None, True
+
+    def _evict(self, batch: _Batch) -> _Batch:
+        """After the GPU ran out of memory in a step: end the newest half of the rows (at least one),
+        rebuild the cache without them and hand cached blocks back; the rest decode on. The rebuilt
+        cache holds only the positions every row finished, whatever the failed step wrote."""
+        free_cached_memory()
+        keep = len(batch.requests) // 2 if not batch.in_slot else 0
+        for request in batch.requests[keep:]:
+            log.warning("request %d ended after %d tokens: out of GPU memory", request.id, request.produced)
+            request.out.put(OutOfMemory(CUT_SHORT))
+        if keep == 0:
+            return _Batch()
+        try:
+            batch.keep(list(range(keep)))
+        except torch.cuda.OutOfMemoryError:
+            failed = True
+        else:
+            failed = False
+        if failed:  # no room even to rebuild: end them all
+            for request in batch.requests[:keep]:
+                request.out.put(OutOfMemory(CUT_SHORT))
+            batch = _Batch()
+        free_cached_memory()
+        return batch
 
     def _eager_batch_step(
         self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache_position: torch.Tensor, cache: StaticCache
@@ -296,5 +346,5 @@ class _Batch:
         """Keep only these rows."""
         if len(rows) == len(self.requests):
             return
+        self.cache = self.cache.kept(rows) if rows else None  # first: if rebuilding fails, the batch is as it was
         self.requests = [self.requests[i] for i in rows]
-        self.cache = self.cache.kept(rows) if rows else None

@@ -18,6 +18,8 @@ import torch
 
 from pandagpt_demo.config import SamplingParams
 
+CLOSED = "The model was closed for a restart; please ask again shortly."  # what a reader hears once an engine is closed
+
 
 @dataclass(frozen=True)
 class EngineStats:

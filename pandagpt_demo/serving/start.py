@@ -23,17 +23,25 @@ def start_engine(model: PandaGPT, serving: ServingConfig = ServingConfig(), prog
     """The continuous-batching engine for `serving.max_batch` concurrent answers, or (None) the inline one.
 
     On CUDA a request decoding alone uses a static cache (static_decode.py), and unless
-    `config.compile` is off both kinds of step are compiled, here and now, by a warm-up.
+    `config.run.compile` is off both kinds of step are compiled, here and now, by a warm-up.
     """
     eos = model.tokenizer.eos_token_id
     if serving.max_batch is None:
-        return InlineEngine(model.llm, eos)
+        return InlineEngine(model.llm, eos, serving.stall_timeout, serving.answer_timeout)
     cuda = model.device.type == "cuda"
-    compile_steps = cuda and model.config.compile
-    slot = StaticSlot(model.llm, model.config.context_length, compile_step=compile_steps) if cuda else None
+    compile_steps = cuda and model.config.run.compile
+    slot = StaticSlot(model.llm, model.config.spec.context_length, compile_step=compile_steps) if cuda else None
     backend = "inductor" if compile_steps else None
     decoder = BatchedDecoder(
-        model.llm, eos, serving.max_batch, serving.max_waiting, slot=slot, compile_backend=backend, batch_spare=serving.batch_spare
+        model.llm,
+        eos,
+        serving.max_batch,
+        serving.max_waiting,
+        slot=slot,
+        compile_backend=backend,
+        batch_spare=serving.batch_spare,
+        stall_timeout=serving.stall_timeout,
+        answer_timeout=serving.answer_timeout,
     )
     if compile_steps:
         progress("compiling the decode steps (a few minutes on a first start, cached after)")
@@ -45,7 +53,7 @@ def warm_up(model: PandaGPT, decoder: BatchedDecoder) -> None:
     """Run every kind of decode step once: alone, in a batch of equal lengths, in a padded batch."""
 
     def embeds(question: str) -> torch.Tensor:
-        conversation = Conversation(model.config.prompt)
+        conversation = Conversation(model.config.spec.prompt)
         conversation.ask(question)
         return model.prompt_embeds(conversation, None)
 

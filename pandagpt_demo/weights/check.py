@@ -45,11 +45,11 @@ class Part:
 
 
 def parts(config: ModelConfig) -> list[Part]:
-    root = config.root
+    root = config.files.root
     return [
-        Part("imagebind", config.imagebind_path.relative_to(root).as_posix(), config.imagebind_path),
-        Part("vicuna", config.vicuna_dir.relative_to(root).as_posix(), config.vicuna_dir),
-        Part("delta", config.delta_path.parent.relative_to(root).as_posix(), config.delta_path.parent),
+        Part("imagebind", config.files.imagebind_path.relative_to(root).as_posix(), config.files.imagebind_path),
+        Part("vicuna", config.files.vicuna_dir.relative_to(root).as_posix(), config.files.vicuna_dir),
+        Part("delta", config.files.delta_path.parent.relative_to(root).as_posix(), config.files.delta_path.parent),
     ]
 
 
@@ -114,7 +114,7 @@ class Report:
 def check_model(config: ModelConfig, model: str | None = None, hashes: bool = False) -> Report:
     """Check the three parts of `config` (a `ModelConfig.preset`)."""
     model = model or config.name
-    root = config.root
+    root = config.files.root
     report = Report(model, root)
     if model == "tiny":
         report.fix_base = f"python -m pandagpt_demo.weights make-tiny {shlex.quote(str(root))}"
@@ -124,10 +124,10 @@ def check_model(config: ModelConfig, model: str | None = None, hashes: bool = Fa
         manifest = read_manifest(root)["components"]
         report.part_flags = {part.key: (manifest.get(part.name) or {}).get("flags", []) for part in parts(config)}
     shape = LLAMA_SHAPES.get(model)
-    report.rows.append(check_imagebind(config.imagebind_path, config.imagebind, root))
-    vicuna_rows, llm_config = check_vicuna(config.vicuna_dir, shape, root)
+    report.rows.append(check_imagebind(config.files.imagebind_path, config.spec.imagebind, root))
+    vicuna_rows, llm_config = check_vicuna(config.files.vicuna_dir, shape, root)
     report.rows += vicuna_rows
-    report.rows.append(check_delta(config.delta_path, llm_config or shape, config, root))
+    report.rows.append(check_delta(config.files.delta_path, llm_config or shape, config, root))
     report.rows += check_manifest(config, hashes)
     return report
 
@@ -291,19 +291,19 @@ def check_delta(path: Path, llm: object | LlamaShape | None, config: ModelConfig
             "delta", name, WRONG, f"LoRA for {len(lora_layers)} layers, but Vicuna has {layers} (num_hidden_layers): a delta for another model size"
         )
     proj = file.shape("llama_proj.weight")
-    if proj != (hidden, config.imagebind.out_embed_dim):
+    if proj != (hidden, config.spec.imagebind.out_embed_dim):
         return Row(
             "delta",
             name,
             WRONG,
-            f"llama_proj.weight is {proj}, Vicuna (hidden {hidden}) and ImageBind ({config.imagebind.out_embed_dim}-d) need {(hidden, config.imagebind.out_embed_dim)}",
+            f"llama_proj.weight is {proj}, Vicuna (hidden {hidden}) and ImageBind ({config.spec.imagebind.out_embed_dim}-d) need {(hidden, config.spec.imagebind.out_embed_dim)}",
         )
     try:
         given = {target: torch.empty(file.shape(key), device="meta") for key, target in peft_keys(keys, path).items()}
         check_keys(path, "PandaGPT delta (LoRA part)", _lora_shapes(llm_config, config), given)
     except CheckpointError as error:
         return Row("delta", name, WRONG, _differences(error))
-    return Row("delta", name, OK, f"llama_proj {proj}, LoRA r={config.lora.r} on {layers} layers")
+    return Row("delta", name, OK, f"llama_proj {proj}, LoRA r={config.spec.lora.r} on {layers} layers")
 
 
 def _lora_shapes(llm_config: object, config: ModelConfig) -> dict[str, torch.Size]:
@@ -314,7 +314,7 @@ def _lora_shapes(llm_config: object, config: ModelConfig) -> dict[str, torch.Siz
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # a transformers deprecation inside peft, not ours
-        model = wrap_lora(_meta_llm(llm_config), config.lora)
+        model = wrap_lora(_meta_llm(llm_config), config.spec.lora)
     return {key: value.shape for key, value in model.state_dict().items() if ".lora_" in key}
 
 
@@ -323,7 +323,7 @@ def _lora_shapes(llm_config: object, config: ModelConfig) -> dict[str, torch.Siz
 
 def check_manifest(config: ModelConfig, hashes: bool = False) -> list[Row]:
     """Wrong rows for files whose size (or, with `hashes`, sha256) differs from the manifest's."""
-    root = config.root
+    root = config.files.root
     rows = []
     manifest = read_manifest(root)["components"]
     for part in parts(config):

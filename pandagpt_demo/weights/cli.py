@@ -90,7 +90,7 @@ def _sizes_present(directory: Path) -> list[str]:
     found = []
     for size in ("7b", "13b"):
         config = ModelConfig.preset(size, directory)
-        if config.vicuna_dir.exists() or config.delta_path.parent.exists():
+        if config.files.vicuna_dir.exists() or config.files.delta_path.parent.exists():
             found.append(size)
     return found or ["7b"]
 
@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     except FileExistsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    print(f"wrote {config.imagebind_path}, {config.vicuna_dir}/, {config.delta_path}")
+    print(f"wrote {config.files.imagebind_path}, {config.files.vicuna_dir}/, {config.files.delta_path}")
     return 0
 
 

@@ -146,7 +146,7 @@ class Plan:
 def download(request: Request, say: Callable[[str], None] = print) -> Report:
     """Fetch what is missing of `request.model` into `request.directory`; returns the final check."""
     config = ModelConfig.preset(request.model, request.directory)
-    root = config.root
+    root = config.files.root
     sources = resolve(request)
     report = check_model(config, request.model)
     recorded = read_manifest(root)["components"]
@@ -231,7 +231,7 @@ def _forcing_flags(part: str, source: Source) -> str:
 
 
 def _plan(part: Part, source: Source, config: ModelConfig, stage: Path, say: Callable[[str], None]) -> Plan:
-    root = config.root
+    root = config.files.root
     shape = LLAMA_SHAPES.get(config.name)
     if part.key == "imagebind":
         return _plan_imagebind(part, source, config, stage)
@@ -243,11 +243,11 @@ def _plan(part: Part, source: Source, config: ModelConfig, stage: Path, say: Cal
 
         def fetch_delta() -> None:
             local, record = fetch_hub_file(listing, "pytorch_model.pt", stage / part.name, what, "--delta-repo")
-            llm = check_vicuna(config.vicuna_dir, shape, root)[1] or shape
+            llm = check_vicuna(config.files.vicuna_dir, shape, root)[1] or shape
             _require_ok(check_delta(local, llm, config, stage / part.name), f"{what} from {listing.repo}")
-            _install(local, config.delta_path)
+            _install(local, config.files.delta_path)
             _discard(stage / part.name)
-            files = {config.delta_path.relative_to(root).as_posix(): record}
+            files = {config.files.delta_path.relative_to(root).as_posix(): record}
             record_component(root, part.name, source=source.key, flags=list(source.flags), origins=[listing.origin()], files=files)
 
         return Plan(part, source, needed, f"pytorch_model.pt from {listing.page}", fetch_delta)
@@ -271,7 +271,7 @@ def _plan(part: Part, source: Source, config: ModelConfig, stage: Path, say: Cal
 
 
 def _plan_imagebind(part: Part, source: Source, config: ModelConfig, stage: Path) -> Plan:
-    root = config.root
+    root = config.files.root
     what = "ImageBind-huge (imagebind_huge.pth)"
     if source.kind == "url":
         url = source.ids[0]
@@ -282,8 +282,8 @@ def _plan_imagebind(part: Part, source: Source, config: ModelConfig, stage: Path
         def fetch() -> None:
             staged = stage / part.name
             record = fetch_url(url, staged, what, "--imagebind-repo ID (a Hugging Face mirror) or --imagebind-url URL", stage)
-            _require_ok(check_imagebind(staged, config.imagebind, stage), f"the file at {url}")
-            _install(staged, config.imagebind_path)
+            _require_ok(check_imagebind(staged, config.spec.imagebind, stage), f"the file at {url}")
+            _install(staged, config.files.imagebind_path)
             record_component(root, part.name, source=source.key, flags=list(source.flags), origins=[{"url": url}], files={part.name: record})
 
         return Plan(part, source, needed, "1 file", fetch)
@@ -295,8 +295,8 @@ def _plan_imagebind(part: Part, source: Source, config: ModelConfig, stage: Path
 
     def fetch_mirror() -> None:
         local, record = fetch_hub_file(listing, name, stage / part.name, what, "--imagebind-repo")
-        _require_ok(check_imagebind(local, config.imagebind, stage), f"{name} from {listing.repo}")
-        _install(local, config.imagebind_path)
+        _require_ok(check_imagebind(local, config.spec.imagebind, stage), f"{name} from {listing.repo}")
+        _install(local, config.files.imagebind_path)
         _discard(stage / part.name)
         record_component(root, part.name, source=source.key, flags=list(source.flags), origins=[listing.origin()], files={part.name: record})
 
@@ -304,7 +304,7 @@ def _plan_imagebind(part: Part, source: Source, config: ModelConfig, stage: Path
 
 
 def _plan_vicuna_folder(part: Part, source: Source, config: ModelConfig, shape, say: Callable[[str], None]) -> Plan:
-    root = config.root
+    root = config.files.root
     folder = Path(source.ids[0])
     _verify_llm(folder, shape, f"the Vicuna folder '{folder}' (--vicuna)")
 
@@ -326,7 +326,7 @@ def _plan_vicuna_folder(part: Part, source: Source, config: ModelConfig, shape, 
 
 def _plan_vicuna_from_delta(part: Part, source: Source, config: ModelConfig, shape, stage: Path) -> Plan:
 
-    root = config.root
+    root = config.files.root
     base_repo, delta_repo = source.ids
     base = list_repo(base_repo, f"LLaMA {config.name} (the base for --from-delta)", "--base-repo")
     delta = list_repo(delta_repo, f"the Vicuna v0 {config.name} delta", "--vicuna-delta-repo")

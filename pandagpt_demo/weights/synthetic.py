@@ -48,29 +48,29 @@ def write_random_model_set(config: ModelConfig, size: str, seed: int = 0, device
     from transformers import LlamaForCausalLM
 
     torch.manual_seed(seed)
-    config.imagebind_path.parent.mkdir(parents=True, exist_ok=True)
+    config.files.imagebind_path.parent.mkdir(parents=True, exist_ok=True)
     with torch.device(device):
-        encoder = ImageBindEncoder(config.imagebind)
-    torch.save({k: v.cpu() for k, v in encoder.model.state_dict().items()}, config.imagebind_path)
+        encoder = ImageBindEncoder(config.spec.imagebind)
+    torch.save({k: v.cpu() for k, v in encoder.model.state_dict().items()}, config.files.imagebind_path)
     del encoder
 
     dtype = torch.float32 if size == "tiny" else torch.float16
     with torch.device(device):
         llm = LlamaForCausalLM._from_config(LLAMA_SHAPES[size].llama_config(), dtype=dtype)
-    _fresh_folder(config.vicuna_dir)
-    llm.save_pretrained(config.vicuna_dir)
-    llama_tokenizer().save_pretrained(config.vicuna_dir)
+    _fresh_folder(config.files.vicuna_dir)
+    llm.save_pretrained(config.files.vicuna_dir)
+    llama_tokenizer().save_pretrained(config.files.vicuna_dir)
 
-    peft_model = wrap_lora(llm, config.lora)
+    peft_model = wrap_lora(llm, config.spec.lora)
     delta = {
         DELTA_LLM_PREFIX + key: (torch.randn_like(value, dtype=torch.float32) * 0.02).to(value.dtype).cpu()
         for key, value in peft_model.state_dict().items()
         if ".lora_" in key
     }
-    proj = torch.nn.Linear(config.imagebind.out_embed_dim, llm.config.hidden_size)
+    proj = torch.nn.Linear(config.spec.imagebind.out_embed_dim, llm.config.hidden_size)
     delta |= {"llama_proj.weight": proj.weight.detach(), "llama_proj.bias": proj.bias.detach()}
-    config.delta_path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(delta, config.delta_path)
+    config.files.delta_path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(delta, config.files.delta_path)
     return config
 
 

@@ -9,11 +9,14 @@ import sys
 import threading
 from pathlib import Path
 
+import openai
 import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
+from pandagpt_demo.app.clients import UISettings
 from tests.conftest import REPO_ROOT, _free_port, _wait_until_ready
+from tests.media import distinct_image
 
 IMAGE = str(REPO_ROOT / "examples" / "sunset.jpg")
 AUDIO = str(REPO_ROOT / "examples" / "dog_bark.wav")
@@ -21,25 +24,43 @@ SAMPLED = dict(max_new_tokens=16, top_p=0.9, temperature=1.0)
 GREEDY = dict(max_new_tokens=12, top_p=0.01, temperature=0.0)
 
 
-def send_args(question: str, image: str | None = None, audio: str | None = None, **sampling: float) -> list:
-    """Positional inputs of the UI's /send endpoint: question, six files, six weights, three sliders."""
-    files = [handle_file(image) if image else None, handle_file(audio) if audio else None, None, None, None, None]
+def message(question: str, *files: str) -> dict:
+    """The message box's value as an API client sends it: a question and any number of files."""
+    return {"text": question, "files": [handle_file(f) for f in files]}
+
+
+def send_args(question: str, *files: str, **sampling: float) -> list:
+    """Positional inputs of the page's /send endpoint: the message, then the three sliders."""
     settings = {**SAMPLED, **sampling}
-    return [question, *files, *[1.0] * 6, settings["max_new_tokens"], settings["top_p"], settings["temperature"]]
+    return [message(question, *files), settings["max_new_tokens"], settings["top_p"], settings["temperature"]]
 
 
-def regenerate_args(image: str | None = None, audio: str | None = None, **sampling: float) -> list:
-    return send_args("", image, audio, **sampling)[1:]
+def sliders(**sampling: float) -> list:
+    settings = {**SAMPLED, **sampling}
+    return [settings["max_new_tokens"], settings["top_p"], settings["temperature"]]
 
 
 def texts(chat: list[dict]) -> list[tuple[str, str]]:
-    """(role, text) of each message of a Chatbot value."""
-    result = []
-    for message in chat:
-        content = message["content"]
-        text = content if isinstance(content, str) else "".join(part.get("text", "") for part in content)
-        result.append((message["role"], text))
-    return result
+    """(role, text) of each message of a Chatbot value: its first text (an answer's caption, which
+    names the files it used, comes after)."""
+    return [(m["role"], m["content"] if isinstance(m["content"], str) else next(p["text"] for p in m["content"] if "text" in p)) for m in chat]
+
+
+def captions(chat: list[dict]) -> list[str]:
+    """The "Used: ..." caption under each answer that was given files."""
+    return [p["text"] for m in chat if m["role"] == "assistant" and not isinstance(m["content"], str) for p in m["content"][1:] if "text" in p]
+
+
+def shown_files(chat: list[dict]) -> list[list[str]]:
+    """The alt text (file name, and kind where a preview stands for it) of the files shown with each question."""
+    return [
+        [p.get("alt_text") for p in m["content"] if "file" in p] if not isinstance(m["content"], str) else [] for m in chat if m["role"] == "user"
+    ]
+
+
+def file_names(files: list) -> list[str]:
+    """The names of a message box's files as gradio_client hands them back (local copies)."""
+    return [Path(f if isinstance(f, str) else f["path"]).name for f in files]
 
 
 def test_image_and_audio_question_streams_then_regenerate_undo_clear(app_url: str) -> None:
@@ -47,44 +68,72 @@ def test_image_and_audio_question_streams_then_regenerate_undo_clear(app_url: st
     job = client.submit(*send_args("What do you see and hear?", IMAGE, AUDIO, **GREEDY), api_name="/send")
     updates = list(job)
     assert len(updates) > 2, "the answer arrives in several pieces"
-    chat, _ = updates[-1]
-    assert updates[0][1] == "", "the first piece empties the textbox"
-    assert all(update[1] == {"__type__": "update"} for update in updates[1:]), "then it is left alone for typing"
+    chat, _, _ = updates[-1]
+    assert updates[0][2] == {"text": "", "files": []}, "the first piece empties the message box"
+    assert all(update[2] == {"__type__": "update"} for update in updates[1:]), "then it is left alone for typing"
     (role_q, question), (role_a, answer) = texts(chat)
     assert (role_q, question) == ("user", "What do you see and hear?")
+    assert shown_files(chat) == [["sunset.jpg", "dog_bark.wav"]], "the question shows its files"
+    assert captions(chat) == ["*Used: sunset.jpg (image ×1) + dog_bark.wav (audio ×1)*"]
     assert role_a == "assistant" and answer and "###" not in answer
     partial = [texts(update[0])[-1][1] for update in updates[:-1] if len(update[0]) == 2]
     assert partial and all(answer.startswith(p) for p in partial), "each update extends the previous one"
 
-    regenerated = client.predict(*regenerate_args(IMAGE, AUDIO, **GREEDY), api_name="/regenerate")
-    assert texts(regenerated) == [("user", question), ("assistant", answer)], "greedy regeneration repeats the answer"
-    text_only = client.predict(*regenerate_args(**GREEDY), api_name="/regenerate")
-    assert texts(text_only)[-1][1] != answer, "without the files the vector (and the answer) changes"
+    regenerated, versions, _ = client.predict(*sliders(**GREEDY), api_name="/regenerate")
+    assert texts(regenerated) == [("user", question), ("assistant", answer)], "greedy regeneration repeats the answer (the files stay in use)"
+    assert versions == "Answer version 2 of 2", "the earlier version is kept"
 
-    chat, textbox = client.predict(api_name="/undo")
-    assert chat == [] and textbox == question, "undo gives the question back for editing"
+    chat, _, box = client.predict(api_name="/undo")
+    assert chat == [] and box["text"] == question, "undo gives the question back for editing"
+    assert file_names(box["files"]) == ["sunset.jpg", "dog_bark.wav"], "and its files"
 
     client.predict(*send_args("Second try", IMAGE), api_name="/send")
-    chat, textbox, *files = client.predict(api_name="/clear")
-    assert chat == [] and textbox == "" and files == [None] * 6
+    chat, versions, box = client.predict(api_name="/clear")
+    assert chat == [] and versions == "" and box == {"text": "", "files": []}
+
+
+def test_an_image_in_the_message_reaches_the_model_as_the_chat_api_image_does(app_url: str) -> None:
+    """The same vector reaches the model: a greedy answer for an image attached in the message
+    equals /chat's answer for it given as `image` (the contract the Image tab had)."""
+    client = Client(app_url, verbose=False)
+    chat, _, _ = client.predict(*send_args("Describe this image.", IMAGE, **GREEDY), api_name="/send")
+    direct = Client(app_url, verbose=False).predict("Describe this image.", image=handle_file(IMAGE), api_name="/chat", **GREEDY)
+    assert texts(chat)[1][1] == direct.strip()
 
 
 def test_bad_file_leaves_chat_and_question_and_chat_goes_on(app_url: str, tmp_path: Path) -> None:
     """The page shows a warning naming the file (test_browser checks it); nothing given is lost."""
     client = Client(app_url, verbose=False)
-    before, _ = client.predict(*send_args("First question", IMAGE), api_name="/send")
+    before, _, _ = client.predict(*send_args("First question", IMAGE), api_name="/send")
     bad = tmp_path / "notes.wav"
     bad.write_text("this is a text file, not a recording")
-    chat, textbox = client.predict(*send_args("What is this sound?", audio=str(bad)), api_name="/send")
-    assert chat == before and textbox == "What is this sound?"
-    chat, _ = client.predict(*send_args("Still there?", IMAGE), api_name="/send")
+    chat, _, box = client.predict(*send_args("What is this sound?", str(bad)), api_name="/send")
+    assert chat == before and box["text"] == "What is this sound?"
+    assert file_names(box["files"]) == ["notes.wav"], "the file goes back into the box with its question"
+    chat, _, _ = client.predict(*send_args("Still there?"), api_name="/send")
     assert [text for role, text in texts(chat) if role == "user"] == ["First question", "Still there?"]
+    assert captions(chat)[-1] == "*Used: sunset.jpg (image ×1)*", "the refused file is not in use; the first one still is"
+
+
+def test_a_chat_takes_at_most_max_files_files(app_url: str, tmp_path: Path) -> None:
+    """Every file of a chat stays on disk while it lives: past UISettings.max_files (16) a message is
+    refused, naming the first file left out, and the chat goes on with what it had."""
+    limit = UISettings.max_files
+    images = [distinct_image(tmp_path / f"photo{i}.png", i, size=8) for i in range(limit + 1)]
+    client = Client(app_url, verbose=False)
+    chat, _, _ = client.predict(*send_args("Many at once", *map(str, images[:limit]), max_new_tokens=2), api_name="/send")
+    assert len(shown_files(chat)[0]) == limit
+    chat, _, box = client.predict(*send_args("One more", str(images[limit]), max_new_tokens=2), api_name="/send")
+    assert len(chat) == 2, "refused: nothing was asked"
+    assert box == {"__type__": "update"}, "the message box is left as it was, question and file"
+    chat, _, _ = client.predict(*send_args("And without it?", max_new_tokens=2), api_name="/send")
+    assert len(chat) == 4 and captions(chat)[-1].count("image ×1") == limit
 
 
 def test_empty_question_does_nothing(app_url: str) -> None:
     client = Client(app_url, verbose=False)
-    chat, textbox = client.predict(*send_args("   "), api_name="/send")
-    assert chat == [] and textbox == ""
+    chat, _, box = client.predict(*send_args("   "), api_name="/send")
+    assert chat == [] and box == {"__type__": "update"}
 
 
 def test_two_clients_see_only_their_own_history(app_url: str) -> None:
@@ -103,6 +152,24 @@ def test_two_clients_see_only_their_own_history(app_url: str) -> None:
     for name in ("alice", "bob"):
         users = [text for role, text in texts(results[name]) if role == "user"]
         assert users == [f"I am {name}", f"{name} again"]
+
+
+def test_chat_api_sums_several_files_of_a_kind_with_their_weights(app_url: str) -> None:
+    """`/chat` takes a list of files per modality and a list of weights; greedy answers show the
+    weights reach the model (a weight of 0 for the second image is the first image alone)."""
+    client = Client(app_url, verbose=False)
+    apple = str(REPO_ROOT / "examples" / "red_apple.png")
+    alone = client.predict("What is this?", image=handle_file(IMAGE), api_name="/chat", **GREEDY)
+    zeroed = client.predict(
+        "What is this?", image=[handle_file(IMAGE), handle_file(apple)], weights={"image": [1.0, 0.0]}, api_name="/chat", **GREEDY
+    )
+    # The tiny model's random encoder points most images the same way, so the sum with a negative weight shows best.
+    against = client.predict(
+        "What is this?", image=[handle_file(IMAGE), handle_file(apple)], weights={"image": [1.0, -2.0]}, api_name="/chat", **GREEDY
+    )
+    assert zeroed == alone and against != alone
+    with pytest.raises(AppError, match=r"weights\['image'\] has 1 numbers for 2 image file\(s\)"):
+        client.predict("What?", image=[handle_file(IMAGE), handle_file(apple)], weights={"image": [1.0]}, api_name="/chat")
 
 
 def test_chat_api_streams_text_with_history(app_url: str, tmp_path: Path) -> None:
@@ -132,7 +199,7 @@ def test_chat_api_streams_text_with_history(app_url: str, tmp_path: Path) -> Non
         (dict(history=[{"role": "user", "content": "Hi"}]), r"history must be a list of \[question, answer\] pairs"),
         (dict(weights=[1.0]), "weights must map modality names"),
         (dict(weights={"smell": 1.0}), "weights must map modality names"),
-        (dict(weights={"audio": 7.0}), "audio weight must be a number from -2 to 2"),
+        (dict(audio=handle_file(AUDIO), weights={"audio": 7.0}), "weight of the audio file must be a number from -2 to 2"),
         (dict(max_new_tokens=0), "max_new_tokens must be a number from 1 to 1024"),
         (dict(top_p=1.5), "top_p must be a number from 0 to 1"),
         (dict(temperature=-1.0), "temperature must be a number from 0 to 2"),
@@ -182,8 +249,8 @@ def test_files_over_the_size_limit_are_refused(app_url: str, tmp_path: Path) -> 
     big.write_bytes(b"\0" * (6 * 1024 * 1024))
     client = Client(app_url, verbose=False)
     with pytest.raises(Exception, match="(?i)too large|exceed|size|413"):
-        client.predict(*send_args("Listen", audio=str(big)), api_name="/send")
-    chat, _ = client.predict(*send_args("Still fine?"), api_name="/send")
+        client.predict(*send_args("Listen", str(big)), api_name="/send")
+    chat, _, _ = client.predict(*send_args("Still fine?"), api_name="/send")
     assert texts(chat)[0] == ("user", "Still fine?")
 
 
@@ -205,7 +272,7 @@ def test_on_a_zero_gpu_space_answers_are_decoded_inside_spaces_gpu(tiny_config, 
     )
     port = _free_port()
     env = {**os.environ, "SPACES_ZERO_GPU": "true", "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    command = [sys.executable, "app.py", "--model", "tiny", "--checkpoints", str(tiny_config.imagebind_path.parent.parent), "--port", str(port)]
+    command = [sys.executable, "app.py", "--model", "tiny", "--checkpoints", str(tiny_config.files.imagebind_path.parent.parent), "--port", str(port)]
     log_path = tmp_path / "app.log"
     with open(log_path, "w") as log:
         process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -216,11 +283,16 @@ def test_on_a_zero_gpu_space_answers_are_decoded_inside_spaces_gpu(tiny_config, 
         answer = Client(url, verbose=False).predict("What is this?", image=handle_file(IMAGE), max_new_tokens=8, api_name="/chat")
     finally:
         process.terminate()
-        process.wait(timeout=30)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            pytest.fail(f"the app did not exit within 60 s of SIGTERM:\n{log_path.read_text()}")
+    assert process.returncode == 0
     assert answer.strip()
     [call] = calls.read_text().splitlines()
     handler, *threads = call.split()
-    assert handler == "chat_api"
+    assert handler == "ask_pandagpt"
     assert "batched-decoder" not in threads, "a decoding thread runs outside spaces.GPU"
 
 
@@ -247,7 +319,7 @@ def test_an_internal_fault_is_logged_with_its_traceback_and_never_blamed_on_the_
     launcher = tmp_path / "faulty_app.py"
     launcher.write_text(FAULTY_LAUNCH)
     port = _free_port()
-    checkpoints = str(tiny_config.imagebind_path.parent.parent)
+    checkpoints = str(tiny_config.files.imagebind_path.parent.parent)
     env = {**os.environ, "PYTHONPATH": f"{REPO_ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     log_path = tmp_path / "app.log"
     with open(log_path, "w") as log:
@@ -264,12 +336,16 @@ def test_an_internal_fault_is_logged_with_its_traceback_and_never_blamed_on_the_
         assert ref and "not a problem with your files or settings" in message
         with pytest.raises(AppError, match=r"Internal error \(logged as [0-9a-f]{8}\)"):  # the page's Send too
             client.predict(*send_args("FAULT again", **GREEDY), api_name="/send")
+        with pytest.raises(openai.InternalServerError, match=r"Internal error \(logged as [0-9a-f]{8}\)") as v1:  # and /v1, as a 500
+            v1_client = openai.OpenAI(base_url=url + "v1", api_key="none", max_retries=0)
+            v1_client.chat.completions.create(model="pandagpt-tiny", messages=[{"role": "user", "content": "FAULT via v1"}], max_tokens=4)
+        assert v1.value.status_code == 500
         assert client.predict("And now a real question?", max_new_tokens=4, api_name="/chat").strip(), "the next request works"
-        chat, _ = client.predict(*send_args("A real question", **GREEDY), api_name="/send")
+        chat, _, _ = client.predict(*send_args("A real question", **GREEDY), api_name="/send")
         assert texts(chat)[0] == ("user", "A real question") and len(chat) == 2
     finally:
         process.terminate()
         process.wait(timeout=30)
     logged = log_path.read_text()
-    assert f"ERROR pandagpt_demo.app.ui: internal error {ref.group(1)}" in logged
+    assert f"ERROR pandagpt_demo.errors: internal error {ref.group(1)}" in logged
     assert "Traceback (most recent call last)" in logged and "RuntimeError: simulated internal fault" in logged

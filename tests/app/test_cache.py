@@ -20,24 +20,26 @@ def test_cache_hit_change_and_removal(tiny_model: PandaGPT, tmp_path: Path) -> N
     write_image(image, seed=1)
     write_thermal(thermal)
     cache = EmbeddingCache()
-    first = cache.vectors({Modality.IMAGE: image, Modality.THERMAL: thermal}, tiny_model.embed_file)
+    first = cache.vectors([(Modality.IMAGE, image), (Modality.THERMAL, thermal)], tiny_model.embed_file)
     assert cache.encodes == 2
     copy = tmp_path / "copy_of_a.png"  # same content under another name (a re-upload) is a hit
     shutil.copy(image, copy)
-    again = cache.vectors({Modality.IMAGE: copy, Modality.THERMAL: thermal}, tiny_model.embed_file)
+    again = cache.vectors([(Modality.IMAGE, copy), (Modality.THERMAL, thermal)], tiny_model.embed_file)
     assert cache.encodes == 2
-    torch.testing.assert_close(again[Modality.IMAGE], first[Modality.IMAGE])
+    torch.testing.assert_close(again[0], first[0])
 
     write_image(image, seed=2)  # the same path, new content: re-encoded, not stale
-    changed = cache.vectors({Modality.IMAGE: image, Modality.THERMAL: thermal}, tiny_model.embed_file)
+    changed = cache.vectors([(Modality.IMAGE, image), (Modality.THERMAL, thermal)], tiny_model.embed_file)
     assert cache.encodes == 3
-    assert not torch.allclose(changed[Modality.IMAGE], first[Modality.IMAGE])
-    torch.testing.assert_close(changed[Modality.IMAGE], tiny_model.embed_file(Modality.IMAGE, image))
+    assert not torch.allclose(changed[0], first[0])
+    torch.testing.assert_close(changed[0], tiny_model.embed_file(Modality.IMAGE, image))
 
-    only_image = cache.vectors({Modality.IMAGE: image}, tiny_model.embed_file)
-    assert set(only_image) == {Modality.IMAGE} and len(cache) == 1
+    twice = cache.vectors([(Modality.IMAGE, image), (Modality.IMAGE, image)], tiny_model.embed_file)
+    assert len(twice) == 2 and len(cache) == 1 and cache.encodes == 3, "a kind may come twice; thermal no longer given is dropped"
+    cache.vectors([(Modality.THERMAL, image)], tiny_model.embed_file)
+    assert cache.encodes == 4, "the same file taken as another kind is another vector"
     with pytest.raises(MediaError, match="image file 'gone.png'"):
-        cache.vectors({Modality.IMAGE: tmp_path / "gone.png"}, tiny_model.embed_file)
+        cache.vectors([(Modality.IMAGE, tmp_path / "gone.png")], tiny_model.embed_file)
     assert len(cache) == 1  # a bad file leaves what was cached
     cache.clear()
     assert len(cache) == 0
@@ -60,5 +62,5 @@ def test_files_that_are_not_regular_are_refused_before_reading(tmp_path: Path, k
 
     cache = EmbeddingCache()
     with pytest.raises(MediaError, match=f"audio file '{path.name}'.*(not a regular file|folder)"):
-        cache.vectors({Modality.AUDIO: path}, encode)
+        cache.vectors([(Modality.AUDIO, path)], encode)
     assert len(cache) == 0

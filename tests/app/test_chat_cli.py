@@ -11,7 +11,7 @@ from tests.conftest import REPO_ROOT
 
 
 def run_chat(config: ModelConfig, *args: str, stdin: str) -> subprocess.CompletedProcess:
-    checkpoints = config.imagebind_path.parent.parent
+    checkpoints = config.files.imagebind_path.parent.parent
     command = [sys.executable, "-m", "pandagpt_demo.chat", "--model", "tiny", "--checkpoints", str(checkpoints), "--max-new-tokens", "8", *args]
     return subprocess.run(command, cwd=REPO_ROOT, input=stdin, capture_output=True, text=True, timeout=300)
 

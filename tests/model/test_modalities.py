@@ -490,7 +490,82 @@ BAD_INPUTS = [
 ]
 
 
-@pytest.mark.parametrize(("modality", "make", "reason"), BAD_INPUTS)
+NON_FINITE = {"NaN": math.nan, "+inf": math.inf, "-inf": -math.inf}
+
+
+def _float_wav_with(value: float):
+    """A float WAV (libsndfile keeps NaN and infinity in float samples) with one bad sample in its second channel."""
+
+    def make(tmp: Path) -> Path:
+        path = tmp / "float.wav"
+        samples = np.full((16_000, 2), 0.25, dtype=np.float32)
+        samples[1234, 1] = value
+        sf.write(str(path), samples, 16_000, subtype="FLOAT")
+        return path
+
+    return make
+
+
+def _npy_with(name: str, array: np.ndarray, index: tuple[int, int], value: float):
+    """A .npy of `array` with `value` at `index`."""
+
+    def make(tmp: Path) -> Path:
+        path = tmp / name
+        data = array.copy()
+        data[index] = value
+        np.save(path, data)
+        return path
+
+    return make
+
+
+def _depth_npy_with(value: float):
+    return _npy_with("depth_bad.npy", np.full((48, 64), 2.0, dtype=np.float32), (5, 7), value)
+
+
+def _imu_npy_with(value: float):
+    # Sample 2999 lies outside the centre window the loader keeps: a bad recording all the same.
+    return _npy_with("imu_bad.npy", imu_ramp(3000).astype(np.float64), (2999, 4), value)
+
+
+def _imu_csv_with(text: str):
+    def make(tmp: Path) -> Path:
+        path = tmp / "imu_bad.csv"
+        write_imu_csv(path, imu_ramp(10), header=True, time_column=False)
+        lines = path.read_text().splitlines()
+        cells = lines[3].split(",")
+        cells[2] = text
+        lines[3] = ",".join(cells)
+        path.write_text("\n".join(lines) + "\n")
+        return path
+
+    return make
+
+
+NON_FINITE_INPUTS = [
+    *[
+        (
+            Modality.AUDIO,
+            _float_wav_with(v),
+            f"1 of its samples are not finite numbers (the first, at channel 1, sample 1234, is {'NaN' if n == 'NaN' else 'infinite'})",
+        )
+        for n, v in NON_FINITE.items()
+    ],
+    *[
+        (
+            Modality.DEPTH,
+            _depth_npy_with(v),
+            f"1 of its depth values are not finite numbers (the first, at row 5, column 7, is {'NaN' if n == 'NaN' else 'infinite'})",
+        )
+        for n, v in NON_FINITE.items()
+    ],
+    *[(Modality.IMU, _imu_npy_with(v), "1 of its samples are not finite numbers (the first, at channel 4, sample 2999") for v in NON_FINITE.values()],
+    (Modality.IMU, _imu_npy_with(1e300), "at channel 4, sample 2999, is infinite"),  # finite in float64, not in float32
+    *[(Modality.IMU, _imu_csv_with(text), f"row 4, column 3 is not a finite number: '{text}'") for text in ("nan", "inf", "-inf")],
+]
+
+
+@pytest.mark.parametrize(("modality", "make", "reason"), BAD_INPUTS + NON_FINITE_INPUTS)
 def test_bad_input_raises_media_error(tmp_path: Path, modality: Modality, make, reason: str) -> None:
     path = make(tmp_path)
     with pytest.raises(MediaError) as caught:

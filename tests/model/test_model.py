@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import re
 import shutil
@@ -14,7 +15,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from pandagpt_demo.config import ImageBindArch, ModelConfig, SamplingParams, ServingConfig
-from pandagpt_demo.errors import PromptTooLong
+from pandagpt_demo.errors import BadInput, PromptTooLong
 from pandagpt_demo.model.checkpoints import CheckpointError
 from pandagpt_demo.model.conversation import Conversation
 from pandagpt_demo.model.generation import sample_next, stream_text
@@ -73,17 +74,39 @@ def test_vector_sits_between_the_tags(tiny_model: PandaGPT) -> None:
     torch.testing.assert_close(embeds[0, 0], table[1])  # BOS
 
 
-def test_two_modalities_are_summed(tiny_model: PandaGPT, media_dir: Path) -> None:
-    image, sound = media_dir / "sum.png", media_dir / "sum.wav"
+def test_files_are_summed_with_their_weights(tiny_model: PandaGPT, media_dir: Path) -> None:
+    """Any mix, several of a kind too: two images with weights a and b give a·v1 + b·v2."""
+    image, other, sound = media_dir / "sum.png", media_dir / "other.png", media_dir / "sum.wav"
     write_image(image)
+    write_image(other, seed=7)
     t = np.linspace(0, 1.5, 24000, endpoint=False)
     write_samples(sound, 0.5 * np.sin(2 * np.pi * 440 * t), 16000)
-    projected = {Modality.IMAGE: tiny_model.embed_file(Modality.IMAGE, image), Modality.AUDIO: tiny_model.embed_file(Modality.AUDIO, sound)}
-    assert not torch.allclose(projected[Modality.IMAGE], projected[Modality.AUDIO])
-    torch.testing.assert_close(PandaGPT.fuse(projected), projected[Modality.IMAGE] + projected[Modality.AUDIO])
-    weighted = PandaGPT.fuse(projected, {Modality.AUDIO: 0.5})
-    torch.testing.assert_close(weighted, projected[Modality.IMAGE] + 0.5 * projected[Modality.AUDIO])
-    assert PandaGPT.fuse({}) is None
+    v1, v2 = tiny_model.embed_file(Modality.IMAGE, image), tiny_model.embed_file(Modality.IMAGE, other)
+    audio = tiny_model.embed_file(Modality.AUDIO, sound)
+    assert not torch.allclose(v1, v2) and not torch.allclose(v1, audio)
+    torch.testing.assert_close(PandaGPT.fuse([v1, audio]), v1 + audio)
+    torch.testing.assert_close(PandaGPT.fuse([v1, v2], [0.7, -0.3]), 0.7 * v1 - 0.3 * v2)
+    torch.testing.assert_close(PandaGPT.fuse([v1, v2, audio], [1.0, 0.5, 1.0]), v1 + 0.5 * v2 + audio)
+    assert PandaGPT.fuse([]) is None
+    with pytest.raises(ValueError):
+        PandaGPT.fuse([v1, v2], [1.0])
+
+
+def test_non_finite_embeddings_are_refused_before_any_prompt(tiny_model: PandaGPT, media_dir: Path) -> None:
+    """An encoder that overflows on a file (huge projection weights here) names the file; a weighted sum
+    that overflows (float16 vectors near its limit) names the weights."""
+    image = media_dir / "overflow.png"
+    write_image(image)
+    overflowing = copy.copy(tiny_model)
+    overflowing.llama_proj = copy.deepcopy(tiny_model.llama_proj)
+    with torch.no_grad():
+        overflowing.llama_proj.weight.mul_(torch.inf)
+    with pytest.raises(MediaError, match=r"image file 'overflow.png': its embedding is not finite"):
+        overflowing.embed_file(Modality.IMAGE, image)
+    near_limit = [torch.full((8,), 60000.0, dtype=torch.float16), torch.full((8,), 1.0, dtype=torch.float16)]
+    assert torch.isfinite(PandaGPT.fuse(near_limit)).all()
+    with pytest.raises(BadInput, match=r"weighted sum of the 2 embedding\(s\) is not finite; lower the weights"):
+        PandaGPT.fuse(near_limit, [2.0, 1.0])
 
 
 def test_audio_embedding_is_not_scaled_by_20(tiny_model: PandaGPT) -> None:
@@ -102,26 +125,26 @@ def logits_of(model: PandaGPT) -> torch.Tensor:
 
 
 def test_merged_lora_gives_the_same_logits(tiny_config: ModelConfig, tiny_model: PandaGPT) -> None:
-    unmerged = PandaGPT.load(dataclasses.replace(tiny_config, merge_lora=False))
+    unmerged = PandaGPT.load(tiny_config.updated(merge_lora=False))
     assert type(unmerged.llm).__name__.startswith("Peft")
     assert not type(tiny_model.llm).__name__.startswith("Peft")
     torch.testing.assert_close(logits_of(unmerged), logits_of(tiny_model), rtol=1e-5, atol=1e-5)
-    without_lora = PandaGPT.load(dataclasses.replace(tiny_config, merge_lora=False))
+    without_lora = PandaGPT.load(tiny_config.updated(merge_lora=False))
     without_lora.llm.disable_adapter_layers()
     assert not torch.allclose(logits_of(without_lora), logits_of(tiny_model), atol=1e-4), "the delta's LoRA must change the model"
 
 
 def rewrite_delta(config: ModelConfig, tmp_path: Path, change) -> ModelConfig:
-    state = torch.load(config.delta_path, weights_only=True)
+    state = torch.load(config.files.delta_path, weights_only=True)
     state = change(state)
     path = tmp_path / "pytorch_model.pt"
     torch.save(state, path)
-    return dataclasses.replace(config, delta_path=path)
+    return config.updated(delta_path=path)
 
 
 def test_delta_keys_without_default_load_the_same(tiny_config: ModelConfig, tiny_model: PandaGPT, tmp_path: Path) -> None:
     plain = rewrite_delta(tiny_config, tmp_path, lambda s: {k.replace(".default.weight", ".weight"): v for k, v in s.items()})
-    assert all(".default" not in k for k in torch.load(plain.delta_path, weights_only=True))
+    assert all(".default" not in k for k in torch.load(plain.files.delta_path, weights_only=True))
     torch.testing.assert_close(logits_of(PandaGPT.load(plain)), logits_of(tiny_model))
 
 
@@ -131,11 +154,11 @@ def test_special_tokens_come_from_the_vocabulary_not_the_folder(tiny_config: Mod
     import json
     import shutil
 
-    folder = shutil.copytree(tiny_config.vicuna_dir, tmp_path / "vicuna_old_style")
+    folder = shutil.copytree(tiny_config.files.vicuna_dir, tmp_path / "vicuna_old_style")
     config_file, tokenizer_file = folder / "config.json", folder / "tokenizer_config.json"
     config_file.write_text(json.dumps(json.loads(config_file.read_text()) | {"bos_token_id": 0, "eos_token_id": 1}))
     tokenizer_file.write_text(json.dumps(json.loads(tokenizer_file.read_text()) | {"bos_token": "", "eos_token": "", "unk_token": ""}))
-    model = PandaGPT.load(dataclasses.replace(tiny_config, vicuna_dir=folder))
+    model = PandaGPT.load(tiny_config.updated(vicuna_dir=folder))
     conversation = Conversation()
     conversation.ask("Hi")
     assert model.prompt_ids(conversation, with_vector=False)[0][0] == 1
@@ -166,11 +189,11 @@ def test_delta_without_llama_proj_or_wrong_shape(tiny_config: ModelConfig, tmp_p
 
 
 def test_missing_checkpoints_name_the_path_and_the_fix(tiny_config: ModelConfig, tmp_path: Path) -> None:
-    missing = dataclasses.replace(tiny_config, imagebind_path=tmp_path / "nowhere" / "imagebind_huge.pth")
+    missing = tiny_config.updated(imagebind_path=tmp_path / "nowhere" / "imagebind_huge.pth")
     with pytest.raises(CheckpointError, match=r"ImageBind checkpoint not found at '.*nowhere/imagebind_huge.pth'.*make-tiny"):
         PandaGPT.load(missing)
     with pytest.raises(CheckpointError, match="Vicuna folder"):
-        PandaGPT.load(dataclasses.replace(tiny_config, vicuna_dir=tmp_path / "no_vicuna"))
+        PandaGPT.load(tiny_config.updated(vicuna_dir=tmp_path / "no_vicuna"))
     real = ModelConfig.preset("7b", tmp_path)
     with pytest.raises(CheckpointError, match="openllmplayground/pandagpt_7b_max_len_1024"):
         PandaGPT.load(real)
@@ -184,14 +207,14 @@ def test_delta_with_a_lora_tensor_under_both_names_fails(tiny_config: ModelConfi
         PandaGPT.load(twice)
     message = str(error.value)
     assert "the same LoRA tensor twice" in message and key in message and key.replace(".default", "") in message
-    assert str(twice.delta_path) in message
+    assert str(twice.files.delta_path) in message
 
 
 def vicuna_copy(config: ModelConfig, tmp_path: Path, change) -> ModelConfig:
     """The tiny set with a copy of its Vicuna folder, `change`d (it gets the folder)."""
-    folder = shutil.copytree(config.vicuna_dir, tmp_path / "vicuna")
+    folder = shutil.copytree(config.files.vicuna_dir, tmp_path / "vicuna")
     change(folder)
-    return dataclasses.replace(config, vicuna_dir=folder)
+    return config.updated(vicuna_dir=folder)
 
 
 def test_vicuna_missing_tensors_fail_naming_the_folder_and_keys(tiny_config: ModelConfig, tmp_path: Path) -> None:
@@ -207,7 +230,7 @@ def test_vicuna_missing_tensors_fail_naming_the_folder_and_keys(tiny_config: Mod
     with pytest.raises(CheckpointError) as error:
         PandaGPT.load(config)
     message = str(error.value)
-    assert f"Vicuna folder '{config.vicuna_dir}' lacks 2 of the model's tensors" in message
+    assert f"Vicuna folder '{config.files.vicuna_dir}' lacks 2 of the model's tensors" in message
     assert "model.layers.0.mlp.down_proj.weight, model.layers.1.mlp.down_proj.weight" in message
     assert "make-tiny" in message  # how to get it again
 
@@ -224,13 +247,13 @@ def test_a_truncated_vicuna_shard_is_named(tiny_config: ModelConfig, tmp_path: P
     config = vicuna_copy(tiny_config, tmp_path, truncate)
     with pytest.raises(CheckpointError) as error:
         PandaGPT.load(config)
-    assert f"Vicuna weight shard '{config.vicuna_dir / weights}' is truncated or corrupt" in str(error.value)
+    assert f"Vicuna weight shard '{config.files.vicuna_dir / weights}' is truncated or corrupt" in str(error.value)
     assert "download it again" in str(error.value)
 
 
 def test_a_vicuna_folder_without_tokenizer_files_fails(tiny_config: ModelConfig, tmp_path: Path) -> None:
     config = vicuna_copy(tiny_config, tmp_path, lambda folder: (folder / "tokenizer.json").unlink())
-    with pytest.raises(CheckpointError, match=rf"Vicuna folder '{re.escape(str(config.vicuna_dir))}' could not be loaded: .*has no tokenizer"):
+    with pytest.raises(CheckpointError, match=rf"Vicuna folder '{re.escape(str(config.files.vicuna_dir))}' could not be loaded: .*has no tokenizer"):
         PandaGPT.load(config)
 
 
@@ -238,10 +261,10 @@ def test_corrupt_and_mismatched_imagebind(tiny_config: ModelConfig, tmp_path: Pa
     corrupt = tmp_path / "imagebind_huge.pth"
     corrupt.write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="not a readable torch state dict"):
-        PandaGPT.load(dataclasses.replace(tiny_config, imagebind_path=corrupt))
+        PandaGPT.load(tiny_config.updated(imagebind_path=corrupt))
     wider = dataclasses.replace(ImageBindArch.tiny(), vision_embed_dim=48)
     with pytest.raises(CheckpointError, match=r"wrong shapes: .*vision.*file \(32.*model \(48"):
-        PandaGPT.load(dataclasses.replace(tiny_config, imagebind=wider))
+        PandaGPT.load(tiny_config.updated(imagebind=wider))
 
 
 def answer(model: PandaGPT, params: SamplingParams, vector: torch.Tensor | None = None, **kwargs) -> list[str]:
@@ -313,7 +336,7 @@ def test_cancel_stops_generation(tiny_model: PandaGPT) -> None:
 
 
 def test_context_drops_oldest_turns(tiny_config: ModelConfig) -> None:
-    model = PandaGPT.load(dataclasses.replace(tiny_config, context_length=80))
+    model = PandaGPT.load(tiny_config.updated(context_length=80))
     conversation = Conversation()
     for index in range(6):
         conversation.ask(f"Question number {index} about the picture?")
@@ -363,7 +386,7 @@ def test_concurrent_video_embeddings_match_sequential(tiny_model: PandaGPT, medi
 def test_quantized_llm_keeps_the_lora_and_answers(tiny_config: ModelConfig, tiny_model: PandaGPT, bits: str) -> None:
     """8/4-bit loading (bitsandbytes) keeps PandaGPT's LoRA unmerged beside the quantized weights."""
     pytest.importorskip("bitsandbytes")
-    quantized = PandaGPT.load(dataclasses.replace(tiny_config, quantize=bits))
+    quantized = PandaGPT.load(tiny_config.updated(quantize=bits))
     layer = quantized.llm.base_model.model.model.layers[0].self_attn.q_proj
     assert type(layer.base_layer).__name__ == {"8bit": "Linear8bitLt", "4bit": "Linear4bit"}[bits]
     assert "default" in layer.lora_A
@@ -382,7 +405,7 @@ def test_a_quantized_llm_decodes_in_the_shared_batch(tiny_config: ModelConfig) -
     from concurrent.futures import ThreadPoolExecutor
 
     pytest.importorskip("bitsandbytes")
-    quantized = PandaGPT.load(dataclasses.replace(tiny_config, quantize="4bit"))
+    quantized = PandaGPT.load(tiny_config.updated(quantize="4bit"))
 
     def ask(question: str, engine: Engine) -> str:
         conversation = Conversation()

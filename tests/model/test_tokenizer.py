@@ -78,14 +78,14 @@ def _renamed_copy(source: Path, folder: Path, renames: dict[str, str]) -> Path:
 
 
 def test_the_real_tokenizer_has_the_control_pieces_at_0_1_2(tiny_config: ModelConfig) -> None:
-    tokenizer = load_tokenizer(tiny_config.vicuna_dir)
+    tokenizer = load_tokenizer(tiny_config.files.vicuna_dir)
     assert [tokenizer.convert_tokens_to_ids(piece) for piece in ("<unk>", "<s>", "</s>")] == [0, 1, 2]
     assert len(tokenizer) == 32000  # naming the special tokens added nothing
 
 
 def test_a_vocabulary_without_a_control_piece_is_refused_not_grown(tiny_config: ModelConfig, tmp_path: Path) -> None:
     """Naming <s> explicitly would add it as token 32000; the loader must refuse instead."""
-    folder = _renamed_copy(tiny_config.vicuna_dir, tmp_path / "no_bos", {"<s>": "<S>"})
+    folder = _renamed_copy(tiny_config.files.vicuna_dir, tmp_path / "no_bos", {"<s>": "<S>"})
     with pytest.raises(ValueError) as caught:
         load_tokenizer(folder)
     message = str(caught.value)
@@ -93,7 +93,7 @@ def test_a_vocabulary_without_a_control_piece_is_refused_not_grown(tiny_config: 
 
 
 def test_control_pieces_at_other_ids_are_refused(tiny_config: ModelConfig, tmp_path: Path) -> None:
-    folder = _renamed_copy(tiny_config.vicuna_dir, tmp_path / "swapped", {"<s>": "</s>", "</s>": "<s>"})
+    folder = _renamed_copy(tiny_config.files.vicuna_dir, tmp_path / "swapped", {"<s>": "</s>", "</s>": "<s>"})
     with pytest.raises(ValueError) as caught:
         load_tokenizer(folder)
     message = str(caught.value)
@@ -105,7 +105,7 @@ def test_a_folder_without_tokenizer_files_is_refused(tiny_config: ModelConfig, t
     """transformers would build a vocabulary of just the named special tokens."""
     folder = tmp_path / "no_tokenizer"
     folder.mkdir()
-    (folder / "tokenizer_config.json").write_text((tiny_config.vicuna_dir / "tokenizer_config.json").read_text())
+    (folder / "tokenizer_config.json").write_text((tiny_config.files.vicuna_dir / "tokenizer_config.json").read_text())
     with pytest.raises(FileNotFoundError) as caught:
         load_tokenizer(folder)
     assert str(folder) in str(caught.value) and "tokenizer.model" in str(caught.value) and "tokenizer.json" in str(caught.value)

@@ -21,7 +21,7 @@ from tests.tiny_llama import write_llama_pair
 @pytest.fixture
 def tiny_copy(tiny_config: ModelConfig, tmp_path: Path) -> ModelConfig:
     """A private copy of the session's tiny set, as `check --dir tmp_path --model tiny` sees it."""
-    shutil.copytree(tiny_config.imagebind_path.parent, tmp_path / "tiny")
+    shutil.copytree(tiny_config.files.imagebind_path.parent, tmp_path / "tiny")
     return ModelConfig.preset("tiny", tmp_path)
 
 
@@ -58,10 +58,10 @@ def test_missing_folders_name_each_file_and_the_command(tmp_path: Path, capsys) 
 
 def test_damaged_and_mismatched_files_are_wrong(tiny_copy: ModelConfig, tmp_path: Path, capsys) -> None:
     config = tiny_copy
-    data = config.imagebind_path.read_bytes()
-    config.imagebind_path.write_bytes(data[: len(data) // 2])  # an interrupted copy
-    state = torch.load(config.delta_path, weights_only=True)
-    torch.save({k: v for k, v in state.items() if ".layers.1." not in k}, config.delta_path)  # LoRA for 1 of 2 layers
+    data = config.files.imagebind_path.read_bytes()
+    config.files.imagebind_path.write_bytes(data[: len(data) // 2])  # an interrupted copy
+    state = torch.load(config.files.delta_path, weights_only=True)
+    torch.save({k: v for k, v in state.items() if ".layers.1." not in k}, config.files.delta_path)  # LoRA for 1 of 2 layers
     status, out = run_check(tmp_path, "tiny", capsys)
     assert status == 1
     lines = {line.split()[1]: line for line in out.splitlines() if line.startswith("  wrong")}
@@ -69,20 +69,20 @@ def test_damaged_and_mismatched_files_are_wrong(tiny_copy: ModelConfig, tmp_path
     assert "LoRA for 1 layers, but Vicuna has 2" in lines["pandagpt_tiny/pytorch_model.pt"]
 
     state["llama_proj.weight"] = torch.zeros(48, 32)
-    torch.save(state, config.delta_path)
+    torch.save(state, config.files.delta_path)
     report = check_model(config)
     assert report.status("delta") == "wrong" and "llama_proj.weight is (48, 32)" in report.explanation()
 
 
 def test_a_sharded_vicuna_with_a_missing_shard(tiny_copy: ModelConfig, llama_pair, tmp_path: Path, capsys) -> None:
     base, delta, _ = llama_pair
-    shutil.rmtree(tiny_copy.vicuna_dir)
-    apply_delta(base, delta, tiny_copy.vicuna_dir, max_shard_bytes=3_000_000)  # Vicuna as --from-delta makes it
+    shutil.rmtree(tiny_copy.files.vicuna_dir)
+    apply_delta(base, delta, tiny_copy.files.vicuna_dir, max_shard_bytes=3_000_000)  # Vicuna as --from-delta makes it
     status, out = run_check(tmp_path, "tiny", capsys)
     assert status == 0, out
     assert "vicuna_tiny/model-00003-of-00003.safetensors" in out and "32001 tokens" in out
 
-    (tiny_copy.vicuna_dir / "model-00002-of-00003.safetensors").unlink()
+    (tiny_copy.files.vicuna_dir / "model-00002-of-00003.safetensors").unlink()
     status, out = run_check(tmp_path, "tiny", capsys)
     assert status == 1
     assert "missing vicuna_tiny/model-00002-of-00003.safetensors" in " ".join(out.split())
@@ -91,16 +91,16 @@ def test_a_sharded_vicuna_with_a_missing_shard(tiny_copy: ModelConfig, llama_pai
 
 def test_a_vicuna_delta_in_place_of_vicuna_is_caught(tiny_copy: ModelConfig, llama_pair, tmp_path: Path, capsys) -> None:
     """The original project's trap: LMSYS's delta loads like a model and answers nonsense."""
-    shutil.rmtree(tiny_copy.vicuna_dir)
-    shutil.copytree(llama_pair[1], tiny_copy.vicuna_dir)
+    shutil.rmtree(tiny_copy.files.vicuna_dir)
+    shutil.copytree(llama_pair[1], tiny_copy.files.vicuna_dir)
     status, out = run_check(tmp_path, "tiny", capsys)
     assert status == 1
     assert "looks like a delta, not a merged Vicuna" in out
 
 
 def test_sizes_are_compared_with_the_manifest(tiny_copy: ModelConfig, tmp_path: Path, capsys) -> None:
-    root = tiny_copy.imagebind_path.parent
-    size = tiny_copy.delta_path.stat().st_size
+    root = tiny_copy.files.imagebind_path.parent
+    size = tiny_copy.files.delta_path.stat().st_size
     record_component(
         root,
         "pandagpt_tiny",
@@ -128,10 +128,10 @@ def test_the_app_falls_back_to_tiny_with_checks_explanation(tiny_config: ModelCo
     assert choice.fallback_reason in choice.banner
 
     # A real-size slot holding the tiny files: present but wrong, so the fix says --replace.
-    shutil.copyfile(tiny_config.imagebind_path, tmp_path / "imagebind_huge.pth")
+    shutil.copyfile(tiny_config.files.imagebind_path, tmp_path / "imagebind_huge.pth")
     record_component(tmp_path, "pandagpt_7b", source="repo:x/y", flags=["--delta-repo", "x/y"], origins=[], files={})
     (tmp_path / "pandagpt_7b").mkdir()
-    shutil.copyfile(tiny_config.delta_path, tmp_path / "pandagpt_7b" / "pytorch_model.pt")
+    shutil.copyfile(tiny_config.files.delta_path, tmp_path / "pandagpt_7b" / "pytorch_model.pt")
     reason = choose_model(args).fallback_reason
     assert "imagebind_huge.pth wrong" in reason and "missing keys" in reason
     assert "pandagpt_7b/pytorch_model.pt wrong" in reason
@@ -139,9 +139,9 @@ def test_the_app_falls_back_to_tiny_with_checks_explanation(tiny_config: ModelCo
 
 
 def test_a_lora_tensor_under_both_names_is_wrong(tiny_copy: ModelConfig, tmp_path: Path, capsys) -> None:
-    state = torch.load(tiny_copy.delta_path, weights_only=True)
+    state = torch.load(tiny_copy.files.delta_path, weights_only=True)
     key = next(k for k in state if k.endswith(".lora_B.default.weight"))
-    torch.save(state | {key.replace(".default", ""): state[key]}, tiny_copy.delta_path)
+    torch.save(state | {key.replace(".default", ""): state[key]}, tiny_copy.files.delta_path)
     status, out = run_check(tmp_path, "tiny", capsys)
     assert status == 1
     line = next(line for line in out.splitlines() if "pandagpt_tiny/pytorch_model.pt" in line and line.startswith("  wrong"))
@@ -152,15 +152,15 @@ def test_make_tiny_writes_a_fresh_vicuna_folder(tmp_path: Path, capsys) -> None:
     """A file left by an earlier set (here a [PAD] token) would be loaded with the new one; a folder
     the command did not write (someone's real Vicuna) is never emptied."""
     config = ModelConfig.preset("tiny", tmp_path)
-    stale = config.vicuna_dir / "added_tokens.json"
-    config.vicuna_dir.mkdir(parents=True)
+    stale = config.files.vicuna_dir / "added_tokens.json"
+    config.files.vicuna_dir.mkdir(parents=True)
     stale.write_text('{"[PAD]": 32000}')
-    assert main(["make-tiny", str(config.imagebind_path.parent)]) == 1
+    assert main(["make-tiny", str(config.files.imagebind_path.parent)]) == 1
     assert stale.exists() and "did not write" in capsys.readouterr().err
 
     stale.unlink()
-    assert main(["make-tiny", str(config.imagebind_path.parent)]) == 0
+    assert main(["make-tiny", str(config.files.imagebind_path.parent)]) == 0
     stale.write_text('{"[PAD]": 32000}')  # now in a folder make-tiny wrote: rewritten afresh
-    assert main(["make-tiny", str(config.imagebind_path.parent)]) == 0
+    assert main(["make-tiny", str(config.files.imagebind_path.parent)]) == 0
     assert not stale.exists()
     assert run_check(tmp_path, "tiny", capsys)[0] == 0

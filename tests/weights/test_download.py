@@ -14,7 +14,6 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -52,13 +51,13 @@ def hub(tiny_config: ModelConfig, llama_pair, monkeypatch: pytest.MonkeyPatch, t
     import huggingface_hub.constants as constants
 
     fake = FakeHub()
-    fake.add_folder(VICUNA, tiny_config.vicuna_dir, extra={"README.md": b"# tiny\n", ".gitattributes": b"*.bin filter=lfs\n"})
-    fake.add_folder(GATED, tiny_config.vicuna_dir, gated=True)
-    fake.add_folder(PANDA, tiny_config.delta_path.parent)
+    fake.add_folder(VICUNA, tiny_config.files.vicuna_dir, extra={"README.md": b"# tiny\n", ".gitattributes": b"*.bin filter=lfs\n"})
+    fake.add_folder(GATED, tiny_config.files.vicuna_dir, gated=True)
+    fake.add_folder(PANDA, tiny_config.files.delta_path.parent)
     fake.add_folder(LLAMA, llama_pair[0])
     fake.add_folder(VICUNA_DELTA, llama_pair[1])
     with fake:
-        fake.imagebind_url = fake.add_url("imagebind_huge.pth", tiny_config.imagebind_path.read_bytes())
+        fake.imagebind_url = fake.add_url("imagebind_huge.pth", tiny_config.files.imagebind_path.read_bytes())
         point_huggingface_hub_at(fake.endpoint, monkeypatch)
         monkeypatch.setattr(socket, "getaddrinfo", _loopback_only(socket.getaddrinfo))
         monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
@@ -78,7 +77,7 @@ def seven_b(monkeypatch: pytest.MonkeyPatch) -> None:
 
     def tiny_shaped(cls, size: str, checkpoints_dir: Path | str = "checkpoints", **overrides: object) -> ModelConfig:
         config = preset(cls, size, checkpoints_dir, **overrides)
-        return config if size == "tiny" else replace(config, imagebind=ImageBindArch.tiny())
+        return config if size == "tiny" else config.updated(imagebind=ImageBindArch.tiny())
 
     monkeypatch.setattr(ModelConfig, "preset", classmethod(tiny_shaped))
 
@@ -122,19 +121,19 @@ def test_full_download_of_a_tiny_set_then_check_passes_and_the_model_loads(hub: 
     out = capsys.readouterr().out
     assert "To download:" in out and "All present and plausible" in out
 
-    assert sha256(config.imagebind_path) == sha256(tiny_config.imagebind_path)
-    assert sha256(config.delta_path) == sha256(tiny_config.delta_path)
-    written = sorted(p.name for p in tiny_config.vicuna_dir.iterdir() if p.name != RANDOM_SET_MARKER)
-    assert sorted(p.name for p in config.vicuna_dir.iterdir()) == written  # no README, no .cache
-    assert not (config.imagebind_path.parent / ".download").exists()
+    assert sha256(config.files.imagebind_path) == sha256(tiny_config.files.imagebind_path)
+    assert sha256(config.files.delta_path) == sha256(tiny_config.files.delta_path)
+    written = sorted(p.name for p in tiny_config.files.vicuna_dir.iterdir() if p.name != RANDOM_SET_MARKER)
+    assert sorted(p.name for p in config.files.vicuna_dir.iterdir()) == written  # no README, no .cache
+    assert not (config.files.imagebind_path.parent / ".download").exists()
 
-    manifest = json.loads((config.imagebind_path.parent / "manifest.json").read_text())["components"]
+    manifest = json.loads((config.files.imagebind_path.parent / "manifest.json").read_text())["components"]
     assert set(manifest) == {"imagebind_huge.pth", "vicuna_tiny", "pandagpt_tiny"}
     assert manifest["vicuna_tiny"]["origins"] == [{"repo": VICUNA, "revision": "main", "commit": hub.repos[VICUNA].commit}]
     weights = manifest["vicuna_tiny"]["files"]["vicuna_tiny/model.safetensors"]
     assert weights == {
-        "size": config.vicuna_dir.joinpath("model.safetensors").stat().st_size,
-        "sha256": sha256(tiny_config.vicuna_dir / "model.safetensors"),
+        "size": config.files.vicuna_dir.joinpath("model.safetensors").stat().st_size,
+        "sha256": sha256(tiny_config.files.vicuna_dir / "model.safetensors"),
     }
     assert manifest["imagebind_huge.pth"]["origins"] == [{"url": hub.imagebind_url}]
     assert manifest["pandagpt_tiny"]["flags"] == ["--delta-repo", PANDA]
@@ -158,14 +157,19 @@ def test_from_delta_builds_vicuna_from_llama_and_the_delta(hub: FakeHub, llama_p
     config = ModelConfig.preset("tiny", tmp_path)
     from pandagpt_demo.model.tensorfiles import FolderTensors
 
-    made = FolderTensors(config.vicuna_dir)
+    made = FolderTensors(config.files.vicuna_dir)
     assert set(made.keys()) == set(vicuna)
     assert all(torch.equal(made.get(key), vicuna[key]) for key in vicuna)
     assert made.shape("lm_head.weight") == (32001, 64)
     # One weight format only: the base repo's .bin copy is not fetched; sources are removed after use.
     assert not [r for r in hub.requests("HEAD", f"/{LLAMA}/resolve/") if r.path.endswith(".bin")]
-    assert sorted(p.name for p in (config.imagebind_path.parent).iterdir()) == ["imagebind_huge.pth", "manifest.json", "pandagpt_tiny", "vicuna_tiny"]
-    entry = json.loads((config.imagebind_path.parent / "manifest.json").read_text())["components"]["vicuna_tiny"]
+    assert sorted(p.name for p in (config.files.imagebind_path.parent).iterdir()) == [
+        "imagebind_huge.pth",
+        "manifest.json",
+        "pandagpt_tiny",
+        "vicuna_tiny",
+    ]
+    entry = json.loads((config.files.imagebind_path.parent / "manifest.json").read_text())["components"]["vicuna_tiny"]
     assert [o["repo"] for o in entry["origins"]] == [LLAMA, VICUNA_DELTA] and entry["flags"][0] == "--from-delta"
     assert "vicuna_tiny/model.safetensors.index.json" in entry["files"]
     assert PandaGPT.load(config).llm.config.vocab_size == 32001
@@ -177,17 +181,17 @@ def test_from_delta_refuses_a_merged_vicuna_as_the_delta(hub: FakeHub, tmp_path:
     assert main(args) == 1
     error = capsys.readouterr().err
     assert f"Cannot make Vicuna from {LLAMA} + {VICUNA}" in error and "looks like a full model, not LMSYS's Vicuna delta" in error
-    assert not ModelConfig.preset("tiny", tmp_path).vicuna_dir.exists()
+    assert not ModelConfig.preset("tiny", tmp_path).files.vicuna_dir.exists()
 
 
 def test_a_dropped_hub_connection_is_resumed_with_a_range_request(hub: FakeHub, tiny_config: ModelConfig, tmp_path: Path) -> None:
-    blob = "/cdn/" + sha256(tiny_config.vicuna_dir / "model.safetensors")
+    blob = "/cdn/" + sha256(tiny_config.files.vicuna_dir / "model.safetensors")
     hub.cut_once[blob] = 12_000_000  # huggingface_hub writes in 10 MiB chunks: one is on disk when the line drops
     assert main(tiny_args(hub, tmp_path)) == 0
     gets = hub.requests("GET", blob)
     assert [r.range for r in gets] == [None, f"bytes={10 * 1024**2}-"]
     config = ModelConfig.preset("tiny", tmp_path)
-    assert sha256(config.vicuna_dir / "model.safetensors") == sha256(tiny_config.vicuna_dir / "model.safetensors")
+    assert sha256(config.files.vicuna_dir / "model.safetensors") == sha256(tiny_config.files.vicuna_dir / "model.safetensors")
 
 
 def test_an_interrupted_url_download_continues_in_the_next_run(hub: FakeHub, tiny_config: ModelConfig, tmp_path: Path, capsys) -> None:
@@ -198,15 +202,15 @@ def test_an_interrupted_url_download_continues_in_the_next_run(hub: FakeHub, tin
     error = capsys.readouterr().err
     assert "HTTP 503" in error and hub.imagebind_url in error and "3,000,000 bytes received are kept" in error
     config = ModelConfig.preset("tiny", tmp_path)
-    assert not config.imagebind_path.exists()  # nothing half-written in place
-    [partial] = (config.imagebind_path.parent / ".download").glob("*/imagebind_huge.pth.part")
+    assert not config.files.imagebind_path.exists()  # nothing half-written in place
+    [partial] = (config.files.imagebind_path.parent / ".download").glob("*/imagebind_huge.pth.part")
     assert partial.stat().st_size == 3_000_000
     assert main(["check", "--dir", str(tmp_path), "--model", "tiny"]) == 1
 
     hub.fail.clear()
     assert main(tiny_args(hub, tmp_path)) == 0
     assert hub.requests("GET", path)[-1].range == "bytes=3000000-"
-    assert sha256(config.imagebind_path) == sha256(tiny_config.imagebind_path)
+    assert sha256(config.files.imagebind_path) == sha256(tiny_config.files.imagebind_path)
 
 
 def test_404_names_the_file_the_url_and_the_flag(hub: FakeHub, tmp_path: Path, capsys) -> None:
@@ -256,7 +260,7 @@ def test_401_for_a_gated_repo_says_how_to_set_hf_token(hub: FakeHub, tmp_path: P
 
 
 def test_a_disabled_repo_is_not_blamed_on_a_missing_token(hub: FakeHub, tiny_config: ModelConfig, tmp_path: Path, capsys) -> None:
-    hub.add_folder("test/disabled-vicuna", tiny_config.vicuna_dir, disabled=True)
+    hub.add_folder("test/disabled-vicuna", tiny_config.files.vicuna_dir, disabled=True)
     assert main(tiny_args(hub, tmp_path, vicuna=("--vicuna-repo", "test/disabled-vicuna"))) == 1
     error = capsys.readouterr().err
     assert "disabled the repository test/disabled-vicuna" in error and "HTTP 403" in error and "No token or login" in error
@@ -286,13 +290,13 @@ def test_a_xet_transfer_failure_names_the_way_around_and_keeps_the_parts_in_plac
     assert "Already in place and kept: imagebind_huge.pth, vicuna_tiny." in error
     assert hub.requests("GET", "/xet-cas/")  # hf_xet really went to the CAS
     config = ModelConfig.preset("tiny", tmp_path)
-    assert config.vicuna_dir.is_dir() and config.imagebind_path.is_file() and not config.delta_path.exists()
+    assert config.files.vicuna_dir.is_dir() and config.files.imagebind_path.is_file() and not config.files.delta_path.exists()
 
     monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)  # as `HF_HUB_DISABLE_XET=1` at start-up sets it
     fetched = len(hub.requests("GET", "/cdn/"))
     assert main(tiny_args(hub, tmp_path)) == 0
-    assert [r.path for r in hub.requests("GET", "/cdn/")[fetched:]] == ["/cdn/" + sha256(tiny_config.delta_path)]  # only the delta
-    assert sha256(config.delta_path) == sha256(tiny_config.delta_path)
+    assert [r.path for r in hub.requests("GET", "/cdn/")[fetched:]] == ["/cdn/" + sha256(tiny_config.files.delta_path)]  # only the delta
+    assert sha256(config.files.delta_path) == sha256(tiny_config.files.delta_path)
 
 
 def test_an_unknown_repo_and_no_network(hub: FakeHub, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -327,20 +331,20 @@ def test_too_little_disk_is_said_before_downloading(hub: FakeHub, tmp_path: Path
 def test_a_wrong_part_is_replaced_only_with_replace(hub: FakeHub, tiny_config: ModelConfig, tmp_path: Path, capsys) -> None:
     assert main(tiny_args(hub, tmp_path)) == 0
     config = ModelConfig.preset("tiny", tmp_path)
-    config.delta_path.write_bytes(config.delta_path.read_bytes()[:50_000])  # a damaged file
+    config.files.delta_path.write_bytes(config.files.delta_path.read_bytes()[:50_000])  # a damaged file
     capsys.readouterr()
     assert main(tiny_args(hub, tmp_path)) == 1
-    assert "Present but wrong" in capsys.readouterr().err and config.delta_path.stat().st_size == 50_000
+    assert "Present but wrong" in capsys.readouterr().err and config.files.delta_path.stat().st_size == 50_000
     assert main(tiny_args(hub, tmp_path, "--replace")) == 0
-    assert sha256(config.delta_path) == sha256(tiny_config.delta_path)
+    assert sha256(config.files.delta_path) == sha256(tiny_config.files.delta_path)
 
 
 def test_vicuna_from_a_local_folder_is_linked(hub: FakeHub, tiny_config: ModelConfig, tmp_path: Path) -> None:
     mine = tmp_path / "my_vicuna"
-    shutil.copytree(tiny_config.vicuna_dir, mine)
+    shutil.copytree(tiny_config.files.vicuna_dir, mine)
     assert main(tiny_args(hub, tmp_path / "checkpoints", vicuna=("--vicuna", str(mine)))) == 0
     config = ModelConfig.preset("tiny", tmp_path / "checkpoints")
-    assert config.vicuna_dir.is_symlink() and config.vicuna_dir.resolve() == mine.resolve()
+    assert config.files.vicuna_dir.is_symlink() and config.files.vicuna_dir.resolve() == mine.resolve()
     assert not hub.requests(path_contains=VICUNA)
 
     (mine / "model.safetensors").unlink()  # a folder that is not usable is refused before any download
@@ -368,8 +372,8 @@ def test_download_7b_with_no_flag_falls_back_to_vision_cair_when_pandagpts_vicun
 ) -> None:
     first, second, base, _ = candidate_repos()
     assert (first, second) == ("openllmplayground/vicuna_7b_v0", "Vision-CAIR/vicuna-7b")
-    hub.add_folder(second, write_bin_copy(tiny_config.vicuna_dir, tmp_path / "vision_cair"))  # .bin shards, as that repo holds
-    hub.add_folder(WEIGHT_SOURCES["7b"].delta[0].ids[0], tiny_config.delta_path.parent)
+    hub.add_folder(second, write_bin_copy(tiny_config.files.vicuna_dir, tmp_path / "vision_cair"))  # .bin shards, as that repo holds
+    hub.add_folder(WEIGHT_SOURCES["7b"].delta[0].ids[0], tiny_config.files.delta_path.parent)
     monkeypatch.setenv("PANDAGPT_IMAGEBIND_URL", hub.imagebind_url)
     directory = tmp_path / "checkpoints"
     assert main(["download", "--model", "7b", "--dir", str(directory)]) == 0
@@ -380,7 +384,7 @@ def test_download_7b_with_no_flag_falls_back_to_vision_cair_when_pandagpts_vicun
     assert not hub.requests(path_contains=base)  # the first usable candidate is taken: later ones are not even probed
 
     config = ModelConfig.preset("7b", directory)
-    assert sorted(p.name for p in config.vicuna_dir.glob("*.bin")) == ["pytorch_model-00001-of-00002.bin", "pytorch_model-00002-of-00002.bin"]
+    assert sorted(p.name for p in config.files.vicuna_dir.glob("*.bin")) == ["pytorch_model-00001-of-00002.bin", "pytorch_model-00002-of-00002.bin"]
     entry = json.loads((directory / "manifest.json").read_text())["components"]["vicuna_7b_v0"]
     assert entry["source"] == f"repo:{second}" and entry["flags"] == []
     assert main(["check", "--dir", str(directory), "--model", "7b", "--hash"]) == 0
@@ -393,10 +397,10 @@ def test_with_no_merged_vicuna_usable_the_default_builds_it_from_llama_and_the_d
     hub: FakeHub, seven_b: None, tiny_config: ModelConfig, llama_pair, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     first, second, base, vicuna_delta = candidate_repos()
-    hub.add_folder(second, tiny_config.vicuna_dir, gated=True)  # listed to anyone, downloadable by no one here
+    hub.add_folder(second, tiny_config.files.vicuna_dir, gated=True)  # listed to anyone, downloadable by no one here
     hub.add_folder(base, llama_pair[0])
     hub.add_folder(vicuna_delta, llama_pair[1])
-    hub.add_folder(WEIGHT_SOURCES["7b"].delta[0].ids[0], tiny_config.delta_path.parent)
+    hub.add_folder(WEIGHT_SOURCES["7b"].delta[0].ids[0], tiny_config.files.delta_path.parent)
     monkeypatch.setenv("PANDAGPT_IMAGEBIND_URL", hub.imagebind_url)
     assert main(["download", "--model", "7b", "--dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
@@ -417,12 +421,12 @@ def test_a_folder_laid_out_as_pandagpts_repository_is_checked_loaded_and_complet
     clone = tmp_path / "PandaGPT"
     folder = clone / "pretrained_ckpt"
     (folder / "imagebind_ckpt").mkdir(parents=True)
-    shutil.copy(tiny_config.imagebind_path, folder / "imagebind_ckpt" / "imagebind_huge.pth")
-    shutil.copytree(tiny_config.vicuna_dir, folder / "vicuna_ckpt" / "7b_v0")
+    shutil.copy(tiny_config.files.imagebind_path, folder / "imagebind_ckpt" / "imagebind_huge.pth")
+    shutil.copytree(tiny_config.files.vicuna_dir, folder / "vicuna_ckpt" / "7b_v0")
     (folder / "pandagpt_ckpt" / "13b").mkdir(parents=True)  # PandaGPT's repo makes folders for both sizes
 
     # The delta is missing: download completes the set in PandaGPT's layout, keeping what is there.
-    hub.add_folder(WEIGHT_SOURCES["7b"].delta[0].ids[0], tiny_config.delta_path.parent)
+    hub.add_folder(WEIGHT_SOURCES["7b"].delta[0].ids[0], tiny_config.files.delta_path.parent)
     monkeypatch.setenv("PANDAGPT_IMAGEBIND_URL", hub.imagebind_url)
     assert main(["download", "--model", "7b", "--dir", str(clone)]) == 0
     out = capsys.readouterr().out
@@ -437,7 +441,7 @@ def test_a_folder_laid_out_as_pandagpts_repository_is_checked_loaded_and_complet
 
     choice = choose_model(app.parse_args(["--checkpoints", str(clone), "--model", "7b", "--device", "cpu"]))
     assert choice.fallback_reason is None and choice.config.name == "7b"
-    assert choice.config.vicuna_dir == folder / "vicuna_ckpt" / "7b_v0"
+    assert choice.config.files.vicuna_dir == folder / "vicuna_ckpt" / "7b_v0"
     assert PandaGPT.load(choice.config).llm.config.hidden_size == 64
 
 
@@ -463,13 +467,13 @@ def test_a_disk_that_fills_up_mid_download_is_said_and_the_parts_in_place_are_ke
     assert "the disk filled up while writing it" in error and "No space left on device" in error
     assert "Vicuna v0 tiny" in error and "Already in place and kept: imagebind_huge.pth." in error
     config = ModelConfig.preset("tiny", small_disk)
-    assert config.imagebind_path.is_file() and not config.vicuna_dir.exists()
+    assert config.files.imagebind_path.is_file() and not config.files.vicuna_dir.exists()
 
     subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)
     fetched = len(hub.requests("GET", "/files/"))
     assert main(tiny_args(hub, small_disk)) == 0
     assert len(hub.requests("GET", "/files/")) == fetched  # ImageBind was not fetched again
-    assert sha256(config.vicuna_dir / "model.safetensors") == sha256(tiny_config.vicuna_dir / "model.safetensors")
+    assert sha256(config.files.vicuna_dir / "model.safetensors") == sha256(tiny_config.files.vicuna_dir / "model.safetensors")
 
 
 def test_app_download_flag(hub: FakeHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:

@@ -1,0 +1,56 @@
+"""`GET /healthz` and `GET /readyz`, on the app's own port, for load balancers, Spaces, Ray and Kubernetes.
+
+`/healthz` says the process answers (always 200). `/readyz` says whether a question sent now would
+be answered: the model loaded, the engine running, not draining, the engine's queue not full;
+200 when ready, 503 with the reasons when not.
+"""
+
+from __future__ import annotations
+
+import time
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from .lifecycle import Lifecycle
+from .runtime import ModelHandle
+
+
+def readiness(handle: ModelHandle, lifecycle: Lifecycle) -> dict:
+    """The /readyz document: `ready`, the reasons it is not, and the engine's load."""
+    reasons = []
+    stats = handle.stats()
+    if handle.error is not None:
+        reasons.append(f"loading failed: {handle.error}")
+    elif stats is None:
+        reasons.append(handle.status)
+    elif not handle.ready:
+        reasons.append("the engine is not running")
+    if lifecycle.draining.is_set():
+        reasons.append("draining: shutting down")
+    if stats is not None and stats.waiting >= handle.serving.max_waiting:
+        reasons.append(f"queue full: {stats.waiting} waiting")
+    replicas = handle.replica_status()
+    if replicas is not None and replicas.ready == 0:
+        reasons.append(f"no model replica is ready (0 of {replicas.total})")
+    document = {"ready": not reasons, "reasons": reasons, "model": handle.choice.config.name, "in_flight": lifecycle.in_flight}
+    if replicas is not None:
+        document["replicas"] = {"ready": replicas.ready, "total": replicas.total, "answers": handle.served_by()}
+    if stats is not None:
+        document["engine"] = {"waiting": stats.waiting, "active": stats.active, "tokens": stats.tokens, "steps": stats.steps}
+    return document
+
+
+def health_routes(handle: ModelHandle, lifecycle: Lifecycle) -> list[Route]:
+    """The two routes, for the app's FastAPI constructor (Gradio's `app_kwargs`), ahead of Gradio's own."""
+    started = time.monotonic()
+
+    async def healthz(request: Request) -> JSONResponse:
+        return JSONResponse({"alive": True, "uptime_s": round(time.monotonic() - started, 1), "status": handle.status})
+
+    async def readyz(request: Request) -> JSONResponse:
+        document = readiness(handle, lifecycle)
+        return JSONResponse(document, status_code=200 if document["ready"] else 503)
+
+    return [Route("/healthz", healthz, methods=["GET"]), Route("/readyz", readyz, methods=["GET"])]

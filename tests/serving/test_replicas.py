@@ -1,0 +1,120 @@
+"""Model replicas on a real (local) Ray Serve cluster behind the launched app, on CPU with the tiny
+model: concurrent clients, answers equal to the single-process path, a replica killed mid-answer."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+from gradio_client import Client
+
+from pandagpt_demo.app.session import ChatSession
+from pandagpt_demo.config import ModelConfig, SamplingParams
+from pandagpt_demo.model.pandagpt import PandaGPT
+from pandagpt_demo.serving.engine import Engine
+from tests.app.test_public_link import App
+
+pytest.importorskip("ray.serve", reason="replicas need ray[serve] (requirements-test.txt)")
+
+GREEDY = dict(temperature=0.0, top_p=0.01)
+
+
+def ray_processes() -> list[str]:
+    found = subprocess.run(["pgrep", "-fa", "raylet|gcs_server|ray::"], capture_output=True, text=True).stdout
+    return [line for line in found.splitlines() if "pgrep" not in line]
+
+
+@pytest.fixture(scope="module")
+def app(tiny_config: ModelConfig, tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
+    assert not ray_processes(), "a Ray cluster was already running"
+    app = App(tiny_config, tmp_path_factory.mktemp("replicas"), "--replicas", "2", "--concurrency", "8")
+    wait_until(lambda: replicas(app)["ready"] == 2)
+    yield app
+    app.process.send_signal(signal.SIGTERM)  # a graceful stop takes the replicas and the cluster down
+    assert app.process.wait(60) == 0
+    wait_until(lambda: not ray_processes(), timeout=30)
+
+
+def replicas(app: App) -> dict:
+    return httpx.get(app.url + "readyz").json().get("replicas", {"ready": 0})
+
+
+def wait_until(condition, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the condition never came true"
+        time.sleep(0.1)
+
+
+def test_two_replicas_serve_sixteen_clients_with_the_single_process_answers(app: App, tiny_model: PandaGPT, tiny_engine: Engine) -> None:
+    questions = [f"Question number {i}: what do you know?" for i in range(16)]
+    expected = {q: list(ChatSession().ask(tiny_model, tiny_engine, q, SamplingParams(12, **GREEDY)))[-1] for q in questions}
+    answers: dict[str, str] = {}
+
+    def one(question: str) -> None:
+        answers[question] = Client(app.url, verbose=False).predict(question, max_new_tokens=12, api_name="/chat", **GREEDY)
+
+    before = dict(replicas(app)["answers"])
+    threads = [threading.Thread(target=one, args=(q,)) for q in questions]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert answers == expected, "each client gets its own answer, the one the single-process app gives"
+    after = replicas(app)["answers"]
+    used = {replica for replica, count in after.items() if count > before.get(replica, 0)}
+    assert len(used) == 2, f"both replicas answered: {after}"
+
+
+def test_a_replica_killed_mid_answer_ends_its_answers_keeping_their_text_and_the_others_go_on(app: App) -> None:
+    v1 = openai.OpenAI(base_url=app.url + "v1", api_key="none", max_retries=0)
+    streams = [
+        v1.chat.completions.create(
+            model="pandagpt-tiny", messages=[{"role": "user", "content": f"Story {i}"}], max_tokens=1024, stream=True, **GREEDY
+        )
+        for i in range(6)
+    ]
+    firsts = [next(iter(stream)) for stream in streams]
+    assert all(first.choices[0].delta.role == "assistant" for first in firsts)
+    victim = next(iter(replicas(app)["answers"]))
+    os.kill(int(victim.rsplit(":", 1)[1]), signal.SIGKILL)
+    outcomes: list[tuple[str, str]] = []
+
+    def drain(stream) -> None:
+        text = ""
+        try:
+            for chunk in stream:
+                if chunk.choices and chunk.choices[0].finish_reason:
+                    outcomes.append(("finished", text))
+                    return
+                text += (chunk.choices[0].delta.content or "") if chunk.choices else ""
+        except openai.APIError as error:
+            outcomes.append((str(error), text))
+
+    threads = [threading.Thread(target=drain, args=(stream,)) for stream in streams]
+    for thread in threads:
+        thread.start()
+    meanwhile = v1.chat.completions.create(model="pandagpt-tiny", messages=[{"role": "user", "content": "Still there?"}], max_tokens=4, **GREEDY)
+    assert meanwhile.choices[0].message.content is not None, "new requests succeed on the other replica meanwhile"
+    for thread in threads:
+        thread.join(120)
+    lost = [text for outcome, text in outcomes if "replica answering this stopped" in outcome]
+    finished = [text for outcome, text in outcomes if outcome == "finished"]
+    assert lost and finished and len(lost) + len(finished) == 6, outcomes
+    wait_until(lambda: replicas(app)["ready"] == 2, timeout=120)  # Serve restarted it
+    again = Client(app.url, verbose=False).predict("And now?", max_new_tokens=4, api_name="/chat", **GREEDY)
+    assert isinstance(again, str)
+
+
+def test_without_replica_flags_the_app_never_imports_ray(tmp_path: Path) -> None:
+    probe = "import sys, pandagpt_demo.app.server, pandagpt_demo.app.page; print('ray' in sys.modules)"
+    result = subprocess.run(["python", "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
