@@ -264,6 +264,29 @@ class ServingConfig:
 
 
 @dataclass(frozen=True)
+class ZeroGpuConfig:
+    """What a ZeroGPU call asks for (app/zerogpu.py): the seconds a request needs, estimated up front.
+
+    ZeroGPU grants 60 s when asked nothing and refuses a call asking more than the visitor's cap; a
+    shorter ask is scheduled sooner. The per-step figures are conservative guesses for a 7B in
+    float16 on half an H200 (not measured here: no such GPU was lent); `--zerogpu-max-s` is the cap.
+    """
+
+    min_s: int = 20  # never ask for less: the call's start moves the weights onto the granted GPU
+    max_s: int = 120  # never ask for more (the cap of a signed-in visitor; a Space's owner may raise it)
+    margin_s: float = 10.0  # the answer stops this long before the grant ends (the start, one last step)
+    token_s: float = 0.06  # one decode step
+    encode_s: tuple[tuple[str, float], ...] = (  # one file of each kind through ImageBind (a video: its clips)
+        ("image", 0.5),
+        ("audio", 1.5),
+        ("video", 4.0),
+        ("thermal", 0.5),
+        ("depth", 0.5),
+        ("imu", 0.3),
+    )
+
+
+@dataclass(frozen=True)
 class ReplicaConfig:
     """Model replicas on Ray Serve (serving/replicas.py): the defaults of `--replicas` and its flags."""
 

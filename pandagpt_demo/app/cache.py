@@ -2,7 +2,8 @@
 
 The original demo kept an embedding as long as *some* file was given, so a replaced file kept its
 stale embedding. Here each vector is keyed by (modality, sha256 of the bytes): a changed file is
-re-encoded, and entries for files no longer given are dropped.
+re-encoded, and entries for files no longer given are dropped. Vectors of one model are never
+given to another (the tiny model's, once the real weights are swapped in): the cache empties.
 """
 
 from __future__ import annotations
@@ -23,18 +24,24 @@ class EmbeddingCache:
 
     def __init__(self) -> None:
         self._vectors: dict[CacheKey, torch.Tensor] = {}
+        self._source: object = None  # what made the vectors (a model's config)
         self.encodes = 0  # how many times `encode` ran: what the cache saves is visible
 
     def vectors(
         self,
         files: Sequence[tuple[Modality, str | Path]],
         encode: Callable[[Modality, str | Path], torch.Tensor],
+        source: object = None,
     ) -> list[torch.Tensor]:
         """The vector of every given (kind, file), in order; encodes only new contents, forgets
         files no longer given. The same content given twice is encoded once.
 
         If `encode` raises (a bad file), the entries computed so far are kept and the error propagates.
+        `source` names what `encode` runs (the model's config): vectors of another source are dropped first.
         """
+        if source != self._source:
+            self._vectors.clear()
+            self._source = source
         result: list[torch.Tensor] = []
         current: set[CacheKey] = set()
         for modality, path in files:
@@ -49,6 +56,10 @@ class EmbeddingCache:
             result.append(self._vectors[key])
         self._vectors = {key: vector for key, vector in self._vectors.items() if key in current}
         return result
+
+    def has(self, modality: Modality, sha256: str) -> bool:
+        """Whether a file of this content and kind is encoded already (what a ZeroGPU call need not pay for)."""
+        return (modality, sha256) in self._vectors
 
     def clear(self) -> None:
         self._vectors.clear()

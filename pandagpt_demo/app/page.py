@@ -16,7 +16,7 @@ import gradio as gr
 from gradio import utils as gradio_utils
 from gradio.components.image import ImageData
 
-from pandagpt_demo.config import EXAMPLES_FILE, PublicLimits
+from pandagpt_demo.config import EXAMPLES_FILE, PublicLimits, ZeroGpuConfig
 from pandagpt_demo.files import sha256_file
 from pandagpt_demo.model.modalities import Modality
 
@@ -93,14 +93,19 @@ def _untouched(image: gr.Image) -> gr.Image:
 
 
 def build_demo(
-    handle: ModelHandle, settings: UISettings | None = None, house: Housekeeping | None = None, metrics: Metrics | None = None
+    handle: ModelHandle,
+    settings: UISettings | None = None,
+    house: Housekeeping | None = None,
+    metrics: Metrics | None = None,
+    zero_gpu: ZeroGpuConfig = ZeroGpuConfig(),
 ) -> gr.Blocks:
     """The page; `house` (default: `PublicLimits`' defaults on Gradio's upload folder) keeps its
-    sessions and files in bounds, `metrics` counts its requests (default: its own)."""
+    sessions and files in bounds, `metrics` counts its requests (default: its own), `zero_gpu`
+    says what each answer asks for on a ZeroGPU Space."""
     settings = settings or UISettings()
     house = house or Housekeeping(PublicLimits(), gradio_utils.get_upload_folder())
     examples, kinds = example_messages()
-    app = ChatApp(handle, settings, house, kinds, metrics)
+    app = ChatApp(handle, settings, house, kinds, metrics, zero_gpu)
     with gr.Blocks(title="PandaGPT", css=CSS) as demo:
         session = gr.State(ChatSession())
         strip = gr.State([])
@@ -192,7 +197,5 @@ def build_demo(
         house.keep_files_of(demo.blocks.values())
 
         timer = gr.Timer(1.0)
-        timer.tick(
-            lambda: (app.status(), gr.Timer(active=not handle.ready and handle.error is None)), None, [status, timer], api_visibility="private"
-        )
+        timer.tick(lambda: (app.status(), gr.Timer(active=handle.changing)), None, [status, timer], api_visibility="private")
     return demo

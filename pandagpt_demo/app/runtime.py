@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +29,7 @@ from pandagpt_demo.weights.synthetic import make_tiny
 
 log = logging.getLogger(__name__)
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+QUANTIZE_ENV = "PANDAGPT_QUANTIZE"
 
 
 def setup_logging(level: str) -> None:
@@ -45,7 +48,15 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", choices=MODEL_SIZES, default="7b", help="model size (default 7b; tiny = random test weights)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device (default: cuda if available)")
     parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "float16", "bfloat16"), help="auto: float16 on CUDA, float32 on CPU")
-    parser.add_argument("--quantize", choices=QUANTIZATIONS, help="load the LLM in 8 or 4 bits (bitsandbytes) to fit smaller GPUs")
+    quantize = os.environ.get(QUANTIZE_ENV) or None  # a Space runs app.py without flags: its variables stand in
+    if quantize is not None and quantize not in QUANTIZATIONS:
+        raise SystemExit(f"${QUANTIZE_ENV} is '{quantize}': it takes {' or '.join(QUANTIZATIONS)}.")
+    parser.add_argument(
+        "--quantize",
+        choices=QUANTIZATIONS,
+        default=quantize,
+        help=f"load the LLM in 8 or 4 bits (bitsandbytes) to fit smaller GPUs (default ${QUANTIZE_ENV})",
+    )
     parser.add_argument(
         "--no-compile", dest="compile", action="store_false", help="on CUDA, skip compiling the decode steps: ready minutes sooner, decodes slower"
     )
@@ -76,14 +87,13 @@ def choose_model(args: argparse.Namespace) -> ModelChoice:
     """
     from pandagpt_demo.weights.check import check_model
 
-    settings = dict(device=args.device, dtype=args.dtype, quantize=args.quantize, compile=args.compile)
-    config = ModelConfig.preset(args.model, args.checkpoints, **settings)
+    config = model_config(args, args.model)
     reason = None
     if args.model != "tiny":
         report = check_model(config, args.model)
         if not report.ok:
             reason = report.explanation()
-            config = ModelConfig.preset("tiny", args.checkpoints, **settings)
+            config = model_config(args, "tiny")
     log.info(
         "model %s on %s, dtype %s, compile %s, quantize %s%s",
         config.name,
@@ -94,6 +104,11 @@ def choose_model(args: argparse.Namespace) -> ModelChoice:
         f" (fallback: {reason})" if reason else "",
     )
     return ModelChoice(config, reason)
+
+
+def model_config(args: argparse.Namespace, size: str) -> ModelConfig:
+    """The config of model `size` in --checkpoints with the run settings the flags ask for."""
+    return ModelConfig.preset(size, args.checkpoints, device=args.device, dtype=args.dtype, quantize=args.quantize, compile=args.compile)
 
 
 def load_with_progress(choice: ModelChoice, on_step=lambda message: None) -> PandaGPT:
@@ -124,7 +139,8 @@ class ModelHandle:
     """The model loading in a background thread, so the UI is up (with a status line) at once.
 
     Once loaded it holds the model and the engine that decodes for it (serving/start.py): the
-    app's one place where the two are wired together.
+    app's one place where the two are wired together. `replace` swaps in another model while the
+    server runs (the real weights, once fetched): answers already started finish on the old one.
     """
 
     def __init__(self, choice: ModelChoice, serving: ServingConfig = ServingConfig(), replicas: ReplicaConfig | None = None) -> None:
@@ -135,6 +151,9 @@ class ModelHandle:
         self.serving = serving
         self.replicas = replicas
         self.status = "Starting…"
+        self.notice = ""  # a line under the banner: a weights fetch's progress or outcome (fetching.py)
+        self.upgrading = False  # a fetch or a swap is under way: the page keeps polling the status
+        self.generation = 0  # counts the models served so far: 1 once loaded, +1 for each one swapped in
         self.error: str | None = None
         self._served: tuple[PandaGPT, Engine] | None = None
         self._cluster = None  # serving.replicas.Cluster, with `replicas`
@@ -158,6 +177,7 @@ class ModelHandle:
                 write_tiny_if_missing(self.choice.config, self._on_step)
                 model, engine = self._cluster.start(self._on_step)
             self._served = (model, engine)
+            self.generation += 1
             EngineMonitor(engine).start()
             self.status = "Ready"
             log.info("ready: %s", self.choice.banner.replace("**", ""))
@@ -172,9 +192,36 @@ class ModelHandle:
         log.info("loading: %s", message)
         self.status = f"Loading: {message}"
 
+    def replace(self, choice: ModelChoice, drain_s: float = 120.0) -> None:
+        """Load `choice` (in the caller's thread) and serve it from now on; the old engine is closed
+        once its answers in flight are done (or after `drain_s`). Raises if loading fails, the old
+        model still serving."""
+        if self.replicas is not None:
+            raise RuntimeError("replacing the model is not supported with replicas")
+        self._done.wait()  # the first model's load ends first, so it cannot land after this one
+        model = load_with_progress(choice, self._on_step)
+        engine = start_engine(model, self.serving, progress=self._on_step)
+        old = self._served
+        self._served, self.choice = (model, engine), choice
+        self.generation += 1
+        EngineMonitor(engine).start()
+        self.status = "Ready"
+        log.info("ready: %s", choice.banner.replace("**", ""))
+        if old is not None:
+            _close_when_idle(old[1], drain_s)
+
+    def fall_back(self, reason: str) -> None:
+        """Keep the model serving now, with `reason` as what its banner says (a fetch that failed)."""
+        self.choice = ModelChoice(self.choice.config, reason)
+
     @property
     def ready(self) -> bool:
         return self._served is not None and self._served[1].ready
+
+    @property
+    def changing(self) -> bool:
+        """Whether the status line may still change by itself (loading, fetching, swapping)."""
+        return (self._served is None and self.error is None) or self.upgrading
 
     def stats(self) -> EngineStats | None:
         """The engine's load, once loaded."""
@@ -202,3 +249,14 @@ class ModelHandle:
             self._served[1].close()
         if self._cluster is not None:
             self._cluster.shutdown()
+
+
+def _close_when_idle(engine: Engine, drain_s: float) -> None:
+    """Close `engine` once nothing waits or decodes on it (or after `drain_s`), in the caller's thread."""
+    deadline = time.monotonic() + drain_s
+    while time.monotonic() < deadline:
+        stats = engine.stats()
+        if stats.active == 0 and stats.waiting == 0:
+            break
+        time.sleep(0.2)
+    engine.close()

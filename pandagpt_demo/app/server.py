@@ -15,23 +15,29 @@ import sys
 from gradio import utils as gradio_utils
 from starlette.middleware import Middleware
 
-from pandagpt_demo.config import EXAMPLES_FILE, PublicLimits, ReplicaConfig, ServingConfig
+from pandagpt_demo.config import EXAMPLES_FILE, PublicLimits, ReplicaConfig, ServingConfig, ZeroGpuConfig
+from pandagpt_demo.weights.download import Request
 
 from .clients import UISettings
+from .fetching import WeightsFetch
 from .health import health_routes
 from .housekeeping import Housekeeping
 from .lifecycle import exit_process
 from .metrics import Metrics
 from .openai_api import ApiConfig, OpenAIApi
 from .page import build_demo
-from .runtime import ModelHandle, add_model_arguments, choose_model, setup_logging
-from .ui import on_zero_gpu
+from .runtime import ModelChoice, ModelHandle, add_model_arguments, choose_model, model_config, setup_logging
+from .space import DOWNLOAD_ENV, SpaceEnv
 from .uploads import UploadBudget
+from .zerogpu import on_zero_gpu
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None, space: SpaceEnv | None = None) -> argparse.Namespace:
+    """The flags; on a Space (`space`) the checkpoints folder defaults to its persistent storage."""
+    space = space or SpaceEnv.read()
     parser = argparse.ArgumentParser(description="Chat with PandaGPT about images, sounds, videos, thermal and depth images and IMU recordings.")
     add_model_arguments(parser)
+    parser.set_defaults(checkpoints=space.checkpoints())
     # Hugging Face Spaces says where to listen through Gradio's own variables.
     parser.add_argument(
         "--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"), help="address to listen on (0.0.0.0 for every interface)"
@@ -46,12 +52,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_public_arguments(parser)
     add_api_arguments(parser)
     add_replica_arguments(parser)
+    add_zero_gpu_arguments(parser)
     parser.add_argument(
         "--download",
         action="store_true",
-        help="first fetch the --model weights into --checkpoints (as `python -m pandagpt_demo.weights download`), then start",
+        help=(
+            "fetch the --model weights into --checkpoints (as `python -m pandagpt_demo.weights download`) while the tiny model "
+            f"serves, then swap them in; the default on a Space with a GPU (${DOWNLOAD_ENV}=7b|13b|no overrides)"
+        ),
     )
     return parser.parse_args(argv)
+
+
+def add_zero_gpu_arguments(parser: argparse.ArgumentParser) -> None:
+    """What each ZeroGPU call asks for (zerogpu.py); defaults from ZeroGpuConfig."""
+    group = parser.add_argument_group("ZeroGPU Spaces")
+    group.add_argument("--zerogpu-max-s", type=int, default=ZeroGpuConfig.max_s, help="the most seconds one answer asks ZeroGPU for")
+    group.add_argument(
+        "--zerogpu-margin-s", type=float, default=ZeroGpuConfig.margin_s, help="an answer stops this long before its ZeroGPU time runs out"
+    )
 
 
 def add_public_arguments(parser: argparse.ArgumentParser) -> None:
@@ -122,23 +141,27 @@ def public_limits(args: argparse.Namespace) -> PublicLimits:
 
 
 def download_first(args: argparse.Namespace) -> None:
-    """`--download`: the weights command's default download for --model into --checkpoints; exits if it fails."""
+    """With replicas (which load from files): the weights command's download for --model, before starting; exits if it fails."""
     from pandagpt_demo.weights.cli import run_download
-    from pandagpt_demo.weights.download import Request
 
-    if args.model == "tiny":
-        print("--download: the tiny model is written locally, nothing to download.")
-        return
     if run_download(Request(model=args.model, directory=args.checkpoints)) != 0:
         sys.exit(1)
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
+    space = SpaceEnv.read()
+    args = parse_args(argv, space)
     setup_logging(args.log_level)
-    if args.download:
+    size, not_fetched = space.to_fetch(args.model, args.download, gpu=space.zero_gpu or args.device.startswith("cuda"))
+    if size is not None:
+        args.model = size
+    replicas = replica_config(args)
+    if size is not None and replicas is not None:
         download_first(args)
     choice = choose_model(args)
+    if not_fetched and choice.fallback_reason:
+        choice = ModelChoice(choice.config, f"{not_fetched} {choice.fallback_reason}")
+    fetch = size is not None and replicas is None and choice.fallback_reason is not None  # not there yet: fetched while tiny serves
     print(choice.banner.replace("**", ""))
     serving = ServingConfig(
         max_batch=None if on_zero_gpu() else args.concurrency,  # ZeroGPU: no GPU outside a request
@@ -148,11 +171,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     limits = public_limits(args)
     house = Housekeeping(limits, gradio_utils.get_upload_folder())
-    handle = ModelHandle(choice, serving, replica_config(args)).start()
+    handle = ModelHandle(choice, serving, replicas).start()
+    if fetch:
+        WeightsFetch(handle, Request(model=size, directory=args.checkpoints), model_config(args, size)).start()
     house.lifecycle.install_signal_handlers()  # after Ray's start, which sets handlers of its own
     metrics = Metrics(handle, house)
     settings = UISettings()
-    demo = build_demo(handle, settings, house, metrics)
+    demo = build_demo(handle, settings, house, metrics, ZeroGpuConfig(max_s=args.zerogpu_max_s, margin_s=args.zerogpu_margin_s))
     demo.queue(default_concurrency_limit=args.concurrency, max_size=args.queue_size)
     max_file_size = int(args.max_file_mb * 1024 * 1024)  # bytes; Gradio refuses larger uploads unread
     api = OpenAIApi(

@@ -114,7 +114,7 @@ class ChatSession:
         for attachment in strip:
             if attachment.path is None:
                 raise MediaError(attachment.kind, attachment.name, "it is no longer on the server; please attach it again")
-        vectors = self.cache.vectors([(a.kind, a.path) for a in strip], model.embed_file)
+        vectors = self.cache.vectors([(a.kind, a.path) for a in strip], model.embed_file, source=model.config)
         return model.fuse(vectors, [a.weight for a in strip]), tuple(Used.of(a) for a in strip)
 
     # --- answering ------------------------------------------------------------------------------

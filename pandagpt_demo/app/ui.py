@@ -9,9 +9,9 @@ wires these handlers is in page.py.
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +19,7 @@ from pathlib import Path
 import gradio as gr
 from gradio.data_classes import FileData
 
-from pandagpt_demo.config import SamplingParams
+from pandagpt_demo.config import SamplingParams, ZeroGpuConfig
 from pandagpt_demo.errors import BadInput, BadSetting, UserError, internal_error
 from pandagpt_demo.model.kinds import guess_kind, possible_kinds
 from pandagpt_demo.model.modalities import Modality, load_modality
@@ -33,26 +33,12 @@ from .metrics import Metrics, error_kind
 from .previews import Previews
 from .runtime import ModelHandle
 from .session import ChatSession
+from .zerogpu import GpuCalls, estimate_seconds
 
 log = logging.getLogger(__name__)
 
 EMPTY_BOX = {"text": "", "files": []}
 RECORD_NAME = "pandagpt-chat.json"
-
-
-def on_zero_gpu() -> bool:
-    """Whether this is a ZeroGPU Space: there the GPU exists only inside `spaces.GPU` calls, so
-    answers are decoded inside each request rather than by the shared batching thread."""
-    return "SPACES_ZERO_GPU" in os.environ
-
-
-def on_gpu(fn):
-    """Run `fn` under ZeroGPU's `spaces.GPU` on a ZeroGPU Space; unchanged elsewhere."""
-    if not on_zero_gpu():
-        return fn
-    import spaces
-
-    return spaces.GPU(fn)
 
 
 def _key(request: gr.Request | None) -> str:
@@ -80,6 +66,7 @@ class ChatApp:
         house: Housekeeping,
         kind_hints: dict[str, Modality] | None = None,
         metrics: Metrics | None = None,
+        zero_gpu: ZeroGpuConfig = ZeroGpuConfig(),
     ) -> None:
         self.handle = handle
         self.settings = settings
@@ -87,14 +74,45 @@ class ChatApp:
         self.metrics = metrics or Metrics(handle, house)
         self.previews = Previews(house.uploads.root)
         self.kind_hints = kind_hints or {}  # sha256 -> kind of files whose kind is known (the examples)
+        # On ZeroGPU each answering handler is a GPU call asking for the seconds its request needs.
+        self.gpu = GpuCalls(zero_gpu, lambda: handle.generation)
+        self.send = self.gpu.wrap(self.send, self._send_seconds)
+        self.regenerate = self.gpu.wrap(self.regenerate, self._again_seconds)
+        self.edit = self.gpu.wrap(self.edit, self._again_seconds)
+        self.ask_pandagpt = self.gpu.wrap(self.ask_pandagpt, self._chat_seconds)
 
     def _served(self) -> tuple[PandaGPT, Engine]:
-        return self.metrics.served(*self.handle.get(timeout=0))
+        model, engine = self.metrics.served(*self.handle.get(timeout=0))
+        return model, self.gpu.bounded(engine)
+
+    # --- what a ZeroGPU call asks for (zerogpu.py): the same arguments as the handler ---------------
+
+    def _send_seconds(self, message: dict | None, max_new_tokens: float, *rest) -> int:
+        session = next((a for a in rest if isinstance(a, ChatSession)), None)
+        boxed = [guess_kind(Path(p)) for p in (message or {}).get("files") or []]
+        return estimate_seconds(self.gpu.config, max_new_tokens, [*filter(None, boxed), *self._unencoded(session)])
+
+    def _again_seconds(self, max_new_tokens: float, *rest) -> int:
+        session = next((a for a in rest if isinstance(a, ChatSession)), None)
+        return estimate_seconds(self.gpu.config, max_new_tokens, self._unencoded(session))
+
+    def _chat_seconds(self, *args, **kwargs) -> int:
+        given = inspect.signature(ChatApp.ask_pandagpt).bind(self, *args, **kwargs)
+        given.apply_defaults()
+        files = {kind: given.arguments[kind.value] for kind in Modality}
+        kinds = [kind for kind, value in files.items() for _ in (value if isinstance(value, list) else [value] if value else [])]
+        return estimate_seconds(self.gpu.config, given.arguments["max_new_tokens"], kinds)
+
+    @staticmethod
+    def _unencoded(session: ChatSession | None) -> list[Modality]:
+        """Kinds of the files in use that this session has not encoded yet."""
+        return [a.kind for a in session.in_use if not session.cache.has(a.kind, a.sha256)] if session else []
 
     def status(self) -> str:
         replicas = self.handle.replica_status()
         on = f" on {replicas.ready} of {replicas.total} replicas" if replicas is not None else ""
-        return f"{self.handle.choice.banner}  \n{self.handle.status}{on}"
+        notice = f"  \n{self.handle.notice}" if self.handle.notice else ""
+        return f"{self.handle.choice.banner}{notice}  \n{self.handle.status}{on}"
 
     # --- what the page shows ----------------------------------------------------------------------
 
@@ -297,7 +315,6 @@ class ChatApp:
             raise gr.Error(internal_error(error)) from error
         yield (*self.view(session), kept_box, session)
 
-    @on_gpu
     def send(
         self, message: dict | None, max_new_tokens: float, top_p: float, temperature: float, session: ChatSession, request: gr.Request
     ) -> Iterator[tuple]:
@@ -335,7 +352,6 @@ class ChatApp:
                 session.pending = attached
             raise
 
-    @on_gpu
     def regenerate(self, max_new_tokens: float, top_p: float, temperature: float, session: ChatSession, request: gr.Request) -> Iterator[tuple]:
         """Answer the last question again: a new version, the earlier ones kept for paging."""
         if not session.exchanges:
@@ -348,7 +364,6 @@ class ChatApp:
 
         yield from self._answer(request, session, start, (max_new_tokens, top_p, temperature), None)
 
-    @on_gpu
     def edit(
         self, max_new_tokens: float, top_p: float, temperature: float, session: ChatSession, edited: gr.EditData, request: gr.Request
     ) -> Iterator[tuple]:
@@ -433,7 +448,6 @@ class ChatApp:
 
     # --- the API --------------------------------------------------------------------------------
 
-    @on_gpu
     def ask_pandagpt(
         self,
         question: str,

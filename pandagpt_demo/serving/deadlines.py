@@ -7,10 +7,17 @@ frees its row and serves the others.
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+import torch
+
+from pandagpt_demo.config import SamplingParams
 from pandagpt_demo.errors import TimedOut
+
+from .engine import Engine, EngineStats
 
 
 @dataclass
@@ -49,3 +56,33 @@ class AnswerClock:
         if self.limit and now - self.started >= self.limit:
             return TimedOut(f"The answer reached the {self.limit:g} s limit for one answer and was stopped there.")
         return TimedOut(f"No new token came for {self.stall:g} s (the server is overloaded); the answer was stopped there.")
+
+
+class WithinDeadline:
+    """An `Engine` whose answers stop at `deadline` (time.monotonic()) with `TimedOut(message)`, the
+    text so far kept: for a call that owns its GPU only until then (ZeroGPU)."""
+
+    def __init__(self, engine: Engine, deadline: float, message: str) -> None:
+        self.engine = engine
+        self.deadline = deadline
+        self.message = message
+
+    def generate(self, embeds: torch.Tensor, params: SamplingParams, cancel: threading.Event | None = None) -> Iterator[int]:
+        tokens = self.engine.generate(embeds, params, cancel)
+        try:
+            for token in tokens:
+                yield token
+                if time.monotonic() >= self.deadline:
+                    raise TimedOut(self.message)
+        finally:
+            tokens.close()
+
+    def close(self) -> None:
+        self.engine.close()
+
+    @property
+    def ready(self) -> bool:
+        return self.engine.ready
+
+    def stats(self) -> EngineStats:
+        return self.engine.stats()

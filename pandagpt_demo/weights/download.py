@@ -38,6 +38,7 @@ from .delta import COPIED_FILES, DeltaMismatch, apply_delta
 from .fetch import RepoListing, fetch_hub_file, fetch_url, list_repo, url_metadata
 from .fetch_errors import DownloadError, SourceUnusable
 from .manifest import file_record, read_manifest, record_component
+from .progress import DownloadMeter
 
 STAGE = ".download"
 
@@ -143,8 +144,13 @@ class Plan:
     alternatives: list[Source] = field(default_factory=list)  # later candidates, to name if this one fails
 
 
-def download(request: Request, say: Callable[[str], None] = print) -> Report:
-    """Fetch what is missing of `request.model` into `request.directory`; returns the final check."""
+def download(request: Request, say: Callable[[str], None] = print, meter: DownloadMeter | None = None) -> Report:
+    """Fetch what is missing of `request.model` into `request.directory`; returns the final check.
+
+    `meter` counts the bytes as they arrive (the app's page shows it); the terminal's bars show them anyway.
+    """
+    meter = meter or DownloadMeter()
+    bar = meter.bar_class()
     config = ModelConfig.preset(request.model, request.directory)
     root = config.files.root
     sources = resolve(request)
@@ -172,7 +178,7 @@ def download(request: Request, say: Callable[[str], None] = print) -> Report:
         _discard(stage)
         say("Nothing to download.")
         return report
-    plans = [_choose(part, sources[part.key], config, stage, say) for part in todo]  # every source probed before any byte moves
+    plans = [_choose(part, sources[part.key], config, stage, say, bar) for part in todo]  # every source probed before any byte moves
     say("Plan:")
     for plan in plans:
         say(f"  {plan.part.name}: {plan.source.label}: {plan.describe}, {human_size(plan.bytes_needed)} to fetch")
@@ -181,7 +187,9 @@ def download(request: Request, say: Callable[[str], None] = print) -> Report:
     free = _check_disk(root, plans, request.model, request.directory_flag)
     say(f"To download: {human_size(sum(plan.bytes_needed for plan in plans))} into {root} ({human_size(free)} free on that disk).")
     done: list[str] = []
-    for plan in plans:
+    meter.begin(sum(plan.bytes_needed for plan in plans), len(plans))
+    for index, plan in enumerate(plans, 1):
+        meter.part(plan.part.name, index)
         say(f"{plan.part.name}: fetching from {plan.source.label}")
         try:
             plan.fetch()
@@ -192,12 +200,12 @@ def download(request: Request, say: Callable[[str], None] = print) -> Report:
     return check_model(config, request.model)
 
 
-def _choose(part: Part, sources: list[Source], config: ModelConfig, stage: Path, say: Callable[[str], None]) -> Plan:
+def _choose(part: Part, sources: list[Source], config: ModelConfig, stage: Path, say: Callable[[str], None], bar: type) -> Plan:
     """The plan of the first usable source; each earlier one is probed and skipped with its reason."""
     skipped: list[tuple[Source, SourceUnusable]] = []
     for index, source in enumerate(sources):
         try:
-            plan = _plan(part, source, config, stage / _stage_name(source), say)
+            plan = _plan(part, source, config, stage / _stage_name(source), say, bar)
         except SourceUnusable as unusable:
             if source.forced:
                 raise
@@ -230,11 +238,12 @@ def _forcing_flags(part: str, source: Source) -> str:
 # --- planning each part -----------------------------------------------------------------------
 
 
-def _plan(part: Part, source: Source, config: ModelConfig, stage: Path, say: Callable[[str], None]) -> Plan:
+def _plan(part: Part, source: Source, config: ModelConfig, stage: Path, say: Callable[[str], None], bar: type) -> Plan:
+    """How to fetch `part` from `source`; `bar`: the progress bars' class (tqdm, counting into a meter)."""
     root = config.files.root
     shape = LLAMA_SHAPES.get(config.name)
     if part.key == "imagebind":
-        return _plan_imagebind(part, source, config, stage)
+        return _plan_imagebind(part, source, config, stage, bar)
     if part.key == "delta":
         what = f"PandaGPT's {config.name} delta"
         listing = list_repo(source.ids[0], what, "--delta-repo")
@@ -242,7 +251,7 @@ def _plan(part: Part, source: Source, config: ModelConfig, stage: Path, say: Cal
         needed = _missing_bytes(listing, ["pytorch_model.pt"], stage / part.name)
 
         def fetch_delta() -> None:
-            local, record = fetch_hub_file(listing, "pytorch_model.pt", stage / part.name, what, "--delta-repo")
+            local, record = fetch_hub_file(listing, "pytorch_model.pt", stage / part.name, what, "--delta-repo", bar)
             llm = check_vicuna(config.files.vicuna_dir, shape, root)[1] or shape
             _require_ok(check_delta(local, llm, config, stage / part.name), f"{what} from {listing.repo}")
             _install(local, config.files.delta_path)
@@ -254,14 +263,14 @@ def _plan(part: Part, source: Source, config: ModelConfig, stage: Path, say: Cal
     if source.kind == "folder":
         return _plan_vicuna_folder(part, source, config, shape, say)
     if source.kind == "from-delta":
-        return _plan_vicuna_from_delta(part, source, config, shape, stage)
+        return _plan_vicuna_from_delta(part, source, config, shape, stage, bar)
     what = f"Vicuna v0 {config.name}"
     listing = list_repo(source.ids[0], what, "--vicuna-repo")
     names = _llm_files(listing, what, "--vicuna-repo")
     needed = _missing_bytes(listing, names, stage / part.name)
 
     def fetch_vicuna() -> None:
-        records = _fetch_all(listing, names, stage / part.name, what, "--vicuna-repo")
+        records = _fetch_all(listing, names, stage / part.name, what, "--vicuna-repo", bar)
         _verify_llm(stage / part.name, shape, f"{what} from {listing.repo}")
         _install_folder(stage / part.name, part.target)
         files = {f"{part.name}/{name}": record for name, record in records.items()}
@@ -270,7 +279,7 @@ def _plan(part: Part, source: Source, config: ModelConfig, stage: Path, say: Cal
     return Plan(part, source, needed, f"{len(names)} files from {listing.page}", fetch_vicuna)
 
 
-def _plan_imagebind(part: Part, source: Source, config: ModelConfig, stage: Path) -> Plan:
+def _plan_imagebind(part: Part, source: Source, config: ModelConfig, stage: Path, bar: type) -> Plan:
     root = config.files.root
     what = "ImageBind-huge (imagebind_huge.pth)"
     if source.kind == "url":
@@ -281,7 +290,7 @@ def _plan_imagebind(part: Part, source: Source, config: ModelConfig, stage: Path
 
         def fetch() -> None:
             staged = stage / part.name
-            record = fetch_url(url, staged, what, "--imagebind-repo ID (a Hugging Face mirror) or --imagebind-url URL", stage)
+            record = fetch_url(url, staged, what, "--imagebind-repo ID (a Hugging Face mirror) or --imagebind-url URL", stage, bar)
             _require_ok(check_imagebind(staged, config.spec.imagebind, stage), f"the file at {url}")
             _install(staged, config.files.imagebind_path)
             record_component(root, part.name, source=source.key, flags=list(source.flags), origins=[{"url": url}], files={part.name: record})
@@ -294,7 +303,7 @@ def _plan_imagebind(part: Part, source: Source, config: ModelConfig, stage: Path
     needed = _missing_bytes(listing, [name], stage / part.name)
 
     def fetch_mirror() -> None:
-        local, record = fetch_hub_file(listing, name, stage / part.name, what, "--imagebind-repo")
+        local, record = fetch_hub_file(listing, name, stage / part.name, what, "--imagebind-repo", bar)
         _require_ok(check_imagebind(local, config.spec.imagebind, stage), f"{name} from {listing.repo}")
         _install(local, config.files.imagebind_path)
         _discard(stage / part.name)
@@ -324,8 +333,7 @@ def _plan_vicuna_folder(part: Part, source: Source, config: ModelConfig, shape, 
     return Plan(part, source, 0, f"your folder {folder}", link)
 
 
-def _plan_vicuna_from_delta(part: Part, source: Source, config: ModelConfig, shape, stage: Path) -> Plan:
-
+def _plan_vicuna_from_delta(part: Part, source: Source, config: ModelConfig, shape, stage: Path, bar: type) -> Plan:
     root = config.files.root
     base_repo, delta_repo = source.ids
     base = list_repo(base_repo, f"LLaMA {config.name} (the base for --from-delta)", "--base-repo")
@@ -337,8 +345,8 @@ def _plan_vicuna_from_delta(part: Part, source: Source, config: ModelConfig, sha
     needed = _missing_bytes(base, base_names, base_stage) + _missing_bytes(delta, delta_names, delta_stage) + output_estimate
 
     def assemble() -> None:
-        base_records = _fetch_all(base, base_names, base_stage, "LLaMA (the base)", "--base-repo")
-        delta_records = _fetch_all(delta, delta_names, delta_stage, "the Vicuna delta", "--vicuna-delta-repo")
+        base_records = _fetch_all(base, base_names, base_stage, "LLaMA (the base)", "--base-repo", bar)
+        delta_records = _fetch_all(delta, delta_names, delta_stage, "the Vicuna delta", "--vicuna-delta-repo", bar)
         _discard(out_stage)
         try:
             written = apply_delta(base_stage, delta_stage, out_stage)
@@ -403,8 +411,8 @@ def _missing_bytes(listing: RepoListing, names: list[str], local_dir: Path) -> i
     )
 
 
-def _fetch_all(listing: RepoListing, names: list[str], local_dir: Path, what: str, flag: str) -> dict[str, dict]:
-    return {name: fetch_hub_file(listing, name, local_dir, what, flag)[1] for name in names}
+def _fetch_all(listing: RepoListing, names: list[str], local_dir: Path, what: str, flag: str, bar: type) -> dict[str, dict]:
+    return {name: fetch_hub_file(listing, name, local_dir, what, flag, bar)[1] for name in names}
 
 
 def _require_ok(row, what: str) -> None:

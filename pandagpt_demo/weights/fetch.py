@@ -90,8 +90,8 @@ def list_repo(repo: str, what: str, flag: str, revision: str = "main") -> RepoLi
     return RepoListing(repo=repo, revision=revision, commit=info.sha or revision, files=files)
 
 
-def fetch_hub_file(listing: RepoListing, path: str, local_dir: Path, what: str, flag: str) -> tuple[Path, dict]:
-    """Download one listed file into `local_dir/path`; returns the path and its `{size, sha256}`."""
+def fetch_hub_file(listing: RepoListing, path: str, local_dir: Path, what: str, flag: str, bar: type[tqdm] = tqdm) -> tuple[Path, dict]:
+    """Download one listed file into `local_dir/path`; returns the path and its `{size, sha256}`. `bar`: the progress bar's class."""
     from huggingface_hub import hf_hub_download
 
     remote = listing.files.get(path)
@@ -102,7 +102,7 @@ def fetch_hub_file(listing: RepoListing, path: str, local_dir: Path, what: str, 
             f"another repository with {flag}."
         )
     try:
-        local = Path(hf_hub_download(listing.repo, path, revision=listing.commit, local_dir=local_dir, endpoint=hub_endpoint()))
+        local = Path(hf_hub_download(listing.repo, path, revision=listing.commit, local_dir=local_dir, endpoint=hub_endpoint(), tqdm_class=bar))
     except Exception as error:
         raise explain_hub_error(error, what=f"{what} ({path})", repo=listing.repo, url=listing.url(path), flag=flag) from error
     size = local.stat().st_size
@@ -137,7 +137,7 @@ def url_metadata(url: str, what: str, flag: str) -> tuple[int, str | None]:
     return int(length), etag
 
 
-def fetch_url(url: str, destination: Path, what: str, flag: str, part_dir: Path | None = None) -> dict:
+def fetch_url(url: str, destination: Path, what: str, flag: str, part_dir: Path | None = None, bar: type[tqdm] = tqdm) -> dict:
     """Download `url` to `destination`, resuming from `NAME.part` (in `part_dir`) if an earlier run stopped.
 
     Returns `{size, sha256}`. The destination appears only once the size and the sum are known.
@@ -154,10 +154,10 @@ def fetch_url(url: str, destination: Path, what: str, flag: str, part_dir: Path 
         part.unlink()
     etag_file.write_text(etag or "")
     failures = 0
-    with tqdm(total=size, initial=file_size(part), unit="B", unit_scale=True, unit_divisor=1024, desc=destination.name) as bar:
+    with bar(total=size, initial=file_size(part), unit="B", unit_scale=True, unit_divisor=1024, desc=destination.name) as shown:
         while (have := file_size(part)) < size:
             try:
-                _get_range(url, part, have, bar)
+                _get_range(url, part, have, shown)
                 failures = 0 if file_size(part) > have else failures + 1
                 error = None
             except urllib.error.HTTPError as http_error:
@@ -172,7 +172,7 @@ def fetch_url(url: str, destination: Path, what: str, flag: str, part_dir: Path 
                 failures = 0 if file_size(part) > have else failures + 1
                 if failures > URL_RETRIES:
                     raise explain_url_error(error, what=what, url=url, flag=flag, kept=part) from error
-                bar.write(f"{destination.name}: interrupted at {file_size(part):,} of {size:,} bytes ({first_line(error)}); resuming")
+                shown.write(f"{destination.name}: interrupted at {file_size(part):,} of {size:,} bytes ({first_line(error)}); resuming")
                 time.sleep(RETRY_DELAY_S)
             elif failures > URL_RETRIES:
                 raise DownloadError(
