@@ -6,7 +6,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -93,3 +93,19 @@ def _wait_until_ready(url: str, process: subprocess.Popen, log_path: Path, timeo
         except Exception:  # not listening yet, or the model is still loading
             time.sleep(1)
     raise TimeoutError(f"the app was not ready after {timeout} s:\n{log_path.read_text()}")
+
+
+@pytest.fixture
+def start(tiny_config: ModelConfig, tmp_path: Path) -> Iterator[Callable[..., object]]:
+    """Start launched apps (tests/launched.py `App`, same arguments but the config); each is stopped after the test."""
+    from tests.launched import App
+
+    apps: list = []
+
+    def make(*flags: str, **options: object):
+        apps.append(App(tiny_config, tmp_path, *flags, **options))
+        return apps[-1]
+
+    yield make
+    for app in apps:
+        app.stop()

@@ -83,6 +83,7 @@ class FakeHub:
     cut_once: dict[str, int] = field(default_factory=dict)  # request path (no query) -> bytes sent before the cut
     fail: dict[str, list[int]] = field(default_factory=dict)  # "[METHOD ]path" -> statuses for the next requests (0: serve)
     log: list[Request] = field(default_factory=list)
+    rate: float | None = None  # bytes per second each download is sent at (None: at once), so that progress can be watched
 
     # --- content ---
 
@@ -299,7 +300,14 @@ def _handler(hub: FakeHub, role: str) -> type[BaseHTTPRequestHandler]:
                 self.close_connection = True
                 self.connection.shutdown(socket.SHUT_RDWR)
                 return
-            self.wfile.write(data_out)
+            if hub.rate is None:
+                self.wfile.write(data_out)
+                return
+            step = 65536
+            for offset in range(0, len(data_out), step):
+                self.wfile.write(data_out[offset : offset + step])
+                self.wfile.flush()
+                time.sleep(step / hub.rate)
 
         def _error(self, status: int, code: str | None, message: str, headers: dict | None = None) -> None:
             payload = json.dumps({"error": message}).encode()

@@ -19,7 +19,7 @@ from gradio_client import Client, handle_file
 
 from pandagpt_demo.config import ModelConfig
 from tests.app.test_app import send_args
-from tests.app.test_public_link import App
+from tests.launched import App
 from tests.media import distinct_image
 
 REQUESTS = int(os.environ.get("SOAK_REQUESTS", "2000"))

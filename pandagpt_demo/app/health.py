@@ -34,7 +34,14 @@ def readiness(handle: ModelHandle, lifecycle: Lifecycle) -> dict:
     replicas = handle.replica_status()
     if replicas is not None and replicas.ready == 0:
         reasons.append(f"no model replica is ready (0 of {replicas.total})")
-    document = {"ready": not reasons, "reasons": reasons, "model": handle.choice.config.name, "in_flight": lifecycle.in_flight}
+    document = {
+        "ready": not reasons,
+        "reasons": reasons,
+        "model": handle.choice.config.name,
+        "banner": handle.choice.banner.replace("**", ""),  # what the page says of the model (a fallback's reason)
+        "notice": handle.notice,  # a weights fetch's progress, while one runs
+        "in_flight": lifecycle.in_flight,
+    }
     if replicas is not None:
         document["replicas"] = {"ready": replicas.ready, "total": replicas.total, "answers": handle.served_by()}
     if stats is not None:

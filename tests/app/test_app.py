@@ -254,48 +254,6 @@ def test_files_over_the_size_limit_are_refused(app_url: str, tmp_path: Path) -> 
     assert texts(chat)[0] == ("user", "Still fine?")
 
 
-def test_on_a_zero_gpu_space_answers_are_decoded_inside_spaces_gpu(tiny_config, tmp_path: Path) -> None:
-    """With SPACES_ZERO_GPU set the GPU exists only inside `spaces.GPU` calls: every handler runs
-    under it and no batching thread decodes outside a request. `spaces` here is a stand-in that
-    records each call (the real one needs Hugging Face's ZeroGPU service)."""
-    calls = tmp_path / "gpu_calls.log"
-    (tmp_path / "spaces.py").write_text(
-        "import functools, threading\n"
-        "def GPU(fn):\n"
-        "    @functools.wraps(fn)\n"
-        "    def wrapper(*args, **kwargs):\n"
-        "        result = yield from fn(*args, **kwargs)\n"
-        f"        with open({str(calls)!r}, 'a') as log:\n"
-        "            log.write(' '.join([fn.__name__, *(t.name for t in threading.enumerate())]) + '\\n')\n"
-        "        return result\n"
-        "    return wrapper\n"
-    )
-    port = _free_port()
-    env = {**os.environ, "SPACES_ZERO_GPU": "true", "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    command = [sys.executable, "app.py", "--model", "tiny", "--checkpoints", str(tiny_config.files.imagebind_path.parent.parent), "--port", str(port)]
-    log_path = tmp_path / "app.log"
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        url = f"http://127.0.0.1:{port}/"
-        _wait_until_ready(url, process, log_path)
-        calls.write_text("")
-        answer = Client(url, verbose=False).predict("What is this?", image=handle_file(IMAGE), max_new_tokens=8, api_name="/chat")
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            pytest.fail(f"the app did not exit within 60 s of SIGTERM:\n{log_path.read_text()}")
-    assert process.returncode == 0
-    assert answer.strip()
-    [call] = calls.read_text().splitlines()
-    handler, *threads = call.split()
-    assert handler == "ask_pandagpt"
-    assert "batched-decoder" not in threads, "a decoding thread runs outside spaces.GPU"
-
-
 FAULTY_LAUNCH = """
 import runpy, sys
 from pandagpt_demo.model.pandagpt import PandaGPT

@@ -374,7 +374,7 @@ def test_bad_file_warns_and_keeps_chat_and_message(page: Page, page_errors: list
 def test_past_max_sessions_a_new_tab_is_told_to_come_back_and_gets_in_once_a_tab_closes(tiny_config, tmp_path: Path) -> None:
     """With room for one chat: the second tab sees the notice; once the first tab closes (Gradio's
     unload), the second tab, reloaded, has the place."""
-    from tests.app.test_public_link import App
+    from tests.launched import App
 
     app = App(tiny_config, tmp_path, "--max-sessions", "1")
     try:

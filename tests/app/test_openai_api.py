@@ -20,8 +20,8 @@ from gradio_client import Client, handle_file
 from pandagpt_demo.config import ModelConfig, PromptTemplate
 from pandagpt_demo.model.conversation import Conversation, Turn
 from pandagpt_demo.model.pandagpt import PandaGPT
-from tests.app.test_public_link import App
 from tests.conftest import REPO_ROOT
+from tests.launched import App
 
 KEY = "test-key"
 MODEL = "pandagpt-tiny"

@@ -6,12 +6,9 @@ subprocess with the flags it is about, and talks to it through gradio_client and
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -19,58 +16,11 @@ import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
-from pandagpt_demo.config import ModelConfig
 from tests.app.test_app import send_args, texts
-from tests.conftest import REPO_ROOT, _free_port, _wait_until_ready
+from tests.launched import App
 from tests.media import distinct_image
 
 GREEDY = dict(top_p=0.01, temperature=0.0)
-
-
-class App:
-    """One app process: its URL, its upload folder, and how it ended."""
-
-    def __init__(self, config: ModelConfig, tmp_path: Path, *flags: str, slow_step: float | None = None) -> None:
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}/"
-        self.uploads = tmp_path / f"uploads-{self.port}"
-        self.log = tmp_path / f"app-{self.port}.log"
-        script = "tests/slow_app.py" if slow_step else "app.py"
-        checkpoints = config.files.imagebind_path.parent.parent
-        command = [sys.executable, script, "--model", "tiny", "--checkpoints", str(checkpoints), "--port", str(self.port), *flags]
-        env = {**os.environ, "GRADIO_TEMP_DIR": str(self.uploads), "SLOW_STEP_SECONDS": str(slow_step or 0), "PYTHONPATH": str(REPO_ROOT)}
-        with open(self.log, "w") as log:
-            self.process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
-        _wait_until_ready(self.url, self.process, self.log)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(30)
-
-    def folder_bytes(self) -> int:
-        """Bytes in the upload folder now (files deleted while it is walked count as gone)."""
-        total = 0
-        for folder, _, names in os.walk(self.uploads):
-            for name in names:
-                try:
-                    total += os.stat(os.path.join(folder, name)).st_size
-                except FileNotFoundError:
-                    pass
-        return total
-
-
-@pytest.fixture
-def start(tiny_config: ModelConfig, tmp_path: Path) -> Iterator[Callable[..., App]]:
-    apps: list[App] = []
-
-    def make(*flags: str, slow_step: float | None = None) -> App:
-        apps.append(App(tiny_config, tmp_path, *flags, slow_step=slow_step))
-        return apps[-1]
-
-    yield make
-    for app in apps:
-        app.stop()
 
 
 def wait_for(condition: Callable[[], object], timeout: float = 60) -> None:

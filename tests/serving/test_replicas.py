@@ -20,7 +20,7 @@ from pandagpt_demo.app.session import ChatSession
 from pandagpt_demo.config import ModelConfig, SamplingParams
 from pandagpt_demo.model.pandagpt import PandaGPT
 from pandagpt_demo.serving.engine import Engine
-from tests.app.test_public_link import App
+from tests.launched import App
 
 pytest.importorskip("ray.serve", reason="replicas need ray[serve] (requirements-test.txt)")
 

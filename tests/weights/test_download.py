@@ -20,8 +20,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from pandagpt_demo import config as config_module
-from pandagpt_demo.config import WEIGHT_SOURCES, ImageBindArch, ModelConfig
+from pandagpt_demo.config import WEIGHT_SOURCES, ModelConfig
 from pandagpt_demo.model.pandagpt import PandaGPT
 from pandagpt_demo.weights import download as download_module
 from pandagpt_demo.weights import fetch
@@ -29,6 +28,7 @@ from pandagpt_demo.weights.cli import main
 from pandagpt_demo.weights.synthetic import RANDOM_SET_MARKER
 from tests.conftest import REPO_ROOT
 from tests.fake_hub import FakeHub
+from tests.tiny7b_app import patch_7b
 from tests.tiny_llama import write_bin_copy, write_llama_pair
 
 VICUNA, PANDA, LLAMA, VICUNA_DELTA, GATED = (
@@ -72,14 +72,7 @@ def hub(tiny_config: ModelConfig, llama_pair, monkeypatch: pytest.MonkeyPatch, t
 @pytest.fixture
 def seven_b(monkeypatch: pytest.MonkeyPatch) -> None:
     """The 7b size's names, layout and sources at the tiny model's shapes (the real files are 19 GB)."""
-    monkeypatch.setitem(config_module.LLAMA_SHAPES, "7b", config_module.LLAMA_SHAPES["tiny"])
-    preset = ModelConfig.preset.__func__
-
-    def tiny_shaped(cls, size: str, checkpoints_dir: Path | str = "checkpoints", **overrides: object) -> ModelConfig:
-        config = preset(cls, size, checkpoints_dir, **overrides)
-        return config if size == "tiny" else config.updated(imagebind=ImageBindArch.tiny())
-
-    monkeypatch.setattr(ModelConfig, "preset", classmethod(tiny_shaped))
+    patch_7b(monkeypatch.setitem, monkeypatch.setattr)
 
 
 def candidate_repos(size: str = "7b") -> list[str]:
