@@ -25,6 +25,8 @@ from pandagpt_demo.model.pandagpt import PandaGPT
 from pandagpt_demo.weights import download as download_module
 from pandagpt_demo.weights import fetch
 from pandagpt_demo.weights.cli import main
+from pandagpt_demo.weights.download import Request
+from pandagpt_demo.weights.progress import DownloadMeter, Progress
 from pandagpt_demo.weights.synthetic import RANDOM_SET_MARKER
 from tests.conftest import REPO_ROOT
 from tests.fake_hub import FakeHub
@@ -106,6 +108,27 @@ def tiny_args(hub: FakeHub, directory: Path, *extra: str, vicuna: tuple[str, ...
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def test_the_meter_counts_every_byte_fetched_part_by_part(hub: FakeHub, tmp_path: Path) -> None:
+    """What the app's status line shows: the bytes of the fetches' own progress bars, against the plan's total."""
+    meter = DownloadMeter()
+    seen: list[tuple[str, int]] = []
+    original = meter.part
+    meter.part = lambda name, index: (seen.append((name, index)), original(name, index))
+    request = Request(model="tiny", directory=tmp_path, delta_repo=PANDA, vicuna_repo=VICUNA, imagebind_url=hub.imagebind_url)
+    assert download_module.download(request, say=lambda line: None, meter=meter).ok
+    progress = meter.snapshot()
+    assert [name for name, _ in seen] == ["imagebind_huge.pth", "vicuna_tiny", "pandagpt_tiny"] and [i for _, i in seen] == [1, 2, 3]
+    assert progress.done == progress.total == sum(f.stat().st_size for f in tmp_path.rglob("*") if f.is_file() and f.name != "manifest.json")
+    assert progress.parts == 3 and progress.seconds_left == 0
+    assert progress.describe().startswith("pandagpt_tiny (part 3 of 3): ")
+
+
+def test_progress_lines_say_part_amounts_rate_and_time_left() -> None:
+    line = Progress("vicuna_7b_v0", 2, 3, done=3_200_000_000, total=19_100_000_000, rate=45e6).describe()
+    assert line == "vicuna_7b_v0 (part 2 of 3): 3.20 GB of 19.10 GB, 45.00 MB/s, about 6 min left"
+    assert Progress("imagebind_huge.pth", 1, 3, 0, 4_500_000_000, 0.0).describe().endswith("0 B of 4.50 GB, waiting for data")
 
 
 def test_full_download_of_a_tiny_set_then_check_passes_and_the_model_loads(hub: FakeHub, tiny_config: ModelConfig, tmp_path: Path, capsys) -> None:
@@ -473,7 +496,6 @@ def test_app_download_flag(hub: FakeHub, tmp_path: Path, monkeypatch: pytest.Mon
     from pandagpt_demo.app import server as app
 
     assert app.parse_args(["--download", "--model", "7b"]).download
-    app.download_first(app.parse_args(["--download", "--model", "tiny"]))  # tiny is made locally: nothing to do
     monkeypatch.setenv("PANDAGPT_IMAGEBIND_URL", hub.imagebind_url)
     with pytest.raises(SystemExit):
         app.download_first(app.parse_args(["--download", "--model", "13b", "--checkpoints", str(tmp_path)]))
