@@ -19,6 +19,7 @@ from pandagpt_demo.errors import OutOfMemory, TimedOut
 from pandagpt_demo.model.generation import generate_tokens
 from pandagpt_demo.model.pandagpt import PandaGPT
 from pandagpt_demo.serving.batching import BatchedDecoder
+from pandagpt_demo.serving.deadlines import WithinDeadline
 from pandagpt_demo.serving.inline import InlineEngine
 from pandagpt_demo.serving.static_decode import StaticSlot
 from tests.serving.test_batching import prompt
@@ -173,3 +174,15 @@ def test_the_inline_engine_turns_out_of_memory_into_a_message(tiny_model: PandaG
         shown += list(stream)
     assert shown == expected(tiny_model, "Cut mid-answer")[: len(shown)]
     assert engine.stats().active == 0
+
+
+def test_an_engine_within_a_deadline_stops_there_keeping_its_tokens_and_frees_the_decode(tiny_model: PandaGPT) -> None:
+    inline = InlineEngine(tiny_model.llm, eos_token_id=None)
+    slow = Fault(tiny_model, lambda rows, length: time.sleep(0.02))
+    bounded = WithinDeadline(inline, time.monotonic() + 0.3, "out of GPU time")
+    tokens: list[int] = []
+    with slow, pytest.raises(TimedOut, match="out of GPU time"):
+        for token in bounded.generate(prompt(tiny_model, "Tell me a story.", False), SamplingParams(max_new_tokens=500, temperature=0.0)):
+            tokens.append(token)
+    assert 0 < len(tokens) < 500
+    assert inline.stats().active == 0  # the inner decode was closed, not left running
