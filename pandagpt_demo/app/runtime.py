@@ -171,16 +171,11 @@ class ModelHandle:
     def _load(self) -> None:
         try:
             if self.replicas is None:
-                model = load_with_progress(self.choice, self._on_step)
-                engine = start_engine(model, self.serving, progress=self._on_step)
+                served = self._load_here(self.choice)
             else:
                 write_tiny_if_missing(self.choice.config, self._on_step)
-                model, engine = self._cluster.start(self._on_step)
-            self._served = (model, engine)
-            self.generation += 1
-            EngineMonitor(engine).start()
-            self.status = "Ready"
-            log.info("ready: %s", self.choice.banner.replace("**", ""))
+                served = self._cluster.start(self._on_step)
+            self._serve(served, self.choice)
         except Exception as error:  # shown in the UI; the server stays up to say what is wrong
             log.exception("loading the model failed")
             self.error = f"{type(error).__name__}: {error}"
@@ -199,16 +194,23 @@ class ModelHandle:
         if self.replicas is not None:
             raise RuntimeError("replacing the model is not supported with replicas")
         self._done.wait()  # the first model's load ends first, so it cannot land after this one
-        model = load_with_progress(choice, self._on_step)
-        engine = start_engine(model, self.serving, progress=self._on_step)
         old = self._served
-        self._served, self.choice = (model, engine), choice
-        self.generation += 1
-        EngineMonitor(engine).start()
-        self.status = "Ready"
-        log.info("ready: %s", choice.banner.replace("**", ""))
+        self._serve(self._load_here(choice), choice)
         if old is not None:
             _close_when_idle(old[1], drain_s)
+
+    def _load_here(self, choice: ModelChoice) -> tuple[PandaGPT, Engine]:
+        """`choice` loaded in this process, with its engine started."""
+        model = load_with_progress(choice, self._on_step)
+        return model, start_engine(model, self.serving, progress=self._on_step)
+
+    def _serve(self, served: tuple[PandaGPT, Engine], choice: ModelChoice) -> None:
+        """Answer with `served` from now on (the next model's generation), its load watched in the log."""
+        self._served, self.choice = served, choice
+        self.generation += 1
+        EngineMonitor(served[1]).start()
+        self.status = "Ready"
+        log.info("ready: %s", choice.banner.replace("**", ""))
 
     def fall_back(self, reason: str) -> None:
         """Keep the model serving now, with `reason` as what its banner says (a fetch that failed)."""

@@ -16,6 +16,8 @@ from pathlib import Path
 
 from pandagpt_demo.config import MODEL_SIZES
 
+from .zerogpu import on_zero_gpu
+
 DOWNLOAD_ENV = "PANDAGPT_DOWNLOAD"
 PERSISTENT_STORAGE = Path("/data")
 NO = ("no", "none", "0", "false", "off")
@@ -36,7 +38,7 @@ class SpaceEnv:
         writable = storage.is_dir() and os.access(storage, os.W_OK)
         return cls(
             space_id=environ.get("SPACE_ID") or None,
-            zero_gpu=environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "t", "true"),
+            zero_gpu=on_zero_gpu(environ),
             storage=storage if writable else None,
             download=download,
         )

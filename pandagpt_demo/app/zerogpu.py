@@ -17,7 +17,7 @@ import inspect
 import math
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextvars import ContextVar
 
 from pandagpt_demo.config import ZeroGpuConfig
@@ -26,9 +26,9 @@ from pandagpt_demo.serving.deadlines import WithinDeadline
 from pandagpt_demo.serving.engine import Engine
 
 
-def on_zero_gpu() -> bool:
-    """Whether this is a ZeroGPU Space (as `spaces` itself reads it)."""
-    return os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "t", "true")
+def on_zero_gpu(environ: Mapping[str, str] = os.environ) -> bool:
+    """Whether this is a ZeroGPU Space (as `spaces` itself reads it; app.py repeats it, before any import of torch)."""
+    return environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "t", "true")
 
 
 def estimate_seconds(config: ZeroGpuConfig, max_new_tokens: float, to_encode: Iterable[Modality]) -> int:
