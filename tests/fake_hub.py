@@ -84,6 +84,7 @@ class FakeHub:
     fail: dict[str, list[int]] = field(default_factory=dict)  # "[METHOD ]path" -> statuses for the next requests (0: serve)
     log: list[Request] = field(default_factory=list)
     rate: float | None = None  # bytes per second each download is sent at (None: at once), so that progress can be watched
+    gate: threading.Event | None = None  # when given, no download's bytes are sent before it is set
 
     # --- content ---
 
@@ -300,6 +301,8 @@ def _handler(hub: FakeHub, role: str) -> type[BaseHTTPRequestHandler]:
                 self.close_connection = True
                 self.connection.shutdown(socket.SHUT_RDWR)
                 return
+            if hub.gate is not None:
+                hub.gate.wait(120)
             if hub.rate is None:
                 self.wfile.write(data_out)
                 return

@@ -10,6 +10,7 @@ Space's environment, fetching through the real huggingface_hub client from the f
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -43,7 +44,7 @@ def released(tmp_path_factory: pytest.TempPathFactory) -> ModelConfig:
 
 @pytest.fixture
 def hub(released: ModelConfig) -> Iterator[FakeHub]:
-    fake = FakeHub(rate=1e6)  # ~28 s for the 28 MB set: long enough to watch its progress after the start
+    fake = FakeHub(rate=1e6, gate=threading.Event())  # ~28 s for the 28 MB set, from when the test opens the gate
     fake.add_folder(WEIGHT_SOURCES["7b"].vicuna[0].ids[0], released.files.vicuna_dir)
     fake.add_folder(WEIGHT_SOURCES["7b"].delta[0].ids[0], released.files.delta_path.parent)
     with fake:
@@ -90,6 +91,7 @@ def test_a_space_serves_tiny_at_once_fetches_with_progress_swaps_and_the_next_st
     checkpoints = tmp_path / "checkpoints"
     app = space_app(start, hub, checkpoints, tmp_path)
     tiny_answer = ask(app)  # the tiny model answers while the weights are fetched
+    hub.gate.set()
     seen: list[dict] = []
     deadline = time.monotonic() + 120
     while (state := readiness(app))["model"] != "7b":
@@ -118,6 +120,7 @@ def test_a_space_serves_tiny_at_once_fetches_with_progress_swaps_and_the_next_st
 
 def test_a_fetch_that_fails_keeps_the_tiny_model_and_says_why(start: Callable[..., App], hub: FakeHub, tmp_path: Path) -> None:
     del hub.repos[WEIGHT_SOURCES["7b"].delta[0].ids[0]]  # PandaGPT's delta is gone from the Hub
+    hub.gate.set()
     app = space_app(start, hub, tmp_path / "checkpoints", tmp_path)
     deadline = time.monotonic() + 60
     while "failed" not in (state := readiness(app))["banner"]:
