@@ -8,6 +8,8 @@ Random weights at the named size (no checkpoint needed). Both paths are measured
 - project: LoRA merged at load, every answer through the app's `BatchedDecoder` (requests decoded
   together; on CUDA a lone request in a static cache compiled into CUDA graphs, the batch step
   compiled with dynamic shapes; compiling happens in `serve`'s warm-up, timed apart).
+Fidelity is checked in the same run: the original's greedy answer to the image question and its
+first-step logits, against the project's merged model (logits) and the project's engine (tokens).
 Prints a table with the ratio project / original for each figure and writes the numbers as JSON.
 """
 
@@ -128,6 +130,46 @@ def original_generate(model: PandaGPT, embeds: torch.Tensor, new_tokens: int) ->
     return out.shape[1]
 
 
+@dataclasses.dataclass
+class Reference:
+    """The original's greedy answer to one prompt, for the project's to be compared with."""
+
+    embeds: torch.Tensor  # the prompt, as the project's dtype takes it
+    tokens: list[int]  # up to, not including, EOS
+    logits: torch.Tensor  # the first step's, float32 on the CPU
+
+
+def greedy_reference(model: PandaGPT, embeds: torch.Tensor, new_tokens: int, project_dtype: torch.dtype) -> Reference:
+    """The greedy answer as the original's `generate` gives it and its first step's logits."""
+    with torch.inference_mode():
+        logits = model.llm(inputs_embeds=embeds).logits[0, -1].float().cpu()
+        out = model.llm.generate(
+            inputs_embeds=embeds,
+            attention_mask=torch.ones(embeds.shape[:2], dtype=torch.long, device=embeds.device),
+            max_new_tokens=new_tokens,
+            do_sample=False,
+            pad_token_id=model.tokenizer.eos_token_id,
+        )
+    tokens = out[0].tolist()
+    eos = model.tokenizer.eos_token_id
+    return Reference(embeds.to(project_dtype), tokens[: tokens.index(eos)] if eos in tokens else tokens, logits)
+
+
+def fidelity(reference: Reference, tokens: list[int], logits: torch.Tensor) -> dict[str, float]:
+    """How the project's answer and first-step logits compare with the original's (the same prompt embeddings)."""
+    expected, expected_logits = reference.tokens, reference.logits
+    first_difference = next((i for i, (a, b) in enumerate(zip(expected, tokens)) if a != b), None)
+    if first_difference is None and len(expected) != len(tokens):
+        first_difference = min(len(expected), len(tokens))
+    return {
+        "fidelity_same_tokens": float(expected == tokens),
+        "fidelity_tokens_compared": float(len(expected)),
+        "fidelity_first_difference": float(-1 if first_difference is None else first_difference),
+        "fidelity_logits_max_abs": (expected_logits - logits).abs().max().item(),
+        "fidelity_same_first_token": float(expected_logits.argmax().item() == logits.argmax().item()),
+    }
+
+
 def measure_original(model: PandaGPT, args: argparse.Namespace) -> dict[str, float]:
     device = args.device
     results = {"ttft_ms": 1000 * timed(device, lambda: original_generate(model, image_prompt(model), 1))}
@@ -143,9 +185,14 @@ def measure_original(model: PandaGPT, args: argparse.Namespace) -> dict[str, flo
     return results
 
 
-def measure_project(model: PandaGPT, args: argparse.Namespace) -> dict[str, float]:
-    """The app's path: every answer goes through the continuous-batching engine (`serving.start.start_engine`)."""
+def measure_project(model: PandaGPT, args: argparse.Namespace, reference: Reference | None) -> dict[str, float]:
+    """The app's path: every answer goes through the continuous-batching engine (`serving.start.start_engine`).
+
+    With a `reference` (same weights as the original), the engine's greedy answer to its prompt is compared with it."""
     device = args.device
+    if reference is not None:
+        with torch.inference_mode():
+            first_logits = model.llm(inputs_embeds=reference.embeds).logits[0, -1].float().cpu()
     greedy = SamplingParams(max_new_tokens=args.new_tokens, temperature=0.0)
     engines = []
     serve_seconds = timed(
@@ -158,6 +205,9 @@ def measure_project(model: PandaGPT, args: argparse.Namespace) -> dict[str, floa
     try:
         list(decoder.generate(image_prompt(model), dataclasses.replace(greedy, max_new_tokens=8)))  # warm-up
         results = {"serve_warm_up_s": serve_seconds}  # on CUDA: compiling every kind of decode step
+        if reference is not None:
+            answer = list(decoder.generate(reference.embeds, dataclasses.replace(greedy, max_new_tokens=args.fidelity_tokens)))
+            results |= fidelity(reference, answer, first_logits)
         results["ttft_ms"] = 1000 * timed(device, lambda: next(iter(decoder.generate(image_prompt(model), greedy))))
         embeds = image_prompt(model)
         seconds = timed(device, lambda: list(decoder.generate(embeds, greedy)))
@@ -202,6 +252,7 @@ def main(argv: list[str] | None = None) -> dict:
         "so its aggregate is its batch-1 rate, and 16 sequential 13B answers take minutes",
     )
     parser.add_argument("--quantize", choices=QUANTIZATIONS, help="project path with the LLM in 8/4 bits (written to a temp folder, then loaded)")
+    parser.add_argument("--fidelity-tokens", type=int, default=64, help="greedy tokens compared between the original and the project")
     parser.add_argument("--json", type=Path, default=Path("bench_generate.json"))
     args = parser.parse_args(argv)
 
@@ -209,7 +260,10 @@ def main(argv: list[str] | None = None) -> dict:
     image_prompt(model)  # warm-up: first calls pay for lazy initialisation
     reset_peak_memory(args.device)
     original = measure_original(model, args) | peak_memory(args.device)
+    print("original:", json.dumps(original), flush=True)  # kept in the log should the project's part not finish
     project_dtype = resolve_dtype(args.dtype, args.device)
+    # the quantized path loads other random weights: nothing to compare with
+    reference = None if args.quantize else greedy_reference(model, image_prompt(model), args.fidelity_tokens, project_dtype)
     if args.quantize:
         del model
         model = load_quantized(args, Path(tempfile.mkdtemp(prefix="bench_weights_")))
@@ -218,7 +272,7 @@ def main(argv: list[str] | None = None) -> dict:
         model.llm.to(project_dtype), model.encoder.to(project_dtype), model.llama_proj.to(project_dtype)
         model.dtype = project_dtype
     reset_peak_memory(args.device)
-    project = measure_project(model, args) | peak_memory(args.device)
+    project = measure_project(model, args, reference) | peak_memory(args.device)
 
     device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
     bits = f", LLM in {args.quantize}" if args.quantize else ""

@@ -1,0 +1,141 @@
+"""The app itself under load: start `app.py`, time it to ready, then many streaming /v1 clients at once.
+
+    python benchmarks/bench_app.py --clients 16 --json app.json -- --model 7b --checkpoints /tmp/random_7b
+    python benchmarks/bench_app.py --clients 2 --max-tokens 8 -- --model tiny    # CPU smoke run
+
+Everything after `--` goes to `app.py` (compile stays on unless `--no-compile` is among them).
+Measured: seconds from the process start to `/readyz` saying ready (model load and the compiling
+warm-up included); then every client sends its own image (a picture of its own colour) with one
+question through `/v1/chat/completions` with `stream: true`, all at once: every answer must end with
+a finish reason and a usage count; aggregate tokens/s over the wall time of the whole wave, and the
+slowest first token (first non-empty content) among the clients.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+from PIL import Image
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def image_data_url(index: int) -> str:
+    """A 256x256 PNG of a colour of its own, so no two clients send the same file."""
+    colour = ((index * 53) % 256, (index * 97) % 256, (index * 151) % 256)
+    buffer = io.BytesIO()
+    Image.new("RGB", (256, 256), colour).save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def wait_ready(base: str, process: subprocess.Popen, limit_s: float) -> float:
+    start = time.perf_counter()
+    while time.perf_counter() - start < limit_s:
+        if process.poll() is not None:
+            raise RuntimeError(f"app.py exited with {process.returncode} before it was ready")
+        try:
+            if httpx.get(f"{base}/readyz", timeout=2).json().get("ready"):
+                return time.perf_counter() - start
+        except (httpx.HTTPError, ValueError):
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"not ready after {limit_s} s")
+
+
+def client(base: str, model: str, index: int, max_tokens: int, start: float, result: dict) -> None:
+    """One streaming chat completion; records its first-token time, usage and finish reason."""
+    body = {
+        "model": model,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "max_tokens": max_tokens,
+        "temperature": 0,
+        "messages": [
+            {
+                "role": "user",
+                "content": [{"type": "text", "text": "Describe this image."}, {"type": "image_url", "image_url": {"url": image_data_url(index)}}],
+            }
+        ],
+    }
+    try:
+        with httpx.stream("POST", f"{base}/v1/chat/completions", json=body, timeout=600) as response:
+            response.raise_for_status()
+            for line in response.iter_lines():
+                if not line.startswith("data: ") or line == "data: [DONE]":
+                    continue
+                chunk = json.loads(line.removeprefix("data: "))
+                for choice in chunk.get("choices", []):
+                    if choice["delta"].get("content") and "first_token_s" not in result:
+                        result["first_token_s"] = time.perf_counter() - start
+                    if choice.get("finish_reason"):
+                        result["finish_reason"] = choice["finish_reason"]
+                if chunk.get("usage"):
+                    result["completion_tokens"] = chunk["usage"]["completion_tokens"]
+    except Exception as error:  # noqa: BLE001 - recorded, and the run fails below
+        result["error"] = repr(error)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--max-tokens", type=int, default=128)
+    parser.add_argument("--port", type=int, default=7877)
+    parser.add_argument("--ready-limit-s", type=float, default=900)
+    parser.add_argument("--json", type=Path, default=Path("bench_app.json"))
+    parser.add_argument("app_args", nargs=argparse.REMAINDER, help="-- then app.py's flags")
+    args = parser.parse_args(argv)
+    app_args = args.app_args[1:] if args.app_args[:1] == ["--"] else args.app_args
+    base = f"http://127.0.0.1:{args.port}"
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"}
+    process = subprocess.Popen([sys.executable, "app.py", "--port", str(args.port), *app_args], cwd=REPO, env=env)
+    try:
+        ready_s = wait_ready(base, process, args.ready_limit_s)
+        model = httpx.get(f"{base}/v1/models", timeout=10).json()["data"][0]["id"]
+        results: list[dict] = [{} for _ in range(args.clients)]
+        start = time.perf_counter()
+        threads = [threading.Thread(target=client, args=(base, model, i, args.max_tokens, start, results[i])) for i in range(args.clients)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        seconds = time.perf_counter() - start
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    failed = [r for r in results if "error" in r or "finish_reason" not in r or "completion_tokens" not in r]
+    tokens = sum(r.get("completion_tokens", 0) for r in results)
+    summary = {
+        "app_args": app_args,
+        "ready_s": round(ready_s, 1),
+        "clients": args.clients,
+        "complete": args.clients - len(failed),
+        "aggregate_tok_s": round(tokens / seconds, 1),
+        "wave_s": round(seconds, 2),
+        "slowest_first_token_ms": round(1000 * max(r.get("first_token_s", float("inf")) for r in results), 1),
+        "tokens_per_answer": sorted(r.get("completion_tokens", 0) for r in results),
+        "finish_reasons": sorted({r.get("finish_reason", "none") for r in results}),
+        "errors": [r["error"] for r in failed if "error" in r],
+    }
+    args.json.write_text(json.dumps(summary, indent=2))
+    print(json.dumps(summary, indent=2))
+    if failed:
+        raise SystemExit(f"{len(failed)} of {args.clients} answers incomplete")
+    return summary
+
+
+if __name__ == "__main__":
+    main()
