@@ -58,13 +58,15 @@ EXAMPLE_FILES = {
 QUESTION = "Describe this image in detail."
 
 
-def build(size: str, device: str, dtype_name: str) -> PandaGPT:
+def build(size: str, device: str, dtype_name: str, compile_steps: bool = True) -> PandaGPT:
     """A PandaGPT of the named size with random weights, LoRA attached but not merged."""
     from transformers import LlamaForCausalLM
 
     arch = ImageBindArch.tiny() if size == "tiny" else ImageBindArch()
     files = ModelFiles(imagebind_path=Path(), vicuna_dir=Path(), delta_path=Path())  # nothing is read: the weights are made here
-    config = ModelConfig(name=size, files=files, spec=ModelSpec(imagebind=arch), run=RunSettings(device=device, dtype=dtype_name))
+    config = ModelConfig(
+        name=size, files=files, spec=ModelSpec(imagebind=arch), run=RunSettings(device=device, dtype=dtype_name, compile=compile_steps)
+    )
     dtype = resolve_dtype(dtype_name, device)
     torch.manual_seed(0)
     with torch.device(device):
@@ -252,11 +254,12 @@ def main(argv: list[str] | None = None) -> dict:
         "so its aggregate is its batch-1 rate, and 16 sequential 13B answers take minutes",
     )
     parser.add_argument("--quantize", choices=QUANTIZATIONS, help="project path with the LLM in 8/4 bits (written to a temp folder, then loaded)")
+    parser.add_argument("--no-compile", dest="compile", action="store_false", help="project path: decode steps not compiled")
     parser.add_argument("--fidelity-tokens", type=int, default=64, help="greedy tokens compared between the original and the project")
     parser.add_argument("--json", type=Path, default=Path("bench_generate.json"))
     args = parser.parse_args(argv)
 
-    model = build(args.size, args.device, "auto")
+    model = build(args.size, args.device, "auto", args.compile)
     image_prompt(model)  # warm-up: first calls pay for lazy initialisation
     reset_peak_memory(args.device)
     original = measure_original(model, args) | peak_memory(args.device)

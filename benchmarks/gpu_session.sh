@@ -21,7 +21,7 @@ bench_size="${BENCH_SIZE:-13b}"
 models="${MODELS:-/tmp/gpu_models}"
 python="${PYTHON:-python3}"
 mkdir -p "$out" "$models"
-export PYTHONUNBUFFERED=1
+export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # benchmarks/ import the package without installing it
 exec > >(tee -a "$out/session_$phase.log") 2>&1
 
 # step SECONDS NAME COMMAND...: run with a limit, say how it ended
