@@ -30,13 +30,13 @@ elif [[ $set_name == app ]]; then
   resolved=$(mktemp -d)
   python -m pip download -q --only-binary=:all: --python-version 3.12 --implementation cp "${platforms[@]}" -d "$resolved" \
     "gradio==$(sed -n 's/^gradio\[mcp\]==\([^ ;]*\).*/\1/p' requirements.txt)" "$(pin gradio_client)" "$(pin huggingface_hub)"
-  lacking="annotated_types brotli fastapi gradio gradio_client groovy hf_gradio orjson pydantic pydantic_core pydub python_multipart
+  lacking="annotated_types brotli fastapi gradio gradio_client groovy hf_gradio opentelemetry_api orjson pydantic pydantic_core pydub python_multipart
            pytz safehttpx semantic_version starlette tomlkit typing_inspection tzdata uvicorn"
   for name in $lacking; do cp "$resolved/$name"-[0-9]*.whl "$dest/"; done
   rm -rf "$resolved"
 else
   fetch "$(pin transformers)" "$(pin peft)" "$(pin imagebind-unofficial)" "$(pin av)" "$(pin soundfile)" "$(pin huggingface_hub)" \
-        cffi pycparser ftfy wcwidth "setuptools<81" httpx2 httpcore2 "click>=8.4.2"
+        cffi pycparser ftfy wcwidth "setuptools<81" httpx2 httpcore2 truststore "click>=8.4.2"
   # sdist-only on PyPI: built here as pure-Python wheels
   python -m pip wheel -q --no-deps -w "$dest" pytorchvideo==0.1.5 iopath==0.1.10
   wordllama=$(mktemp -d)
