@@ -89,6 +89,18 @@ class BatchCache:
         self.length += 1
 
 
+def rewind(cache: StaticCache, position: torch.Tensor) -> None:
+    """Make every layer of `cache` write its next column at `position` (a one-element tensor) again.
+
+    Each `StaticLayer` counts the positions it wrote and writes the next one there, whatever
+    position the model is given; a step that failed after some layers ran left those layers one
+    column ahead. Done in place, so a CUDA graph that captured these counters still sees them.
+    """
+    for layer in cache.layers:
+        if layer.is_initialized:
+            layer.cumulative_length.copy_(position.reshape(()))
+
+
 def _left_pad(tensor: torch.Tensor, amount: int) -> torch.Tensor:
     """Zeros before the sequence axis of a (rows, heads, length, dim) cache tensor."""
     if amount == 0:

@@ -50,7 +50,8 @@ def start_engine(model: PandaGPT, serving: ServingConfig = ServingConfig(), prog
 
 
 def warm_up(model: PandaGPT, decoder: BatchedDecoder) -> None:
-    """Run every kind of decode step once: alone, in a batch of equal lengths, in a padded batch."""
+    """Run every kind of decode step once: alone in the slot, alone in the batch, in a batch of
+    equal lengths, in a padded batch (a batch of one row is its own shape to the compiler)."""
 
     def embeds(question: str) -> torch.Tensor:
         conversation = Conversation(model.config.spec.prompt)
@@ -61,3 +62,4 @@ def warm_up(model: PandaGPT, decoder: BatchedDecoder) -> None:
     params = SamplingParams(max_new_tokens=4, temperature=0.0)
     for prompts in ([short], [short, short], [short, long], [short, short, long]):
         decoder.warm_up(prompts, params)
+    decoder.warm_up([short], params, use_slot=False)
