@@ -60,6 +60,11 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-compile", dest="compile", action="store_false", help="on CUDA, skip compiling the decode steps: ready minutes sooner, decodes slower"
     )
+    parser.add_argument(
+        "--compile-cache",
+        type=Path,
+        help="folder that keeps compiled decode steps between starts (default: a Space's persistent storage; else the compilers' own)",
+    )
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from gradio import utils as gradio_utils
 from starlette.middleware import Middleware
 
 from pandagpt_demo.config import EXAMPLES_FILE, PublicLimits, ReplicaConfig, ServingConfig, ZeroGpuConfig
+from pandagpt_demo.serving.compile_cache import use_compile_cache
 from pandagpt_demo.weights.download import Request
 
 from .clients import UISettings
@@ -37,7 +38,7 @@ def parse_args(argv: list[str] | None = None, space: SpaceEnv | None = None) -> 
     space = space or SpaceEnv.read()
     parser = argparse.ArgumentParser(description="Chat with PandaGPT about images, sounds, videos, thermal and depth images and IMU recordings.")
     add_model_arguments(parser)
-    parser.set_defaults(checkpoints=space.checkpoints())
+    parser.set_defaults(checkpoints=space.checkpoints(), compile_cache=space.compile_cache())
     # Hugging Face Spaces says where to listen through Gradio's own variables.
     parser.add_argument(
         "--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"), help="address to listen on (0.0.0.0 for every interface)"
@@ -152,6 +153,7 @@ def main(argv: list[str] | None = None) -> None:
     space = SpaceEnv.read()
     args = parse_args(argv, space)
     setup_logging(args.log_level)
+    use_compile_cache(args.compile_cache)
     size, not_fetched = space.to_fetch(args.model, args.download, gpu=space.zero_gpu or args.device.startswith("cuda"))
     if size is not None:
         args.model = size

@@ -13,6 +13,7 @@ from pandagpt_demo.config import SamplingParams, ServingConfig
 from pandagpt_demo.errors import UserError
 from pandagpt_demo.model.modalities import Modality
 from pandagpt_demo.model.pandagpt import PandaGPT
+from pandagpt_demo.serving.compile_cache import use_compile_cache
 from pandagpt_demo.serving.engine import Engine
 from pandagpt_demo.serving.start import start_engine
 
@@ -72,6 +73,7 @@ def answer(session: ChatSession, model: PandaGPT, engine: Engine, question: str,
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     setup_logging(args.log_level)
+    use_compile_cache(args.compile_cache)
     choice = choose_model(args)
     print(choice.banner.replace("**", ""), file=sys.stderr)
     model = load_with_progress(choice)

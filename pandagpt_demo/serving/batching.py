@@ -33,7 +33,7 @@ from pandagpt_demo.model.generation import sample_next, sample_rows
 from pandagpt_demo.model.memory import CUT_SHORT, fits_on_gpu, free_cached_memory
 
 from .batch_cache import KV, BatchCache, CacheLayout, rewind
-from .compiled import CompiledStep
+from .compiled import CompiledStep, own_cuda_graph_trees
 from .deadlines import AnswerClock
 from .engine import CLOSED, EngineStats
 from .static_decode import StaticSlot
@@ -199,6 +199,7 @@ class BatchedDecoder:
 
     def _run(self) -> None:
         batch = _Batch()
+        own_cuda_graph_trees()  # this thread replays the slot's CUDA graphs
         try:
             with torch.inference_mode():
                 while not self._closed:

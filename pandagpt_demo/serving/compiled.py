@@ -15,6 +15,8 @@ finished; the slot's request ends).
 from __future__ import annotations
 
 import logging
+import threading
+from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
@@ -51,3 +53,19 @@ class CompiledStep:
                 self._compiled = None
                 self.rewind(*args, **kwargs)
         return self.fn(*args, **kwargs)
+
+
+def own_cuda_graph_trees() -> None:
+    """Give the calling thread its own CUDA graph trees, as torch means every thread to have.
+
+    Steps compiled with `mode="reduce-overhead"` replay CUDA graphs through Inductor's graph trees,
+    kept per thread in a `threading.local` that torch fills only on the thread that imported
+    `torch._inductor.cudagraph_trees`; on any other thread the first replay fails an assertion and
+    the step falls back to eager for good. Each engine decodes on a thread of its own (a swapped-in
+    model gets a new one), so each such thread calls this before its first step.
+    """
+    from torch._inductor import cudagraph_trees
+
+    if not hasattr(cudagraph_trees.local, "tree_manager_containers"):
+        cudagraph_trees.local.tree_manager_containers = {}
+        cudagraph_trees.local.tree_manager_locks = defaultdict(threading.Lock)

@@ -20,6 +20,7 @@ import pytest
 from gradio_client import Client
 
 from pandagpt_demo.app.session import ChatSession
+from pandagpt_demo.app.server import parse_args
 from pandagpt_demo.app.space import SpaceEnv
 from pandagpt_demo.config import WEIGHT_SOURCES, ModelConfig, SamplingParams
 from pandagpt_demo.model.pandagpt import PandaGPT
@@ -140,6 +141,9 @@ def test_where_a_space_keeps_its_weights_and_when_it_fetches(tmp_path: Path) -> 
     no_storage = SpaceEnv.read({"SPACE_ID": "a/b"}, storage=tmp_path / "absent")
     assert no_storage.checkpoints().name == "pandagpt-checkpoints"  # the Hugging Face cache folder
     assert SpaceEnv.read({}, storage=storage).checkpoints() == Path("checkpoints")  # not a Space: the project's folder
+    assert space.compile_cache() == storage / "compile-cache"  # compiled steps survive restarts too
+    assert no_storage.compile_cache() is None and SpaceEnv.read({}, storage=storage).compile_cache() is None
+    assert parse_args([], space).compile_cache == storage / "compile-cache"  # what app.py's start uses
 
     assert space.to_fetch("7b", asked=False, gpu=True) == ("7b", None)  # GPU hardware: fetched at start
     size, why = space.to_fetch("7b", asked=False, gpu=False)
