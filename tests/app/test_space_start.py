@@ -19,8 +19,8 @@ import httpx
 import pytest
 from gradio_client import Client
 
-from pandagpt_demo.app.session import ChatSession
 from pandagpt_demo.app.server import parse_args
+from pandagpt_demo.app.session import ChatSession
 from pandagpt_demo.app.space import SpaceEnv
 from pandagpt_demo.config import WEIGHT_SOURCES, ModelConfig, SamplingParams
 from pandagpt_demo.model.pandagpt import PandaGPT
