@@ -346,6 +346,9 @@ class ModelFiles:
         return f"{self.get_weights} ({self.weight_sources})"
 
 
+AUTO_DEVICE = "auto"  # with replicas: "cuda" if the Ray cluster has GPUs, decided once joined (serving/replicas.py)
+
+
 @dataclass(frozen=True)
 class RunSettings:
     """How the model runs on this machine."""

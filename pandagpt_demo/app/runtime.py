@@ -46,7 +46,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-level", default="INFO", choices=LOG_LEVELS, help="DEBUG also logs each request's life (default INFO)")
     parser.add_argument("--checkpoints", type=Path, default=Path("checkpoints"), help="folder of the released files (default: checkpoints/)")
     parser.add_argument("--model", choices=MODEL_SIZES, default="7b", help="model size (default 7b; tiny = random test weights)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device (default: cuda if available)")
+    parser.add_argument("--device", help="torch device (default: cuda if this machine has a GPU; with replicas, cuda if the Ray cluster has GPUs)")
     parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "float16", "bfloat16"), help="auto: float16 on CUDA, float32 on CPU")
     quantize = os.environ.get(QUANTIZE_ENV) or None  # a Space runs app.py without flags: its variables stand in
     if quantize is not None and quantize not in QUANTIZATIONS:
@@ -111,6 +111,11 @@ def choose_model(args: argparse.Namespace) -> ModelChoice:
     return ModelChoice(config, reason)
 
 
+def local_device(asked: str | None) -> str:
+    """The device asked for, or this machine's GPU if it has one."""
+    return asked or ("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def model_config(args: argparse.Namespace, size: str) -> ModelConfig:
     """The config of model `size` in --checkpoints with the run settings the flags ask for."""
     return ModelConfig.preset(size, args.checkpoints, device=args.device, dtype=args.dtype, quantize=args.quantize, compile=args.compile)
@@ -170,6 +175,7 @@ class ModelHandle:
             from pandagpt_demo.serving.replicas import Cluster  # Ray is imported only for replicas
 
             self._cluster = Cluster(self.choice.config, self.serving, self.replicas).connect()
+            self.choice = ModelChoice(self._cluster.config, self.choice.fallback_reason)  # the device the cluster has
         threading.Thread(target=self._load, name="model-loader", daemon=True).start()
         return self
 

@@ -15,7 +15,7 @@ import sys
 from gradio import utils as gradio_utils
 from starlette.middleware import Middleware
 
-from pandagpt_demo.config import EXAMPLES_FILE, PublicLimits, ReplicaConfig, ServingConfig, ZeroGpuConfig
+from pandagpt_demo.config import AUTO_DEVICE, EXAMPLES_FILE, PublicLimits, ReplicaConfig, ServingConfig, ZeroGpuConfig
 from pandagpt_demo.serving.compile_cache import use_compile_cache
 from pandagpt_demo.weights.download import Request
 
@@ -27,7 +27,7 @@ from .lifecycle import exit_process
 from .metrics import Metrics
 from .openai_api import ApiConfig, OpenAIApi
 from .page import build_demo
-from .runtime import ModelChoice, ModelHandle, add_model_arguments, choose_model, model_config, setup_logging
+from .runtime import ModelChoice, ModelHandle, add_model_arguments, choose_model, local_device, model_config, setup_logging
 from .space import DOWNLOAD_ENV, SpaceEnv
 from .uploads import UploadBudget
 from .zerogpu import on_zero_gpu
@@ -154,10 +154,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv, space)
     setup_logging(args.log_level)
     use_compile_cache(args.compile_cache)
+    replicas = replica_config(args)
+    # replicas run where the Ray cluster puts them: their device is decided once it is joined
+    args.device = (args.device or AUTO_DEVICE) if replicas is not None else local_device(args.device)
     size, not_fetched = space.to_fetch(args.model, args.download, gpu=space.zero_gpu or args.device.startswith("cuda"))
     if size is not None:
         args.model = size
-    replicas = replica_config(args)
     if size is not None and replicas is not None:
         download_first(args)
     choice = choose_model(args)

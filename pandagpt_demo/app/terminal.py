@@ -18,7 +18,7 @@ from pandagpt_demo.serving.engine import Engine
 from pandagpt_demo.serving.start import start_engine
 
 from .chatlog import Attachment
-from .runtime import add_model_arguments, choose_model, load_with_progress, setup_logging
+from .runtime import add_model_arguments, choose_model, load_with_progress, local_device, setup_logging
 from .session import ChatSession
 
 
@@ -74,6 +74,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     setup_logging(args.log_level)
     use_compile_cache(args.compile_cache)
+    args.device = local_device(args.device)
     choice = choose_model(args)
     print(choice.banner.replace("**", ""), file=sys.stderr)
     model = load_with_progress(choice)
