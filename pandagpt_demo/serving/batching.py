@@ -260,7 +260,7 @@ class BatchedDecoder:
                 batch.requests, batch.in_slot = [request], True
             return
         if batch.in_slot:  # company arrives: the lone request moves from the slot into the batch
-            batch.cache, batch.in_slot = BatchCache(self._layout, self.slot.export(), [0]), False
+            batch.cache, batch.in_slot = BatchCache.of(self._layout, self.slot.export()), False
         output = self.llm(inputs_embeds=embeds, use_cache=True)
         if self._emit_sampled(request, output.logits[:, -1]):
             kv = [(layer.keys, layer.values) for layer in output.past_key_values.layers]
@@ -358,7 +358,7 @@ class _Batch:
 
     def join(self, request: _Request, kv: KV, layout: CacheLayout) -> None:
         """Add a prefilled request with its prompt's keys and values."""
-        self.cache = BatchCache(layout, kv, [0]) if self.cache is None else self.cache.joined(kv)
+        self.cache = BatchCache.of(layout, kv) if self.cache is None else self.cache.joined(kv)
         self.requests.append(request)
 
     def keep(self, rows: list[int]) -> None:

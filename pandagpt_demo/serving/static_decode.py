@@ -64,5 +64,6 @@ class StaticSlot:
         self.length = layers[0][0].shape[2]
 
     def export(self) -> KV:
-        """The sequence's keys and values so far, for the batch to take it over."""
-        return [(layer.keys[:, :, : self.length].clone(), layer.values[:, :, : self.length].clone()) for layer in self.cache.layers]
+        """The sequence's keys and values so far, for the batch to take it over: views of the slot's
+        buffers (no copy of the whole sequence), valid until the slot's next prefill or load."""
+        return [(layer.keys[:, :, : self.length], layer.values[:, :, : self.length]) for layer in self.cache.layers]
