@@ -75,11 +75,12 @@ class _HostCuda(TorchFunctionMode):
             return _move(func, args, kwargs)
         device = kwargs.get("device")
         if device is not None:  # a factory (torch.tensor, torch.zeros, ...) told where
-            gpu = torch.device(device).type == "cuda"
-            kwargs["device"] = "cpu" if gpu else device
-        else:
-            gpu = _inputs_on_gpu(func, args, kwargs)
+            kwargs["device"] = "cpu" if torch.device(device).type == "cuda" else device
+        on = _devices(func, args, kwargs)
         result = func(*args, **kwargs)
+        if on == {True, False} and isinstance(result, torch.Tensor) and result is not args[0]:  # not copy_ and the like
+            raise RuntimeError(f"Expected all tensors to be on the same device, but found at least two devices, cuda:0 and cpu! ({func})")
+        gpu = torch.device(device).type == "cuda" if device is not None else True in on  # told where, or where the inputs are
         if gpu:
             tree_map_only(torch.Tensor, lambda tensor: _mark(tensor, True), result)
         return result
@@ -102,17 +103,12 @@ def _move(func, args: tuple, kwargs: dict) -> torch.Tensor:
     return _mark(moved, device.type == "cuda" if device is not None else tensor in _on_gpu)
 
 
-def _inputs_on_gpu(func, args: tuple, kwargs: dict) -> bool:
-    """Whether the inputs are on the GPU; a GPU tensor beside a host one (not a 0-d one) raises, as on CUDA."""
+def _devices(func, args: tuple, kwargs: dict) -> set[bool]:
+    """Whether each input is on the GPU (a 0-d host tensor counts for nothing: CUDA takes it beside GPU ones)."""
     tensors = [leaf for leaf in tree_flatten((args, kwargs))[0] if isinstance(leaf, torch.Tensor)]
     if func in (torch.Tensor.__getitem__, torch.Tensor.__setitem__):  # the indexed tensor decides
         tensors = tensors[:1]
-    on = {tensor in _on_gpu for tensor in tensors if tensor in _on_gpu or tensor.dim() > 0}
-    if on == {True, False} and func not in (torch.Tensor.copy_,):
-        raise RuntimeError(
-            f"Expected all tensors to be on the same device, but found at least two devices, cuda:0 and cpu! ({getattr(func, '__name__', func)})"
-        )
-    return True in on
+    return {tensor in _on_gpu for tensor in tensors if tensor in _on_gpu or tensor.dim() > 0}
 
 
 def _mark(tensor: torch.Tensor, gpu: bool) -> torch.Tensor:
