@@ -29,6 +29,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -146,14 +147,19 @@ class GpuModel:
         yield from stream_text(self.model.tokenizer, engine.relay(tokens, params), self.config.spec.prompt.stop_text)
 
     def _tokens(self, events: Iterator[Encoded | Refused | int], vector: PendingVector | None) -> Iterator[int]:
-        for event in events:
-            if isinstance(event, Encoded):
-                vector.cache.add(event.key, event.vector)
-                self.metrics.encoded(event.key[0], event.seconds)
-            elif isinstance(event, Refused):
-                raise event.error
-            else:
-                yield event
+        """The call's token ids; its vectors go to the cache, a refusal (its last event) is raised once the call has ended."""
+        refused = None
+        with closing(events):  # stopping early (the stop text, a newer action) stops the call
+            for event in events:
+                if isinstance(event, Encoded):
+                    vector.cache.add(event.key, event.vector)
+                    self.metrics.encoded(event.key[0], event.seconds)
+                elif isinstance(event, Refused):
+                    refused = event.error
+                else:
+                    yield event
+        if refused is not None:
+            raise refused
 
 
 class GpuCalls:
