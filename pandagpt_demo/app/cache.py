@@ -69,10 +69,6 @@ class EmbeddingCache:
         self._vectors[key] = vector
         self.encodes += 1
 
-    def has(self, modality: Modality, sha256: str) -> bool:
-        """Whether a file of this content and kind is encoded already (what a ZeroGPU call need not pay for)."""
-        return (modality, sha256) in self._vectors
-
     def clear(self) -> None:
         self._vectors.clear()
 

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import torch
 
-from pandagpt_demo.config import SamplingParams, ZeroGpuConfig
+from pandagpt_demo.config import ModelConfig, SamplingParams, ZeroGpuConfig
 from pandagpt_demo.errors import UserError
 from pandagpt_demo.model.conversation import Conversation
 from pandagpt_demo.model.generation import stream_text
@@ -124,7 +124,7 @@ class GpuModel:
         self.metrics = metrics
 
     @property
-    def config(self):
+    def config(self) -> ModelConfig:
         return self.model.config
 
     def fit(self, conversation: Conversation, with_vector: bool, max_new_tokens: int) -> ContextFit:

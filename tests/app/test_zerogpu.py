@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
 from gradio_client import Client, handle_file
 
@@ -24,7 +26,7 @@ from pandagpt_demo.app.zerogpu import estimate_seconds
 from pandagpt_demo.config import ZeroGpuConfig
 from pandagpt_demo.model.modalities import Modality
 from tests.app.test_app import AUDIO, IMAGE, send_args, texts
-from tests.app.test_openai_api import metric
+from tests.app.test_openai_api import MODEL, metric
 from tests.app.test_public_link import wait_for
 from tests.conftest import REPO_ROOT
 from tests.launched import App
@@ -100,6 +102,8 @@ def test_on_zero_gpu_the_model_loads_and_answers_while_sessions_caches_holds_and
     chat, _, _ = client.predict(*send_args("Again?", max_new_tokens=300), api_name="/send")  # the photo's vector is cached here
     refused, _, box = Client(app.url, verbose=False).predict(*send_args("May I?", max_new_tokens=4), api_name="/send")
     after = {name: metric(app, name) for name in counted}
+    v1 = httpx.post(app.url + "v1/chat/completions", json={"model": MODEL, "messages": [{"role": "user", "content": "Hi"}]}, timeout=30)
+    assert v1.status_code == 503 and "not available on a ZeroGPU Space" in v1.text
 
     assert answer.strip() and [role for role, _ in texts(chat)] == ["user", "assistant"] * 2 and texts(chat)[-1][1].strip()
     assert refused == [] and box == {"text": "May I?", "files": []}, "the cap on sessions is kept here: the newcomer is refused"
@@ -114,7 +118,9 @@ def test_on_zero_gpu_the_model_loads_and_answers_while_sessions_caches_holds_and
     assert gained[counted[5]] == 1 and metric(app, "pandagpt_sessions") == 1 and metric(app, "pandagpt_answers_in_flight") == 0
 
 
-def test_an_answer_stops_before_its_gpu_time_is_up_keeps_its_text_and_is_in_flight_here_meanwhile(start: Callable[..., App], tmp_path: Path) -> None:
+def test_an_answer_stops_before_its_gpu_time_is_up_keeps_its_text_and_is_in_flight_here_meanwhile_then_the_app_drains(
+    start: Callable[..., App], tmp_path: Path
+) -> None:
     app, log = zero_gpu_app(start, tmp_path, "--zerogpu-max-s", "4", "--zerogpu-margin-s", "2", slow_step=0.05)
     log.write_text("")
     client = Client(app.url, verbose=False)
@@ -127,3 +133,5 @@ def test_an_answer_stops_before_its_gpu_time_is_up_keeps_its_text_and_is_in_flig
     assert 4 - 2 - 0.5 < call["elapsed"] < 4, "it stopped at its deadline, not by reaching its end"
     (_, question), (role, answer) = texts(chat)[-2:]
     assert question == "Tell me a long story." and role == "assistant" and answer.strip()  # the text so far is kept as the answer
+    app.process.send_signal(signal.SIGTERM)  # the main thread, which runs the model loads here, still stops on a signal
+    assert app.process.wait(timeout=30) == 0
