@@ -15,7 +15,8 @@ that an app can break, each marked below with the part it copies:
    does). The caller closing the generator stops the task at its next value.
 3. `torch.multiprocessing.reductions.rebuild_cuda_tensor`: a GPU tensor sent back cannot be
    read in the main process, because reading it initialises CUDA, which raises there. (The real
-   call then hangs until its 20-minute timeout; here the read raises at once.)
+   call then hangs until its 20-minute timeout; here the read raises at once. Here a GPU tensor
+   cannot be sent to a worker either, where the real package would send its empty host stand-in.)
 4. `wrappers.py: exception_result`: an exception of the task comes back as a `gr.Error` naming only
    its class ("ZeroGPU worker error"), unless it is a `gr.Error`; that worker is not reused.
 5. `wrappers.py: static_duration`: `duration(*args, **kwargs)` is asked first; a call still running
@@ -78,7 +79,7 @@ class _HostCuda(TorchFunctionMode):
             kwargs["device"] = "cpu" if torch.device(device).type == "cuda" else device
         on = _devices(func, args, kwargs)
         result = func(*args, **kwargs)
-        if on == {True, False} and isinstance(result, torch.Tensor) and result is not args[0]:  # not copy_ and the like
+        if on == {True, False} and isinstance(result, torch.Tensor) and not (args and result is args[0]):  # not copy_ and the like
             raise RuntimeError(f"Expected all tensors to be on the same device, but found at least two devices, cuda:0 and cpu! ({func})")
         gpu = torch.device(device).type == "cuda" if device is not None else True in on  # told where, or where the inputs are
         if gpu:
