@@ -53,14 +53,10 @@ def on_zero_gpu(environ: Mapping[str, str] = os.environ) -> bool:
     return environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "t", "true")
 
 
-def estimate_seconds(config: ZeroGpuConfig, max_new_tokens: float, to_encode: Iterable[Modality]) -> int:
+def estimate_seconds(config: ZeroGpuConfig, max_new_tokens: int, to_encode: Iterable[Modality]) -> int:
     """Seconds to ask ZeroGPU for: encoding `to_encode`, decoding `max_new_tokens`, the margin; within [min_s, max_s]."""
     per_kind = dict(config.encode_s)
-    try:
-        tokens = max(float(max_new_tokens), 0.0)
-    except (TypeError, ValueError):  # the handler will refuse the setting itself; ask for the least
-        tokens = 0.0
-    needed = config.margin_s + sum(per_kind[kind.value] for kind in to_encode) + tokens * config.token_s
+    needed = config.margin_s + sum(per_kind[kind.value] for kind in to_encode) + max(max_new_tokens, 0) * config.token_s
     return int(min(max(math.ceil(needed), config.min_s), config.max_s))
 
 
