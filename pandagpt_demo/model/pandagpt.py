@@ -87,9 +87,7 @@ class PandaGPT:
         # Quantized weights are already on their device, and merging would re-round them: the LoRA stays beside.
         if config.run.quantize is None and config.run.merge_lora:
             llm = llm.merge_and_unload()  # one matmul per projection instead of three
-        proj = checkpoints.load_llama_proj(
-            delta, config.spec.imagebind.out_embed_dim, llm.config.hidden_size, config.files.delta_path, device, dtype
-        )
+        proj = checkpoints.load_llama_proj(delta, config.spec.imagebind.out_embed_dim, llm.config.hidden_size, config.files.delta_path, device, dtype)
         if config.run.quantize is None:
             # The weights are in place already; this casts the buffers transformers keeps in float32
             # (the rotary frequencies), as moving the whole model did and as the original's .half() did.
