@@ -58,3 +58,17 @@ def test_kv_cache_benchmark_smoke(tmp_path: Path) -> None:
     numbers = json.loads((tmp_path / "kv_tiny.json").read_text())
     assert numbers["same_tokens"] is True
     assert numbers["concat_ms_per_step"] > 0 and numbers["in_place_ms_per_step"] > 0
+
+
+def test_load_benchmark_smoke(tmp_path: Path) -> None:
+    """bench_load.py writes the tiny set, loads it the old way and the new, each in its own process,
+    and both give the same model (size, dtype) with their peak memory."""
+    out = tmp_path / "load.json"
+    command = [sys.executable, "benchmarks/bench_load.py", "--size", "tiny", "--dir", str(tmp_path / "set"), "--json", str(out)]
+    result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "peak RSS / model size" in result.stdout
+    before, after = json.loads(out.read_text())["results"]
+    assert (before["loader"], after["loader"]) == ("before", "after")
+    assert before["model_bytes"] == after["model_bytes"] > 0 and before["dtypes"] == after["dtypes"] == ["torch.bfloat16"]
+    assert all(r["peak_rss"] >= r["rss_before"] > 0 and r["max_RssAnon"] > 0 for r in (before, after))
