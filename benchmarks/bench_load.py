@@ -7,7 +7,8 @@
 Random weights in the released formats, written by the project's own `python -m pandagpt_demo.weights
 make-random` (`make-tiny` for tiny). Each load runs in a fresh process, so the kernel's high-water mark
 of its resident memory (`ru_maxrss`, from wait4) is the load's own; this process also samples the
-child's RssAnon and RssFile (pages of mapped files count as resident while mapped). Two loaders:
+child's RssAnon and RssFile (pages of mapped files count as resident while mapped). The set's files
+are taken out of the page cache before each load, so both read from disk. Two loaders:
 
 - after: `PandaGPT.load` with the config the app builds (`ModelConfig.preset` with the run flags): every
   weight read straight to the device and dtype, nothing held twice;
@@ -133,8 +134,21 @@ def ensure_weights(size: str, folder: Path) -> None:
     print(f"wrote the {size} set in {folder} in {time.perf_counter() - start:.0f} s", flush=True)
 
 
+def evict(folder: Path) -> None:
+    """Take the set's files out of the page cache, so that every load reads them from disk (as after a
+    restart) and none is faster for coming second."""
+    for path in folder.rglob("*"):
+        if path.is_file():
+            descriptor = os.open(path, os.O_RDONLY)
+            try:
+                os.posix_fadvise(descriptor, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(descriptor)
+
+
 def measure(loader: str, args: argparse.Namespace) -> dict:
-    """One load in a fresh process: its figures, its ru_maxrss, and RssAnon/RssFile at their highest."""
+    """One load in a fresh process, from a cold page cache: its figures, its ru_maxrss, and RssAnon/RssFile at their highest."""
+    evict(args.dir)
     command = [
         sys.executable,
         __file__,

@@ -186,7 +186,7 @@ def load_vicuna(config: ModelConfig, dtype: torch.dtype) -> tuple[nn.Module, obj
             llm, info = model_class.from_pretrained(
                 None,
                 config=llm_config,
-                state_dict=tensors.deferred(config.run.device),
+                state_dict=tensors.deferred(config.run.device, dtype),
                 dtype=dtype,
                 device_map={"": config.run.device},
                 output_loading_info=True,
