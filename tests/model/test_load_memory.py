@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -17,7 +18,7 @@ from tests.model.measure_load import MID_LLAMA, mid_config
 # What a load may add to the process's peak, over the model's own size. Holding each weight once
 # measures 1.15 here (the pages of a tensor being copied, one per reader thread; allocator pools);
 # main's loader, which built ImageBind in float32 and kept Vicuna's file mapped beside the model,
-# measured 2.1. At 7B the same costs weigh less (README, "Loading").
+# measured 2.1. At 7B the same costs weigh less (README, "Loading and host memory").
 PEAK_OVER_MODEL = 1.3
 
 
@@ -27,10 +28,30 @@ def mid_set(tmp_path_factory: pytest.TempPathFactory) -> ModelConfig:
     return write_model_set(mid_config(tmp_path_factory.mktemp("mid")), MID_LLAMA, torch.float16)
 
 
-def test_loading_holds_each_weight_once(mid_set: ModelConfig, tiny_config: ModelConfig) -> None:
+@pytest.fixture(scope="module")
+def mid_bin_set(mid_set: ModelConfig, tmp_path_factory: pytest.TempPathFactory) -> ModelConfig:
+    """The same set with Vicuna as a torch `pytorch_model.bin`, as the released Vicuna folders hold it."""
+    from safetensors.torch import load_file
+
+    config = mid_config(tmp_path_factory.mktemp("mid_bin"))
+    config.files.imagebind_path.symlink_to(mid_set.files.imagebind_path)
+    config.files.delta_path.parent.symlink_to(mid_set.files.delta_path.parent)
+    config.files.vicuna_dir.mkdir()
+    for file in mid_set.files.vicuna_dir.iterdir():
+        if file.suffix == ".safetensors":
+            torch.save(load_file(file), config.files.vicuna_dir / "pytorch_model.bin")
+        else:
+            shutil.copy(file, config.files.vicuna_dir / file.name)
+    return config
+
+
+@pytest.mark.parametrize("vicuna", ["mid_set", "mid_bin_set"])
+def test_loading_holds_each_weight_once(vicuna: str, tiny_config: ModelConfig, request: pytest.FixtureRequest) -> None:
     """Loaded in bfloat16, every tensor is cast on the way in: building ImageBind in float32 and loading
-    its file whole, or keeping Vicuna's file mapped beside the model, would each go past the bound."""
-    command = [sys.executable, "-m", "tests.model.measure_load", str(tiny_config.files.root), str(mid_set.files.root), "bfloat16"]
+    its file whole, or keeping Vicuna's file (safetensors or torch's) mapped beside the model, would
+    each go past the bound."""
+    model_set: ModelConfig = request.getfixturevalue(vicuna)
+    command = [sys.executable, "-m", "tests.model.measure_load", str(tiny_config.files.root), str(model_set.files.root), "bfloat16"]
     result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     numbers = json.loads(result.stdout.splitlines()[-1])
