@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import tempfile
 import threading
 import time
@@ -258,6 +259,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--fidelity-tokens", type=int, default=64, help="greedy tokens compared between the original and the project")
     parser.add_argument("--json", type=Path, default=Path("bench_generate.json"))
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")  # the warm-up's steps, as they finish
 
     model = build(args.size, args.device, "auto", args.compile)
     image_prompt(model)  # warm-up: first calls pay for lazy initialisation

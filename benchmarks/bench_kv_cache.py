@@ -65,7 +65,7 @@ class InPlaceBatch:
 
     def __init__(self, llm: torch.nn.Module, prefix: list[tuple[torch.Tensor, torch.Tensor]], spare: int, compile_step: bool) -> None:
         layout = CacheLayout.for_model(llm.config, spare, prefix[0][0].device)
-        self.llm, self.cache = llm, BatchCache(layout, prefix, [0] * prefix[0][0].shape[0])
+        self.llm, self.cache = llm, BatchCache(layout, prefix, [0] * prefix[0][0].shape[0], prefix[0][0].shape[2])
         self.forward = torch.compile(self._forward, dynamic=True) if compile_step else self._forward
 
     def _forward(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache_position: torch.Tensor, cache) -> torch.Tensor:

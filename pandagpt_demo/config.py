@@ -268,14 +268,18 @@ class ZeroGpuConfig:
     """What a ZeroGPU call asks for (app/zerogpu.py): the seconds a request needs, estimated up front.
 
     ZeroGPU grants 60 s when asked nothing and refuses a call asking more than the visitor's cap; a
-    shorter ask is scheduled sooner. The per-step figures are conservative guesses for a 7B in
-    float16 on half an H200 (not measured here: no such GPU was lent); `--zerogpu-max-s` is the cap.
+    shorter ask is scheduled sooner. `--zerogpu-max-s` is the cap. The figures, from a whole H200
+    (2026-12-04, 7B random weights in float16, benchmarks/results/h200_*): a ZeroGPU call decodes
+    inline (`generate_tokens`, not compiled), measured at 65.9 ms a step at batch 1, bound by the host
+    rather than the GPU, so a slice of the GPU is not much slower; asked: that plus 15%. Encoding one
+    warm file took 8-16 ms (an image, thermal, depth or IMU file), 12 ms (audio) and 55 ms (a video):
+    the figures below keep a wide margin for a call's first, cold kernels, which were not measured.
     """
 
     min_s: int = 20  # never ask for less: the call's start moves the weights onto the granted GPU
     max_s: int = 120  # never ask for more (the cap of a signed-in visitor; a Space's owner may raise it)
     margin_s: float = 10.0  # the answer stops this long before the grant ends (the start, one last step)
-    token_s: float = 0.06  # one decode step
+    token_s: float = 0.076  # one decode step (measured 0.066, see above)
     encode_s: tuple[tuple[str, float], ...] = (  # one file of each kind through ImageBind (a video: its clips)
         ("image", 0.5),
         ("audio", 1.5),
@@ -344,6 +348,9 @@ class ModelFiles:
     def how_to_get(self) -> str:
         """The fix command and the sources it uses, for error messages."""
         return f"{self.get_weights} ({self.weight_sources})"
+
+
+AUTO_DEVICE = "auto"  # with replicas: "cuda" if the Ray cluster has GPUs, decided once joined (serving/replicas.py)
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,11 @@ class App:
         }
         with open(self.log, "w") as log:
             self.process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
-        _wait_until_ready(self.url, self.process, self.log)
+        try:
+            _wait_until_ready(self.url, self.process, self.log)
+        except BaseException:  # an app that never got ready is not the fixture's to stop: stop it here
+            self.stop()
+            raise
 
     def stop(self) -> None:
         if self.process.poll() is None:

@@ -60,6 +60,35 @@ def test_kv_cache_benchmark_smoke(tmp_path: Path) -> None:
     assert numbers["concat_ms_per_step"] > 0 and numbers["in_place_ms_per_step"] > 0
 
 
+def test_gpu_session_rehearses_on_cpu(tmp_path: Path) -> None:
+    """benchmarks/gpu_session.sh (a lent GPU's two calls) runs end to end on the CPU with tiny models:
+    the load's peak memory, the benchmark with its fidelity check, and the app under streaming /v1 clients."""
+    env = {
+        **os.environ,
+        "PYTHON": sys.executable,
+        "DEVICE": "cpu",
+        "LOAD_SIZE": "tiny",
+        "BENCH_SIZE": "tiny",
+        "MODELS": str(tmp_path / "models"),
+        "OUT": str(tmp_path / "out"),
+        "BENCH_FLAGS": "--new-tokens 4 --sessions 1 2 --fidelity-tokens 8",
+        "CLIENTS": "3",
+        "APP_FLAGS": "--max-tokens 8 --port 7893",
+    }
+    for phase in ("1", "2"):
+        result = subprocess.run(["bash", "benchmarks/gpu_session.sh", phase], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stdout + result.stderr
+    out = tmp_path / "out"
+    log = (out / "session_1.log").read_text() + (out / "session_2.log").read_text()
+    assert "exit 124" not in log and log.count(": exit 0 after") == 6, log
+    load = json.loads((out / "load_tiny.json").read_text())
+    assert load["returncode"] == 0 and load["peak_host_rss_gib"] > 0
+    bench = json.loads((out / "bench_tiny.json").read_text())["project"]
+    assert bench["fidelity_same_tokens"] == 1.0 and bench["fidelity_logits_max_abs"] < 1e-4
+    app = json.loads((out / "app_tiny.json").read_text())
+    assert app["complete"] == 3 and app["tokens_per_answer"] == [8, 8, 8] and app["errors"] == []
+
+
 def test_load_benchmark_smoke(tmp_path: Path) -> None:
     """bench_load.py writes the tiny set, loads it the old way and the new, each in its own process,
     and both give the same model (size, dtype) with their peak memory."""

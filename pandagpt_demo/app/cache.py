@@ -25,7 +25,7 @@ class EmbeddingCache:
     def __init__(self) -> None:
         self._vectors: dict[CacheKey, torch.Tensor] = {}
         self._source: object = None  # what made the vectors (a model's config)
-        self.encodes = 0  # how many times `encode` ran: what the cache saves is visible
+        self.encodes = 0  # how many vectors were made: what the cache saves is visible
 
     def vectors(
         self,
@@ -33,33 +33,41 @@ class EmbeddingCache:
         encode: Callable[[Modality, str | Path], torch.Tensor],
         source: object = None,
     ) -> list[torch.Tensor]:
-        """The vector of every given (kind, file), in order; encodes only new contents, forgets
-        files no longer given. The same content given twice is encoded once.
+        """The vector of every given (kind, file), in order; encodes only new contents (the same
+        content given twice is encoded once), after forgetting the files no longer given (`keys`).
+        If `encode` raises (a bad file), the vectors made so far are kept and the error propagates."""
+        result: list[torch.Tensor] = []
+        for (modality, path), key in zip(files, self.keys(files, source)):
+            if key not in self._vectors:
+                self.add(key, encode(modality, path))
+            result.append(self._vectors[key])
+        return result
 
-        If `encode` raises (a bad file), the entries computed so far are kept and the error propagates.
-        `source` names what `encode` runs (the model's config): vectors of another source are dropped first.
-        """
+    def keys(self, files: Sequence[tuple[Modality, str | Path]], source: object = None) -> list[CacheKey]:
+        """The key of every given (kind, file), in order; the vectors of files not given are forgotten.
+        `source` names what makes the vectors (the model's config): vectors of another source are dropped.
+        A file that cannot be read raises MediaError, changing nothing."""
+        keys = [(modality, self._sha256(modality, path)) for modality, path in files]
         if source != self._source:
             self._vectors.clear()
             self._source = source
-        result: list[torch.Tensor] = []
-        current: set[CacheKey] = set()
-        for modality, path in files:
-            try:
-                key = (modality, sha256_file(checked_file(modality, path)))
-            except OSError as error:
-                raise MediaError(modality, path, f"it cannot be read ({error.strerror or error})") from error
-            current.add(key)
-            if key not in self._vectors:
-                self._vectors[key] = encode(modality, path)
-                self.encodes += 1
-            result.append(self._vectors[key])
-        self._vectors = {key: vector for key, vector in self._vectors.items() if key in current}
-        return result
+        self._vectors = {key: vector for key, vector in self._vectors.items() if key in keys}
+        return keys
 
-    def has(self, modality: Modality, sha256: str) -> bool:
-        """Whether a file of this content and kind is encoded already (what a ZeroGPU call need not pay for)."""
-        return (modality, sha256) in self._vectors
+    @staticmethod
+    def _sha256(modality: Modality, path: str | Path) -> str:
+        try:
+            return sha256_file(checked_file(modality, path))
+        except OSError as error:
+            raise MediaError(modality, path, f"it cannot be read ({error.strerror or error})") from error
+
+    def get(self, key: CacheKey) -> torch.Tensor | None:
+        return self._vectors.get(key)
+
+    def add(self, key: CacheKey, vector: torch.Tensor) -> None:
+        """Keep `vector`, made from the file of `key` (by `vectors`, or elsewhere: a ZeroGPU call)."""
+        self._vectors[key] = vector
+        self.encodes += 1
 
     def clear(self) -> None:
         self._vectors.clear()

@@ -77,10 +77,15 @@ class Lifecycle:
         self.draining.set()
         self._stop.set()
 
-    def wait_for_stop(self) -> None:
-        """Block until a signal (or `request_stop`) asks the process to stop."""
-        while not self._stop.wait(timeout=1.0):  # wakes so the main thread keeps handling signals
-            pass
+    def wait_for_stop(self, meanwhile: Callable[[float], None] | None = None) -> None:
+        """Block until a signal (or `request_stop`) asks the process to stop. `meanwhile(seconds)` is
+        the main thread's other work (the model loads on ZeroGPU), returning within `seconds` when there
+        is none; a job it runs delays the stop until it ends."""
+        while not self._stop.is_set():  # wakes each second so the main thread keeps handling signals
+            if meanwhile is None:
+                self._stop.wait(timeout=1.0)
+            else:
+                meanwhile(1.0)
 
     def request_stop(self) -> None:
         self.draining.set()

@@ -77,6 +77,10 @@ class Metrics:
         """Count a failed request; `kind` is `error_kind(error)` or an HTTP refusal's code."""
         self.errors.labels(endpoint, kind).inc()
 
+    def encoded(self, modality: Modality, seconds: float) -> None:
+        """One file encoded (here, or in a ZeroGPU call that said how long it took)."""
+        self.encode.labels(Modality(modality).value).observe(seconds)
+
     def served(self, model: PandaGPT, engine: Engine) -> tuple[PandaGPT, Engine]:
         """`model` and `engine` as one request uses them, timed into these metrics."""
         return _TimedModel(model, self), MeteredEngine(engine, self)  # type: ignore[return-value]
@@ -106,6 +110,12 @@ class MeteredEngine:
     def generate(self, embeds: torch.Tensor, params: SamplingParams, cancel: threading.Event | None = None) -> Iterator[int]:
         self.prompt_tokens, self.completion_tokens, self.max_new_tokens, self.exhausted = embeds.shape[1], 0, params.max_new_tokens, False
         return self._timed(self.inner.generate(embeds, params, cancel))
+
+    def relay(self, tokens: Iterator[int], params: SamplingParams) -> Iterator[int]:
+        """Tokens decoded elsewhere (a ZeroGPU call, from a prompt built there), timed and counted here
+        as they arrive; `prompt_tokens` stays 0."""
+        self.prompt_tokens, self.completion_tokens, self.max_new_tokens, self.exhausted = 0, 0, params.max_new_tokens, False
+        return self._timed(tokens)
 
     def _timed(self, tokens: Iterator[int]) -> Iterator[int]:
         last = time.perf_counter()
@@ -150,7 +160,7 @@ class _TimedModel:
         try:
             return self._model.embed_file(modality, path)
         finally:
-            self._metrics.encode.labels(Modality(modality).value).observe(time.perf_counter() - started)
+            self._metrics.encoded(modality, time.perf_counter() - started)
 
 
 class _LoadCollector:

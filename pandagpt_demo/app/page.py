@@ -97,11 +97,11 @@ def build_demo(
     settings: UISettings | None = None,
     house: Housekeeping | None = None,
     metrics: Metrics | None = None,
-    zero_gpu: ZeroGpuConfig = ZeroGpuConfig(),
+    zero_gpu: ZeroGpuConfig | None = None,
 ) -> gr.Blocks:
     """The page; `house` (default: `PublicLimits`' defaults on Gradio's upload folder) keeps its
     sessions and files in bounds, `metrics` counts its requests (default: its own), `zero_gpu`
-    says what each answer asks for on a ZeroGPU Space."""
+    (on a ZeroGPU Space only) says what each answer's GPU call asks for."""
     settings = settings or UISettings()
     house = house or Housekeeping(PublicLimits(), gradio_utils.get_upload_folder())
     examples, kinds = example_messages()

@@ -9,11 +9,14 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import queue
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 from tqdm import tqdm
@@ -28,6 +31,7 @@ from pandagpt_demo.serving.start import start_engine
 from pandagpt_demo.weights.synthetic import make_tiny
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 QUANTIZE_ENV = "PANDAGPT_QUANTIZE"
 
@@ -46,7 +50,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-level", default="INFO", choices=LOG_LEVELS, help="DEBUG also logs each request's life (default INFO)")
     parser.add_argument("--checkpoints", type=Path, default=Path("checkpoints"), help="folder of the released files (default: checkpoints/)")
     parser.add_argument("--model", choices=MODEL_SIZES, default="7b", help="model size (default 7b; tiny = random test weights)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device (default: cuda if available)")
+    parser.add_argument("--device", help="torch device (default: cuda if this machine has a GPU; with replicas, cuda if the Ray cluster has GPUs)")
     parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "float16", "bfloat16"), help="auto: float16 on CUDA, float32 on CPU")
     quantize = os.environ.get(QUANTIZE_ENV) or None  # a Space runs app.py without flags: its variables stand in
     if quantize is not None and quantize not in QUANTIZATIONS:
@@ -59,6 +63,11 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--no-compile", dest="compile", action="store_false", help="on CUDA, skip compiling the decode steps: ready minutes sooner, decodes slower"
+    )
+    parser.add_argument(
+        "--compile-cache",
+        type=Path,
+        help="folder that keeps compiled decode steps between starts (default: a Space's persistent storage; else the compilers' own)",
     )
 
 
@@ -106,6 +115,11 @@ def choose_model(args: argparse.Namespace) -> ModelChoice:
     return ModelChoice(config, reason)
 
 
+def local_device(asked: str | None) -> str:
+    """The device asked for, or this machine's GPU if it has one."""
+    return asked or ("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def model_config(args: argparse.Namespace, size: str) -> ModelConfig:
     """The config of model `size` in --checkpoints with the run settings the flags ask for."""
     return ModelConfig.preset(size, args.checkpoints, device=args.device, dtype=args.dtype, quantize=args.quantize, compile=args.compile)
@@ -135,21 +149,59 @@ def write_tiny_if_missing(config: ModelConfig, step: Callable[[str], None]) -> b
     return True
 
 
+class MainThreadLoads:
+    """Model loads handed to the main thread, which runs them while it waits for a signal (server.main).
+
+    On ZeroGPU it is the thread that imported `spaces` (app.py), the only one where a model can be put
+    on "cuda" outside a GPU call: `spaces`' torch modes are thread-local, and elsewhere CUDA's
+    initialisation is one that raises (app/zerogpu.py)."""
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[tuple[Callable[[], object], Future]] = queue.SimpleQueue()
+
+    def submit(self, job: Callable[[], T]) -> Future[T]:
+        """`job` to be run by the main thread (from another thread); its result or error in the future."""
+        future: Future[T] = Future()
+        self._jobs.put((job, future))
+        return future
+
+    def run_for(self, seconds: float) -> None:
+        """(On the main thread.) Run the next job handed in within `seconds`, if one is."""
+        try:
+            job, future = self._jobs.get(timeout=seconds)
+        except queue.Empty:
+            return
+        if future.set_running_or_notify_cancel():
+            try:
+                future.set_result(job())
+            except Exception as error:  # noqa: BLE001 - the submitter raises it
+                future.set_exception(error)
+
+
 class ModelHandle:
-    """The model loading in a background thread, so the UI is up (with a status line) at once.
+    """The model loading in the background (its own thread, or the main thread's loads), so the UI is
+    up (with a status line) at once.
 
     Once loaded it holds the model and the engine that decodes for it (serving/start.py): the
     app's one place where the two are wired together. `replace` swaps in another model while the
     server runs (the real weights, once fetched): answers already started finish on the old one.
     """
 
-    def __init__(self, choice: ModelChoice, serving: ServingConfig = ServingConfig(), replicas: ReplicaConfig | None = None) -> None:
+    def __init__(
+        self,
+        choice: ModelChoice,
+        serving: ServingConfig = ServingConfig(),
+        replicas: ReplicaConfig | None = None,
+        loads: MainThreadLoads | None = None,
+    ) -> None:
         """With `serving.max_batch`, concurrent answers are decoded together (batching.py); None
         decodes each answer inside its own request (inline.py: ZeroGPU). With `replicas`, the model
-        runs in replicas on Ray Serve (serving/replicas.py) and this process keeps only prompts."""
+        runs in replicas on Ray Serve (serving/replicas.py) and this process keeps only prompts.
+        With `loads` (ZeroGPU), every model is loaded by the main thread, handed over through it."""
         self.choice = choice
         self.serving = serving
         self.replicas = replicas
+        self.loads = loads
         self.status = "Starting…"
         self.notice = ""  # a line under the banner: a weights fetch's progress or outcome (fetching.py)
         self.upgrading = False  # a fetch or a swap is under way: the page keeps polling the status
@@ -165,7 +217,11 @@ class ModelHandle:
             from pandagpt_demo.serving.replicas import Cluster  # Ray is imported only for replicas
 
             self._cluster = Cluster(self.choice.config, self.serving, self.replicas).connect()
-        threading.Thread(target=self._load, name="model-loader", daemon=True).start()
+            self.choice = ModelChoice(self._cluster.config, self.choice.fallback_reason)  # the device the cluster has
+        if self.loads is not None:
+            self.loads.submit(self._load)
+        else:
+            threading.Thread(target=self._load, name="model-loader", daemon=True).start()
         return self
 
     def _load(self) -> None:
@@ -188,14 +244,15 @@ class ModelHandle:
         self.status = f"Loading: {message}"
 
     def replace(self, choice: ModelChoice, drain_s: float = 120.0) -> None:
-        """Load `choice` (in the caller's thread) and serve it from now on; the old engine is closed
-        once its answers in flight are done (or after `drain_s`). Raises if loading fails, the old
-        model still serving."""
+        """Load `choice` (in the caller's thread, or with `loads` on the main thread, waiting for it)
+        and serve it from now on; the old engine is closed once its answers in flight are done (or
+        after `drain_s`). Raises if loading fails, the old model still serving."""
         if self.replicas is not None:
             raise RuntimeError("replacing the model is not supported with replicas")
         self._done.wait()  # the first model's load ends first, so it cannot land after this one
         old = self._served
-        self._serve(self._load_here(choice), choice)
+        served = self.loads.submit(lambda: self._load_here(choice)).result() if self.loads is not None else self._load_here(choice)
+        self._serve(served, choice)
         if old is not None:
             _close_when_idle(old[1], drain_s)
 

@@ -15,7 +15,8 @@ import sys
 from gradio import utils as gradio_utils
 from starlette.middleware import Middleware
 
-from pandagpt_demo.config import EXAMPLES_FILE, PublicLimits, ReplicaConfig, ServingConfig, ZeroGpuConfig
+from pandagpt_demo.config import AUTO_DEVICE, EXAMPLES_FILE, PublicLimits, ReplicaConfig, ServingConfig, ZeroGpuConfig
+from pandagpt_demo.serving.compile_cache import use_compile_cache
 from pandagpt_demo.weights.download import Request
 
 from .clients import UISettings
@@ -26,7 +27,7 @@ from .lifecycle import exit_process
 from .metrics import Metrics
 from .openai_api import ApiConfig, OpenAIApi
 from .page import build_demo
-from .runtime import ModelChoice, ModelHandle, add_model_arguments, choose_model, model_config, setup_logging
+from .runtime import MainThreadLoads, ModelChoice, ModelHandle, add_model_arguments, choose_model, local_device, model_config, setup_logging
 from .space import DOWNLOAD_ENV, SpaceEnv
 from .uploads import UploadBudget
 from .zerogpu import on_zero_gpu
@@ -37,7 +38,7 @@ def parse_args(argv: list[str] | None = None, space: SpaceEnv | None = None) -> 
     space = space or SpaceEnv.read()
     parser = argparse.ArgumentParser(description="Chat with PandaGPT about images, sounds, videos, thermal and depth images and IMU recordings.")
     add_model_arguments(parser)
-    parser.set_defaults(checkpoints=space.checkpoints())
+    parser.set_defaults(checkpoints=space.checkpoints(), compile_cache=space.compile_cache())
     # Hugging Face Spaces says where to listen through Gradio's own variables.
     parser.add_argument(
         "--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"), help="address to listen on (0.0.0.0 for every interface)"
@@ -152,10 +153,13 @@ def main(argv: list[str] | None = None) -> None:
     space = SpaceEnv.read()
     args = parse_args(argv, space)
     setup_logging(args.log_level)
+    use_compile_cache(args.compile_cache)
+    replicas = replica_config(args)
+    # replicas run where the Ray cluster puts them: their device is decided once it is joined
+    args.device = (args.device or AUTO_DEVICE) if replicas is not None else local_device(args.device)
     size, not_fetched = space.to_fetch(args.model, args.download, gpu=space.zero_gpu or args.device.startswith("cuda"))
     if size is not None:
         args.model = size
-    replicas = replica_config(args)
     if size is not None and replicas is not None:
         download_first(args)
     choice = choose_model(args)
@@ -163,21 +167,24 @@ def main(argv: list[str] | None = None) -> None:
         choice = ModelChoice(choice.config, f"{not_fetched} {choice.fallback_reason}")
     fetch = size is not None and replicas is None and choice.fallback_reason is not None  # not there yet: fetched while tiny serves
     print(choice.banner.replace("**", ""))
+    zero_gpu = on_zero_gpu()
     serving = ServingConfig(
-        max_batch=None if on_zero_gpu() else args.concurrency,  # ZeroGPU: no GPU outside a request
+        max_batch=None if zero_gpu else args.concurrency,  # ZeroGPU: no GPU outside a GPU call
         max_waiting=args.queue_size,
         stall_timeout=args.stall_timeout or None,
         answer_timeout=args.answer_timeout or None,
     )
     limits = public_limits(args)
     house = Housekeeping(limits, gradio_utils.get_upload_folder())
-    handle = ModelHandle(choice, serving, replicas).start()
+    loads = MainThreadLoads() if zero_gpu else None  # ZeroGPU: "cuda" only on the thread that imported `spaces`
+    handle = ModelHandle(choice, serving, replicas, loads).start()
     if fetch:
         WeightsFetch(handle, Request(model=size, directory=args.checkpoints), model_config(args, size)).start()
     house.lifecycle.install_signal_handlers()  # after Ray's start, which sets handlers of its own
     metrics = Metrics(handle, house)
     settings = UISettings()
-    demo = build_demo(handle, settings, house, metrics, ZeroGpuConfig(max_s=args.zerogpu_max_s, margin_s=args.zerogpu_margin_s))
+    zero_gpu_config = ZeroGpuConfig(max_s=args.zerogpu_max_s, margin_s=args.zerogpu_margin_s) if zero_gpu else None
+    demo = build_demo(handle, settings, house, metrics, zero_gpu_config)
     demo.queue(default_concurrency_limit=args.concurrency, max_size=args.queue_size)
     max_file_size = int(args.max_file_mb * 1024 * 1024)  # bytes; Gradio refuses larger uploads unread
     api = OpenAIApi(
@@ -203,7 +210,7 @@ def main(argv: list[str] | None = None) -> None:
             "middleware": [Middleware(UploadBudget, store=house.uploads, limit=max_file_size)],
         },
     )
-    house.lifecycle.wait_for_stop()
+    house.lifecycle.wait_for_stop(loads.run_for if loads is not None else None)
     house.lifecycle.drain(handle.close)
     house.stop()
     demo.close()

@@ -9,13 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import torch
+from typing import Protocol, runtime_checkable
 
 from pandagpt_demo.config import PromptTemplate, SamplingParams
 from pandagpt_demo.errors import BadInput, UserError
 from pandagpt_demo.model.conversation import Conversation, Turn
-from pandagpt_demo.model.modalities import MediaError
+from pandagpt_demo.model.modalities import MediaError, Modality
 from pandagpt_demo.model.pandagpt import PandaGPT
 from pandagpt_demo.serving.engine import Engine
 
@@ -23,7 +22,20 @@ from .cache import EmbeddingCache
 from .chatlog import Attachment, Exchange, Used, Version, from_record, record_of
 
 Notify = Callable[[str], None]
+Vector = object  # the fused tensor, or what an EncodesInItsCall model's `pending` made of the files
 Show = Callable[[Attachment], dict | None]  # a file as a chat message's content item (a preview), or None
+
+
+@runtime_checkable
+class EncodesInItsCall(Protocol):
+    """A model that makes an answer's vector in the same call that decodes it (zerogpu.GpuModel: one
+    ZeroGPU call per answer). The session gives it the files and its cache instead of vectors, and
+    passes on whatever `pending` returns as the vector."""
+
+    def pending(self, cache: EmbeddingCache, files: Sequence[tuple[Modality, Path]], weights: Sequence[float]) -> object | None: ...
+
+
+Model = PandaGPT | EncodesInItsCall  # what answers: the model itself, or (ZeroGPU) one that encodes in its call
 
 
 def _quiet(message: str) -> None:
@@ -108,14 +120,18 @@ class ChatSession:
         """Stop using a file for the next answers (it stays shown in the message it came with)."""
         self.in_use = [a for a in self.in_use if a is not attachment]
 
-    def _fuse(self, model: PandaGPT, strip: list[Attachment]) -> tuple[torch.Tensor | None, tuple[Used, ...]]:
-        """The weighted sum of these files' projections and what it was made of (a bad file raises
-        MediaError, changing nothing)."""
+    def _fuse(self, model: Model, strip: list[Attachment]) -> tuple[Vector | None, tuple[Used, ...]]:
+        """The weighted sum of these files' projections (or what a model that encodes in its own call
+        makes of them) and what it was made of; a bad file raises MediaError, changing nothing."""
         for attachment in strip:
             if attachment.path is None:
                 raise MediaError(attachment.kind, attachment.name, "it is no longer on the server; please attach it again")
-        vectors = self.cache.vectors([(a.kind, a.path) for a in strip], model.embed_file, source=model.config)
-        return model.fuse(vectors, [a.weight for a in strip]), tuple(Used.of(a) for a in strip)
+        files, weights = [(a.kind, a.path) for a in strip], [a.weight for a in strip]
+        if isinstance(model, EncodesInItsCall):
+            vector = model.pending(self.cache, files, weights)
+        else:
+            vector = model.fuse(self.cache.vectors(files, model.embed_file, source=model.config), weights)
+        return vector, tuple(Used.of(a) for a in strip)
 
     # --- answering ------------------------------------------------------------------------------
 
@@ -139,7 +155,7 @@ class ChatSession:
 
     def ask(
         self,
-        model: PandaGPT,
+        model: Model,
         engine: Engine,
         question: str,
         params: SamplingParams,
@@ -161,7 +177,7 @@ class ChatSession:
         vector, used = self._fuse(model, strip)
         return self._open(model, engine, Exchange(question, list(attached)), self.exchanges, strip, vector, used, params, notify)
 
-    def edit(self, model: PandaGPT, engine: Engine, index: int, question: str, params: SamplingParams, notify: Notify = _quiet) -> Iterator[str]:
+    def edit(self, model: Model, engine: Engine, index: int, question: str, params: SamplingParams, notify: Notify = _quiet) -> Iterator[str]:
         """Ask exchange `index` again as `question` and answer it; the later exchanges go, and so do
         the files attached only to them."""
         self._settle()
@@ -175,12 +191,12 @@ class ChatSession:
 
     def _open(
         self,
-        model: PandaGPT,
+        model: Model,
         engine: Engine,
         exchange: Exchange,
         before: list[Exchange],
         strip: list[Attachment],
-        vector: torch.Tensor | None,
+        vector: Vector | None,
         used: tuple[Used, ...],
         params: SamplingParams,
         notify: Notify,
@@ -195,7 +211,7 @@ class ChatSession:
 
         return self._stream(model, engine, vector, params, notify, self._start(exchange, used), rollback)
 
-    def regenerate(self, model: PandaGPT, engine: Engine, params: SamplingParams, notify: Notify = _quiet) -> Iterator[str]:
+    def regenerate(self, model: Model, engine: Engine, params: SamplingParams, notify: Notify = _quiet) -> Iterator[str]:
         """Answer the last question again with the files in use now: a new version of the answer,
         the earlier ones kept. If that fails, nothing changes."""
         self._settle()
@@ -211,9 +227,9 @@ class ChatSession:
 
     def _stream(
         self,
-        model: PandaGPT,
+        model: Model,
         engine: Engine,
-        vector: torch.Tensor | None,
+        vector: Vector | None,
         params: SamplingParams,
         notify: Notify,
         answer: _Answer,

@@ -53,6 +53,13 @@ class SpaceEnv:
 
         return Path(constants.HF_HOME) / "pandagpt-checkpoints"
 
+    def compile_cache(self) -> Path | None:
+        """Where compiled decode steps are kept: a Space's persistent storage (its /tmp is wiped at each
+        restart); None elsewhere (the compilers' own folders, which outlive a restart of the app)."""
+        if self.space_id is None or self.storage is None:
+            return None
+        return self.storage / "compile-cache"
+
     def to_fetch(self, model: str, asked: bool, gpu: bool) -> tuple[str | None, str | None]:
         """(the size to fetch while serving, or None; why not, when a Space would want to know).
 

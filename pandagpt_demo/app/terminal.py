@@ -13,11 +13,12 @@ from pandagpt_demo.config import SamplingParams, ServingConfig
 from pandagpt_demo.errors import UserError
 from pandagpt_demo.model.modalities import Modality
 from pandagpt_demo.model.pandagpt import PandaGPT
+from pandagpt_demo.serving.compile_cache import use_compile_cache
 from pandagpt_demo.serving.engine import Engine
 from pandagpt_demo.serving.start import start_engine
 
 from .chatlog import Attachment
-from .runtime import add_model_arguments, choose_model, load_with_progress, setup_logging
+from .runtime import add_model_arguments, choose_model, load_with_progress, local_device, setup_logging
 from .session import ChatSession
 
 
@@ -72,6 +73,8 @@ def answer(session: ChatSession, model: PandaGPT, engine: Engine, question: str,
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     setup_logging(args.log_level)
+    use_compile_cache(args.compile_cache)
+    args.device = local_device(args.device)
     choice = choose_model(args)
     print(choice.banner.replace("**", ""), file=sys.stderr)
     model = load_with_progress(choice)

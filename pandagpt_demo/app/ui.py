@@ -9,7 +9,6 @@ wires these handlers is in page.py.
 
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 import uuid
@@ -33,7 +32,7 @@ from .metrics import Metrics, error_kind
 from .previews import Previews
 from .runtime import ModelHandle
 from .session import ChatSession
-from .zerogpu import GpuCalls, estimate_seconds
+from .zerogpu import GpuCalls, GpuModel
 
 log = logging.getLogger(__name__)
 
@@ -66,47 +65,21 @@ class ChatApp:
         house: Housekeeping,
         kind_hints: dict[str, Modality] | None = None,
         metrics: Metrics | None = None,
-        zero_gpu: ZeroGpuConfig = ZeroGpuConfig(),
+        zero_gpu: ZeroGpuConfig | None = None,
     ) -> None:
+        """`zero_gpu` on a ZeroGPU Space: each answer's encoding and decoding is a GPU call (zerogpu.py)."""
         self.handle = handle
         self.settings = settings
         self.house = house
         self.metrics = metrics or Metrics(handle, house)
         self.previews = Previews(house.uploads.root)
         self.kind_hints = kind_hints or {}  # sha256 -> kind of files whose kind is known (the examples)
-        # On ZeroGPU each answering handler is a GPU call asking for the seconds its request needs.
-        self.gpu = GpuCalls(zero_gpu, lambda: handle.generation)
-        self.send = self.gpu.wrap(self.send, self._send_seconds)
-        self.regenerate = self.gpu.wrap(self.regenerate, self._again_seconds)
-        self.edit = self.gpu.wrap(self.edit, self._again_seconds)
-        self.ask_pandagpt = self.gpu.wrap(self.ask_pandagpt, self._chat_seconds)
+        self.gpu = GpuCalls(zero_gpu, handle, self.metrics) if zero_gpu is not None else None
 
-    def _served(self) -> tuple[PandaGPT, Engine]:
+    def _served(self) -> tuple[PandaGPT | GpuModel, Engine]:
+        """The model and engine one answer uses, measured; on ZeroGPU the model makes a GPU call of its answer."""
         model, engine = self.metrics.served(*self.handle.get(timeout=0))
-        return model, self.gpu.bounded(engine)
-
-    # --- what a ZeroGPU call asks for (zerogpu.py): the same arguments as the handler ---------------
-
-    def _send_seconds(self, message: dict | None, max_new_tokens: float, *rest) -> int:
-        session = next((a for a in rest if isinstance(a, ChatSession)), None)
-        boxed = [guess_kind(Path(p)) for p in (message or {}).get("files") or []]
-        return estimate_seconds(self.gpu.config, max_new_tokens, [*filter(None, boxed), *self._unencoded(session)])
-
-    def _again_seconds(self, max_new_tokens: float, *rest) -> int:
-        session = next((a for a in rest if isinstance(a, ChatSession)), None)
-        return estimate_seconds(self.gpu.config, max_new_tokens, self._unencoded(session))
-
-    def _chat_seconds(self, *args, **kwargs) -> int:
-        given = inspect.signature(ChatApp.ask_pandagpt).bind(self, *args, **kwargs)
-        given.apply_defaults()
-        files = {kind: given.arguments[kind.value] for kind in Modality}
-        kinds = [kind for kind, value in files.items() for _ in (value if isinstance(value, list) else [value] if value else [])]
-        return estimate_seconds(self.gpu.config, given.arguments["max_new_tokens"], kinds)
-
-    @staticmethod
-    def _unencoded(session: ChatSession | None) -> list[Modality]:
-        """Kinds of the files in use that this session has not encoded yet."""
-        return [a.kind for a in session.in_use if not session.cache.has(a.kind, a.sha256)] if session else []
+        return (self.gpu.model(model) if self.gpu is not None else model), engine
 
     def status(self) -> str:
         replicas = self.handle.replica_status()

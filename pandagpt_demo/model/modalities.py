@@ -111,6 +111,10 @@ class MediaError(BadInput):
         self.reason = reason.rstrip(".")
         super().__init__(f"Could not use the {self.modality.value} file '{self.path.name}': {self.reason}.")
 
+    def __reduce__(self) -> tuple:
+        """Pickled whole, so it can come back from another process (a ZeroGPU call) as itself."""
+        return type(self), (self.modality, self.path, self.reason)
+
 
 def _not_readable(modality: Modality, what: str) -> str:
     """Reason for a file the decoder rejects, listing what we accept."""

@@ -10,6 +10,7 @@ rows added or removed) only when it is full or the batch changes.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -32,20 +33,32 @@ class CacheLayout:
 
 
 class BatchCache:
-    """The keys and values of the batch's rows, row i starting after `pads[i]` positions of padding."""
+    """The keys and values of the batch's rows, row i starting after `pads[i]` positions of padding.
 
-    def __init__(self, layout: CacheLayout, kv: KV, pads: list[int]) -> None:
+    Every rebuild (a row joins or leaves, the cache is full) writes the new cache one layer at a
+    time from the old one, so the GPU holds the old cache, the new one and a single layer's worth
+    of intermediate rows at once: never a third whole copy (joining and evicting are when the
+    GPU is fullest).
+    """
+
+    def __init__(self, layout: CacheLayout, kv: Iterable[tuple[torch.Tensor, torch.Tensor]], pads: list[int], length: int) -> None:
+        """`kv`: each layer's (rows, heads, `length`, dim) keys and values, consumed one layer at a time."""
         self.layout = layout
-        self.length = kv[0][0].shape[2]
+        self.length = length
         self.pads = pads
         self._pad = torch.tensor(pads, device=layout.positions.device)  # on the device once, not per step
         self.cache = self._filled(kv, self.length + layout.spare)
 
-    def _filled(self, kv: KV, capacity: int) -> StaticCache:
+    @classmethod
+    def of(cls, layout: CacheLayout, kv: KV) -> BatchCache:
+        """A batch of one row from its (1, heads, length, dim) keys and values per layer."""
+        return cls(layout, kv, [0], kv[0][0].shape[2])
+
+    def _filled(self, kv: Iterable[tuple[torch.Tensor, torch.Tensor]], capacity: int) -> StaticCache:
         """A new cache holding `kv` at its first positions (a StaticLayer writes where its own count
         of written positions says, which from here on moves in step with `length`)."""
         cache = StaticCache(config=self.layout.config, max_cache_len=capacity)
-        for layer, (keys, values) in zip(cache.layers, kv):
+        for layer, (keys, values) in zip(cache.layers, kv, strict=True):
             layer.update(keys, values)
         return cache
 
@@ -61,19 +74,19 @@ class BatchCache:
         """This batch and one more row (a prefill's keys and values); the shorter side is padded on the left."""
         new_length = kv[0][0].shape[2]
         grow_batch, grow_new = max(new_length - self.length, 0), max(self.length - new_length, 0)
-        layers = [
+        layers = (  # one layer at a time (see the class docstring)
             (torch.cat([_left_pad(k0, grow_batch), _left_pad(k1, grow_new)]), torch.cat([_left_pad(v0, grow_batch), _left_pad(v1, grow_new)]))
             for (k0, v0), (k1, v1) in zip(self.kv(), kv)
-        ]
-        return BatchCache(self.layout, layers, [p + grow_batch for p in self.pads] + [grow_new])
+        )
+        return BatchCache(self.layout, layers, [p + grow_batch for p in self.pads] + [grow_new], max(self.length, new_length))
 
     def kept(self, rows: list[int]) -> BatchCache:
         """Only these rows, without the leading columns that are padding in every one of them."""
         index = torch.tensor(rows, device=self.layout.positions.device)
         pads = [self.pads[i] for i in rows]
         cut = min(pads)
-        layers = [(k.index_select(0, index)[:, :, cut:], v.index_select(0, index)[:, :, cut:]) for k, v in self.kv()]
-        return BatchCache(self.layout, layers, [p - cut for p in pads])
+        layers = ((k[:, :, cut:].index_select(0, index), v[:, :, cut:].index_select(0, index)) for k, v in self.kv())  # one layer at a time
+        return BatchCache(self.layout, layers, [p - cut for p in pads], self.length - cut)
 
     def next_step(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The next step's attention mask (rows, capacity), positions (rows, 1) and cache position
@@ -87,6 +100,18 @@ class BatchCache:
     def advance(self) -> None:
         """The step ran: its column is filled."""
         self.length += 1
+
+
+def rewind(cache: StaticCache, position: torch.Tensor) -> None:
+    """Make every layer of `cache` write its next column at `position` (a one-element tensor) again.
+
+    Each `StaticLayer` counts the positions it wrote and writes the next one there, whatever
+    position the model is given; a step that failed after some layers ran left those layers one
+    column ahead. Done in place, so a CUDA graph that captured these counters still sees them.
+    """
+    for layer in cache.layers:
+        if layer.is_initialized:
+            layer.cumulative_length.copy_(position.reshape(()))
 
 
 def _left_pad(tensor: torch.Tensor, amount: int) -> torch.Tensor:

@@ -32,8 +32,8 @@ from pandagpt_demo.errors import Busy, OutOfMemory, Unavailable
 from pandagpt_demo.model.generation import sample_next, sample_rows
 from pandagpt_demo.model.memory import CUT_SHORT, fits_on_gpu, free_cached_memory
 
-from .batch_cache import KV, BatchCache, CacheLayout
-from .compiled import CompiledStep
+from .batch_cache import KV, BatchCache, CacheLayout, rewind
+from .compiled import CompiledStep, own_cuda_graph_trees
 from .deadlines import AnswerClock
 from .engine import CLOSED, EngineStats
 from .static_decode import StaticSlot
@@ -58,6 +58,7 @@ class _Request:
     cancel: threading.Event | None  # the caller's: watched, never set (the caller may reuse it)
     generator: torch.Generator | None  # its own when it samples with a seed, so company changes no draw
     clock: AnswerClock | None  # its time limits; None: none (the warm-up, which may compile for minutes)
+    use_slot: bool = True  # False: decodes in the batch even alone (the warm-up's one-row batch step)
     left: threading.Event = field(default_factory=threading.Event)  # its reader stopped listening
     out: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
     produced: int = 0
@@ -94,7 +95,13 @@ class BatchedDecoder:
         """
         self.llm = llm
         self.slot = slot
-        self.batch_step = CompiledStep(self._eager_batch_step, compile_backend is not None, backend=compile_backend or "inductor", dynamic=True)
+        self.batch_step = CompiledStep(
+            self._eager_batch_step,
+            compile_backend is not None,
+            rewind=lambda ids, mask, positions, cache_position, cache: rewind(cache, cache_position),
+            backend=compile_backend or "inductor",
+            dynamic=True,
+        )
         self.steps = {"slot": 0, "batch": 0}  # decode steps taken each way, for benchmarks and tests
         self.eos_token_id = eos_token_id
         self.max_batch = max_batch
@@ -119,18 +126,22 @@ class BatchedDecoder:
         """
         yield from self._stream(self._submit(embeds, params, cancel, AnswerClock(*self.timeouts)))
 
-    def warm_up(self, prompts: list[torch.Tensor], params: SamplingParams) -> None:
+    def warm_up(self, prompts: list[torch.Tensor], params: SamplingParams, use_slot: bool = True) -> None:
         """Decode `prompts` queued at once (so they share a batch), discarding the tokens: compiling
-        each kind of step happens here instead of in someone's answer."""
-        for request in [self._submit(embeds, params, None, None) for embeds in prompts]:
+        each kind of step happens here instead of in someone's answer. `use_slot=False` keeps a lone
+        prompt in the batch, for the one-row batch step (met in traffic when the slot cannot hold a
+        request, or while a request joins)."""
+        for request in [self._submit(embeds, params, None, None, use_slot) for embeds in prompts]:
             for _ in self._stream(request):
                 pass
 
-    def _submit(self, embeds: torch.Tensor, params: SamplingParams, cancel: threading.Event | None, clock: AnswerClock | None) -> _Request:
+    def _submit(
+        self, embeds: torch.Tensor, params: SamplingParams, cancel: threading.Event | None, clock: AnswerClock | None, use_slot: bool = True
+    ) -> _Request:
         generator = None
         if params.seed is not None and not params.greedy:
             generator = torch.Generator(device=self._device).manual_seed(params.seed)
-        request = _Request(embeds, params, cancel, generator, clock)
+        request = _Request(embeds, params, cancel, generator, clock, use_slot)
         with self._changed:
             if self._closed:
                 raise DecoderClosed(CLOSED)
@@ -188,6 +199,7 @@ class BatchedDecoder:
 
     def _run(self) -> None:
         batch = _Batch()
+        own_cuda_graph_trees()  # this thread replays the slot's CUDA graphs
         try:
             with torch.inference_mode():
                 while not self._closed:
@@ -243,19 +255,24 @@ class BatchedDecoder:
 
     def _prefill(self, request: _Request, batch: _Batch) -> None:
         embeds = request.embeds.to(self._device)
-        if self.slot is not None and not batch.requests and self.slot.holds(embeds.shape[1] + request.params.max_new_tokens):
+        if self.slot is not None and request.use_slot and not batch.requests and self.slot.holds(embeds.shape[1] + request.params.max_new_tokens):
             if self._emit_sampled(request, self.slot.prefill(embeds)):
                 batch.requests, batch.in_slot = [request], True
             return
         if batch.in_slot:  # company arrives: the lone request moves from the slot into the batch
-            batch.cache, batch.in_slot = BatchCache(self._layout, self.slot.export(), [0]), False
+            batch.cache, batch.in_slot = BatchCache.of(self._layout, self.slot.export()), False
         output = self.llm(inputs_embeds=embeds, use_cache=True)
         if self._emit_sampled(request, output.logits[:, -1]):
             kv = [(layer.keys, layer.values) for layer in output.past_key_values.layers]
             batch.join(request, kv, self._layout)
 
     def _step(self, batch: _Batch) -> None:
-        """Decode one token for every row, then drop the rows that are done."""
+        """Decode one token for every row, then drop the rows that are done.
+
+        A row alone in the batch (its company finished, or was evicted) first moves to the slot,
+        whose step is the fast one, if it fits there."""
+        if len(batch.requests) == 1 and not batch.in_slot:
+            self._to_slot(batch)
         self.steps["slot" if batch.in_slot else "batch"] += 1
         if batch.in_slot:
             request = batch.requests[0]
@@ -268,12 +285,14 @@ class BatchedDecoder:
         tokens = sample_rows(logits, [r.params for r in batch.requests], self._generator, [r.generator for r in batch.requests]).tolist()
         batch.cache.advance()  # only now: a step that failed before here is redone from the same length
         batch.keep([i for i, (r, t) in enumerate(zip(batch.requests, tokens)) if self._emit(r, t)])
-        if self.slot is not None and len(batch.requests) == 1:  # alone again: back to the fast slot
-            request = batch.requests[0]
-            remaining = request.params.max_new_tokens - request.produced
-            if self.slot.holds(batch.cache.length + remaining):
-                self.slot.load(batch.cache.kv())
-                batch.cache, batch.in_slot = None, True
+
+    def _to_slot(self, batch: _Batch) -> None:
+        """Move the batch's one row into the slot, if there is a slot, the row may use it, and it fits."""
+        request = batch.requests[0]
+        remaining = request.params.max_new_tokens - request.produced
+        if self.slot is not None and request.use_slot and self.slot.holds(batch.cache.length + remaining):
+            self.slot.load(batch.cache.kv())
+            batch.cache, batch.in_slot = None, True
 
     def _evict(self, batch: _Batch) -> _Batch:
         """After the GPU ran out of memory in a step: end the newest half of the rows (at least one),
@@ -339,7 +358,7 @@ class _Batch:
 
     def join(self, request: _Request, kv: KV, layout: CacheLayout) -> None:
         """Add a prefilled request with its prompt's keys and values."""
-        self.cache = BatchCache(layout, kv, [0]) if self.cache is None else self.cache.joined(kv)
+        self.cache = BatchCache.of(layout, kv) if self.cache is None else self.cache.joined(kv)
         self.requests.append(request)
 
     def keep(self, rows: list[int]) -> None:

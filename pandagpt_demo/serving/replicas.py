@@ -25,7 +25,7 @@ from ray import serve
 from ray.exceptions import RayActorError, RayTaskError
 from ray.serve.exceptions import BackPressureError
 
-from pandagpt_demo.config import ModelConfig, ReplicaConfig, SamplingParams, ServingConfig
+from pandagpt_demo.config import AUTO_DEVICE, ModelConfig, ReplicaConfig, SamplingParams, ServingConfig
 from pandagpt_demo.errors import Busy, PandaGPTError
 from pandagpt_demo.model.memory import fits_on_gpu
 from pandagpt_demo.model.modalities import Modality
@@ -118,6 +118,9 @@ class Cluster:
             ray.init(address=self.replicas.ray_address, include_dashboard=False, log_to_driver=False, configure_logging=False)
             self._started_ray = self.replicas.ray_address is None
             ray.put(None)  # Ray's serializers import pydantic on first use: here, not racing the loader thread's imports
+        if self.config.run.device == AUTO_DEVICE:  # the cluster's GPUs, not this front end's, decide
+            self.config = self.config.updated(device="cuda" if ray.cluster_resources().get("GPU", 0) >= 1 else "cpu")
+            log.info("replicas on %s (the cluster's resources: %s)", self.config.run.device, ray.cluster_resources())
         return self
 
     def start(self, progress: Callable[[str], None] = lambda step: None) -> tuple[RemoteModel, RemoteEngine]:

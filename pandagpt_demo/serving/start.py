@@ -5,6 +5,8 @@ The app wires model and engine together here; `PandaGPT` itself never owns a ser
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable
 
 import torch
@@ -17,6 +19,8 @@ from .batching import BatchedDecoder
 from .engine import Engine
 from .inline import InlineEngine
 from .static_decode import StaticSlot
+
+log = logging.getLogger(__name__)
 
 
 def start_engine(model: PandaGPT, serving: ServingConfig = ServingConfig(), progress: Callable[[str], None] = lambda step: None) -> Engine:
@@ -50,7 +54,8 @@ def start_engine(model: PandaGPT, serving: ServingConfig = ServingConfig(), prog
 
 
 def warm_up(model: PandaGPT, decoder: BatchedDecoder) -> None:
-    """Run every kind of decode step once: alone, in a batch of equal lengths, in a padded batch."""
+    """Run every kind of decode step once: alone in the slot, alone in the batch, in a batch of
+    equal lengths, in a padded batch (a batch of one row is its own shape to the compiler)."""
 
     def embeds(question: str) -> torch.Tensor:
         conversation = Conversation(model.config.spec.prompt)
@@ -59,5 +64,14 @@ def warm_up(model: PandaGPT, decoder: BatchedDecoder) -> None:
 
     short, long = embeds("Hi"), embeds("Hello! What can you do for me today?")
     params = SamplingParams(max_new_tokens=4, temperature=0.0)
-    for prompts in ([short], [short, short], [short, long], [short, short, long]):
-        decoder.warm_up(prompts, params)
+    kinds = {
+        "alone (the slot)": ([short], True),
+        "two rows": ([short, short], True),
+        "two rows, padded": ([short, long], True),
+        "three rows, padded": ([short, short, long], True),
+        "one row in the batch": ([short], False),
+    }
+    for kind, (prompts, use_slot) in kinds.items():
+        start = time.perf_counter()
+        decoder.warm_up(prompts, params, use_slot)
+        log.info("warm-up: %s in %.1f s", kind, time.perf_counter() - start)

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from transformers import StaticCache
 
-from .batch_cache import KV
+from .batch_cache import KV, rewind
 from .compiled import CompiledStep
 
 
@@ -26,7 +26,9 @@ class StaticSlot:
         self.cache = StaticCache(config=llm.config, max_cache_len=max_len)
         self.length = 0
         self._positions = torch.arange(max_len, device=llm.device)  # step inputs sliced from here: no copy per token
-        self._step = CompiledStep(self._eager_step, compile_step, mode="reduce-overhead", fullgraph=True)
+        self._step = CompiledStep(
+            self._eager_step, compile_step, rewind=lambda ids, position: rewind(self.cache, position), mode="reduce-overhead", fullgraph=True
+        )
 
     def _eager_step(self, ids: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
         output = self.llm(input_ids=ids, cache_position=position, past_key_values=self.cache, use_cache=True)
@@ -62,5 +64,6 @@ class StaticSlot:
         self.length = layers[0][0].shape[2]
 
     def export(self) -> KV:
-        """The sequence's keys and values so far, for the batch to take it over."""
-        return [(layer.keys[:, :, : self.length].clone(), layer.values[:, :, : self.length].clone()) for layer in self.cache.layers]
+        """The sequence's keys and values so far, for the batch to take it over: views of the slot's
+        buffers (no copy of the whole sequence), valid until the slot's next prefill or load."""
+        return [(layer.keys[:, :, : self.length], layer.values[:, :, : self.length]) for layer in self.cache.layers]

@@ -4,7 +4,8 @@ start loads them directly; a fetch that fails keeps the tiny model, saying why.
 
 The launched app is `tests/tiny7b_app.py` (the real app, its 7b size at the tiny shapes) with a
 Space's environment, fetching through the real huggingface_hub client from the fake Hub on
-127.0.0.1 (`fake_hub.py`), which serves another tiny set (seed 1) under 7b's default repo ids.
+127.0.0.1 (`fake_hub.py`), which serves another tiny set (seed 1) under 7b's default repo ids. On
+ZeroGPU (the `spaces` stand-in of test_zerogpu.py) the swap goes the same way.
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ import httpx
 import pytest
 from gradio_client import Client
 
+from pandagpt_demo.app.server import parse_args
 from pandagpt_demo.app.session import ChatSession
 from pandagpt_demo.app.space import SpaceEnv
 from pandagpt_demo.config import WEIGHT_SOURCES, ModelConfig, SamplingParams
 from pandagpt_demo.model.pandagpt import PandaGPT
 from pandagpt_demo.serving.inline import InlineEngine
 from pandagpt_demo.weights.synthetic import make_tiny
+from tests.app.test_zerogpu import STAND_IN, calls
 from tests.fake_hub import FakeHub
 from tests.launched import App
 from tests.tiny7b_app import patch_7b
@@ -52,8 +55,10 @@ def hub(released: ModelConfig) -> Iterator[FakeHub]:
         yield fake
 
 
-def space_app(start: Callable[..., App], hub: FakeHub, checkpoints: Path, tmp_path: Path) -> App:
-    """The app as a CPU Space told to fetch 7b ($PANDAGPT_DOWNLOAD: a CPU Space fetches nothing unasked)."""
+def space_app(start: Callable[..., App], hub: FakeHub, checkpoints: Path, tmp_path: Path, zero_gpu_log: Path | None = None) -> App:
+    """The app as a CPU Space told to fetch 7b ($PANDAGPT_DOWNLOAD: a CPU Space fetches nothing unasked); with
+    `zero_gpu_log`, a ZeroGPU Space (the `spaces` stand-in, logging its calls there)."""
+    zero_gpu = {"SPACES_ZERO_GPU": "true", "SPACES_STAND_IN_LOG": str(zero_gpu_log)} if zero_gpu_log else {}
     env = {
         "SPACE_ID": "someone/pandagpt-duplicate",
         "PANDAGPT_DOWNLOAD": "7b",
@@ -61,8 +66,9 @@ def space_app(start: Callable[..., App], hub: FakeHub, checkpoints: Path, tmp_pa
         "PANDAGPT_IMAGEBIND_URL": hub.imagebind_url,
         "HF_HOME": str(tmp_path / "hf-home"),  # no token of the developer's, and the cache apart
         "HF_TOKEN": "",
+        **zero_gpu,
     }
-    return start(script="tests/tiny7b_app.py", env=env, checkpoints=checkpoints)
+    return start(script="tests/tiny7b_app.py", env=env, checkpoints=checkpoints, python_path=(STAND_IN,) if zero_gpu_log else ())
 
 
 def readiness(app: App) -> dict:
@@ -76,6 +82,17 @@ def ask(app: App) -> str:
 def weight_requests(hub: FakeHub) -> list:
     """What was asked of the repos and files (not Gradio's own telemetry, which goes to the same endpoint)."""
     return [r for r in hub.log if r.server == "cdn" or "/api/models/" in r.path or "/resolve/" in r.path]
+
+
+def swapped(app: App) -> list[dict]:
+    """/readyz's states from the gate's opening until the 7b weights serve."""
+    seen: list[dict] = []
+    deadline = time.monotonic() + 120
+    while (state := readiness(app))["model"] != "7b":
+        assert time.monotonic() < deadline, f"no swap after 120 s; last state {state}"
+        seen.append(state)
+        time.sleep(0.25)
+    return [*seen, state]
 
 
 def answer_of(config: ModelConfig) -> str:
@@ -92,12 +109,7 @@ def test_a_space_serves_tiny_at_once_fetches_with_progress_swaps_and_the_next_st
     app = space_app(start, hub, checkpoints, tmp_path)
     tiny_answer = ask(app)  # the tiny model answers while the weights are fetched
     hub.gate.set()
-    seen: list[dict] = []
-    deadline = time.monotonic() + 120
-    while (state := readiness(app))["model"] != "7b":
-        assert time.monotonic() < deadline, f"no swap after 120 s; last state {state}"
-        seen.append(state)
-        time.sleep(0.25)
+    *seen, state = swapped(app)
     progress = [s["notice"] for s in seen if PROGRESS.match(s["notice"])]
     assert len(progress) >= 3, f"too few progress lines: {[s['notice'] for s in seen]}"
     assert any("/s, about" in line for line in progress)  # a rate and the time left
@@ -116,6 +128,23 @@ def test_a_space_serves_tiny_at_once_fetches_with_progress_swaps_and_the_next_st
     assert state["model"] == "7b" and state["notice"] == "" and "Tiny" not in state["banner"]
     assert ask(again) == expected
     assert len(weight_requests(hub)) == requests, f"the second start asked for weights: {weight_requests(hub)[requests:]}"
+
+
+def test_on_zero_gpu_the_fetched_weights_load_where_cuda_works_and_answer_from_workers_forked_after(
+    start: Callable[..., App], hub: FakeHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checkpoints, log = tmp_path / "checkpoints", tmp_path / "gpu-calls.jsonl"
+    app = space_app(start, hub, checkpoints, tmp_path, zero_gpu_log=log)
+    tiny_answer = ask(app)
+    hub.gate.set()
+    *_, state = swapped(app)
+    assert state["ready"] and "failed" not in state["banner"]
+    patch_7b(monkeypatch.setitem, monkeypatch.setattr)
+    expected = answer_of(ModelConfig.preset("7b", checkpoints, dtype="float16"))  # ZeroGPU's "cuda" runs float16
+    assert ask(app) == expected != tiny_answer
+    before, after = calls(log)[0], calls(log)[-1]
+    assert (before["task"], after["task"], after["ended"]) == ("answer_model1", "answer_model2", "completed")
+    assert after["worker"] != before["worker"], "the swapped-in model is answered by a worker forked after it was loaded"
 
 
 def test_a_fetch_that_fails_keeps_the_tiny_model_and_says_why(start: Callable[..., App], hub: FakeHub, tmp_path: Path) -> None:
@@ -140,6 +169,9 @@ def test_where_a_space_keeps_its_weights_and_when_it_fetches(tmp_path: Path) -> 
     no_storage = SpaceEnv.read({"SPACE_ID": "a/b"}, storage=tmp_path / "absent")
     assert no_storage.checkpoints().name == "pandagpt-checkpoints"  # the Hugging Face cache folder
     assert SpaceEnv.read({}, storage=storage).checkpoints() == Path("checkpoints")  # not a Space: the project's folder
+    assert space.compile_cache() == storage / "compile-cache"  # compiled steps survive restarts too
+    assert no_storage.compile_cache() is None and SpaceEnv.read({}, storage=storage).compile_cache() is None
+    assert parse_args([], space).compile_cache == storage / "compile-cache"  # what app.py's start uses
 
     assert space.to_fetch("7b", asked=False, gpu=True) == ("7b", None)  # GPU hardware: fetched at start
     size, why = space.to_fetch("7b", asked=False, gpu=False)

@@ -53,8 +53,7 @@ def test_concurrent_requests_get_their_own_greedy_streams(tiny_model: PandaGPT, 
 def test_the_compiled_batch_step_gives_the_same_streams_without_recompiling(tiny_model: PandaGPT) -> None:
     """Compiled with dynamic shapes, the batch step traces once per kind of batch (one row or
     several, padded or not), never per length or per size of its cache (which grows every 3 steps
-    here), and changes no token. aot_eager traces exactly as on CUDA; inductor's CPU code
-    generation is not what the app runs."""
+    here), and changes no token. Compiled by Inductor, as on CUDA (here it generates C++, see conftest.py)."""
     import torch._dynamo
     from torch._dynamo.utils import counters
 
@@ -66,7 +65,7 @@ def test_the_compiled_batch_step_gives_the_same_streams_without_recompiling(tiny
         (prompt(tiny_model, "Text only, medium length?", False), SamplingParams(max_new_tokens=13, temperature=0.0)),
     ]
     alone = [list(generate_tokens(tiny_model.llm, embeds, params, None)) for embeds, params in requests]
-    decoder = BatchedDecoder(tiny_model.llm, eos_token_id=None, max_batch=4, max_waiting=8, compile_backend="aot_eager", batch_spare=3)
+    decoder = BatchedDecoder(tiny_model.llm, eos_token_id=None, max_batch=4, max_waiting=8, compile_backend="inductor", batch_spare=3)
     try:
         rounds = []
         for _ in range(2):
@@ -163,35 +162,58 @@ def test_a_lone_request_moves_through_the_static_slot_and_back(tiny_model: Panda
 
 
 def test_after_the_warm_up_real_traffic_compiles_nothing(tiny_model: PandaGPT) -> None:
-    """`warm_up` (run by `start_engine` on CUDA) meets every kind of step, so no user waits for a compile."""
+    """`warm_up` (run by `start_engine` on CUDA) meets every kind of step, so no user waits for a compile:
+    a lone request in the slot, joins and leaves, a newcomer done at its first token (the lone one
+    exported into a batch of one row), a request too long for the slot decoding alone in the batch,
+    and an eviction that leaves one row."""
     import torch._dynamo
     from torch._dynamo.utils import counters
 
+    from pandagpt_demo.errors import OutOfMemory
     from pandagpt_demo.serving.start import warm_up
     from pandagpt_demo.serving.static_decode import StaticSlot
+    from tests.faults import arm, fault_hook
 
     torch._dynamo.reset()
     counters.clear()
-    slot = StaticSlot(tiny_model.llm, max_len=256, compile_step=True)
-    decoder = BatchedDecoder(tiny_model.llm, eos_token_id=None, max_batch=4, max_waiting=8, slot=slot, compile_backend="aot_eager")
-    try:
-        warm_up(tiny_model, decoder)
-        warmed = counters["stats"]["unique_graphs"]
-        requests = [
-            (prompt(tiny_model, "First, a question alone for a while?", True), SamplingParams(max_new_tokens=30, temperature=0.0)),
-            (prompt(tiny_model, "Then another", False), SamplingParams(max_new_tokens=12, temperature=0.0)),
-            (
-                prompt(tiny_model, "And a third, longer than the others by far, with a picture?", True),
-                SamplingParams(max_new_tokens=8, temperature=0.0),
-            ),
-        ]
-        streams = [decoder.generate(*request) for request in requests]
-        first = [next(streams[0]) for _ in range(5)]
-        with ThreadPoolExecutor(2) as pool:
-            rest = list(pool.map(list, streams[1:]))
-        first += list(streams[0])
-    finally:
-        decoder.close()
-    assert [len(first), *map(len, rest)] == [30, 12, 8]
-    assert slot.compiled and not counters["graph_break"]
+    greedy = lambda tokens: SamplingParams(max_new_tokens=tokens, temperature=0.0)  # noqa: E731
+    with fault_hook(tiny_model.llm):  # compiled into every step; raises only when armed
+        slot = StaticSlot(tiny_model.llm, max_len=256, compile_step=True)
+        decoder = BatchedDecoder(tiny_model.llm, eos_token_id=None, max_batch=4, max_waiting=8, slot=slot, compile_backend="inductor")
+        try:
+            warm_up(tiny_model, decoder)
+            warmed = counters["stats"]["unique_graphs"]
+            requests = [
+                (prompt(tiny_model, "First, a question alone for a while?", True), greedy(30)),
+                (prompt(tiny_model, "Then another", False), greedy(12)),
+                (prompt(tiny_model, "And a third, longer than the others by far, with a picture?", True), greedy(8)),
+            ]
+            streams = [decoder.generate(*request) for request in requests]
+            first = [next(streams[0]) for _ in range(5)]
+            with ThreadPoolExecutor(2) as pool:
+                rest = list(pool.map(list, streams[1:]))
+            first += list(streams[0])
+            assert [len(first), *map(len, rest)] == [30, 12, 8]
+
+            lone = decoder.generate(prompt(tiny_model, "Alone, then joined by a one-token answer", True), greedy(20))
+            tokens = [next(lone) for _ in range(3)]
+            assert len(list(decoder.generate(prompt(tiny_model, "One token", False), greedy(1)))) == 1
+            tokens += list(lone)
+            assert len(tokens) == 20
+
+            too_long = list(decoder.generate(prompt(tiny_model, "Longer than the slot holds", False), greedy(250)))
+            assert len(too_long) == 250
+
+            arm(torch.cuda.OutOfMemoryError, after_steps=3)
+            pair = [decoder.generate(prompt(tiny_model, question, False), greedy(15)) for question in ("Evicted or not?", "Not or evicted?")]
+            survivors = []
+            for stream in pair:
+                try:
+                    survivors.append(len(list(stream)))
+                except OutOfMemory:
+                    pass
+            assert survivors == [15]
+        finally:
+            decoder.close()
+    assert slot.compiled and decoder.batch_step.compiled and not counters["graph_break"]
     assert counters["stats"]["unique_graphs"] == warmed, "a kind of step was first compiled during real traffic"
