@@ -32,6 +32,7 @@ DELTA_LLM_PREFIX = "llama_model."
 PROJ_KEYS = ("llama_proj.weight", "llama_proj.bias")
 TOKENIZER_FILES = ("tokenizer.model", "tokenizer.json")  # either holds the vocabulary
 SHOWN_KEYS = 5  # keys named in an error message; the rest are counted
+IGNORED_LLM_KEYS = ("rotary_emb.inv_freq",)  # buffers in old checkpoints; the model computes them
 
 
 def _require(path: Path, what: str, config: ModelConfig) -> None:
@@ -99,8 +100,6 @@ def load_imagebind(config: ModelConfig, dtype: torch.dtype) -> ImageBindEncoder:
 
 def _quantization(config: ModelConfig, dtype: torch.dtype) -> dict:
     """from_pretrained arguments that load the LLM in 8 or 4 bits (on the device every weight goes to)."""
-    if config.run.quantize is None:
-        return {}
     from transformers import BitsAndBytesConfig
 
     if config.run.quantize == "8bit":
@@ -168,10 +167,10 @@ def _require_readable_shards(folder: Path, config: ModelConfig) -> None:
 def load_vicuna(config: ModelConfig, dtype: torch.dtype) -> tuple[nn.Module, object]:
     """The base LLM and its tokenizer from a Hugging Face folder, every tensor of the model loaded from it.
 
-    transformers builds the model without weights and places each tensor on the run device in
-    `dtype`; the tensors come from `FolderTensors.deferred`, not from the folder, because transformers
-    memory-maps safetensors and keeps every page it touched mapped until the end: the whole file
-    would sit in host memory beside the model on the CPU, or on its way to a GPU.
+    Not `from_pretrained(folder)`: transformers memory-maps the weight files and keeps every page it
+    touched mapped to the end, so the whole file would sit in host memory beside the model on the
+    CPU, or on its way to a GPU; and it reads them in threads of its own, where a ZeroGPU Space
+    cannot put a tensor on "cuda" (only the thread that imported `spaces` can, app/zerogpu.py).
     """
     from transformers import MODEL_FOR_CAUSAL_LM_MAPPING, AutoConfig
 
@@ -183,25 +182,54 @@ def load_vicuna(config: ModelConfig, dtype: torch.dtype) -> tuple[nn.Module, obj
         llm_config = AutoConfig.from_pretrained(folder)
         model_class = MODEL_FOR_CAUSAL_LM_MAPPING[type(llm_config)]
         with FolderTensors(folder) as tensors:
-            llm, info = model_class.from_pretrained(
-                None,
-                config=llm_config,
-                state_dict=tensors.deferred(config.run.device, dtype),
-                dtype=dtype,
-                device_map={"": config.run.device},
-                output_loading_info=True,
-                **_quantization(config, dtype),
-            )
+            load = _stream_llm if config.run.quantize is None else _quantized_llm
+            llm = load(model_class, llm_config, tensors, config, dtype)
     except (OSError, ValueError, KeyError) as error:  # KeyError: a config of no causal LM; UnreadableFile is a ValueError
         raise CheckpointError(f"Vicuna folder '{folder}' could not be loaded: {error}. Get it: {config.files.how_to_get()}") from error
-    missing = sorted(info["missing_keys"])
-    if missing:  # transformers initialises them randomly and only warns
-        raise CheckpointError(
-            f"Vicuna folder '{folder}' lacks {len(missing)} of the model's tensors ({_some(missing)}): an incomplete "
-            f"download or a folder for another model. Get it again: {config.files.how_to_get()}"
-        )
     llm.eval().requires_grad_(False)
     return llm, tokenizer
+
+
+def _stream_llm(model_class: type[nn.Module], llm_config: object, tensors: FolderTensors, config: ModelConfig, dtype: torch.dtype) -> nn.Module:
+    """The LLM built with its parameters on `meta`, then given each tensor of the folder on the run
+    device in `dtype`, one at a time in this thread. Keys are checked as `weights check` checks them:
+    every tensor of the model present with its shape, nothing else but the rotary buffers of old
+    checkpoints (which the model computes itself, like every buffer the checkpoint does not hold)."""
+    from accelerate import init_empty_weights
+
+    with init_empty_weights():
+        llm = model_class._from_config(llm_config, dtype=dtype)
+    expected = {key: value.shape for key, value in llm.state_dict().items()}
+    _require_all(config, sorted(set(expected) - set(tensors.keys())))
+    given = {key: torch.empty(tensors.shape(key), device="meta") for key in tensors.keys() if not key.endswith(IGNORED_LLM_KEYS)}
+    check_keys(tensors.folder, "The Vicuna weights", expected, given)
+    llm.load_state_dict({key: tensors.take(key, config.run.device, dtype) for key in expected}, assign=True)
+    return llm
+
+
+def _quantized_llm(model_class: type, llm_config: object, tensors: FolderTensors, config: ModelConfig, dtype: torch.dtype) -> nn.Module:
+    """The LLM in 8 or 4 bits through transformers' `from_pretrained`, which quantizes each weight as it
+    is placed (in this thread: it does not read in threads while it quantizes), given the folder's
+    tensors as deferred ones that read themselves to the device (`FolderTensors.deferred`)."""
+    llm, info = model_class.from_pretrained(
+        None,
+        config=llm_config,
+        state_dict=tensors.deferred(config.run.device, dtype),
+        dtype=dtype,
+        device_map={"": config.run.device},
+        output_loading_info=True,
+        **_quantization(config, dtype),
+    )
+    _require_all(config, sorted(info["missing_keys"]))  # transformers initialises them randomly and only warns
+    return llm
+
+
+def _require_all(config: ModelConfig, missing: list[str]) -> None:
+    if missing:
+        raise CheckpointError(
+            f"Vicuna folder '{config.files.vicuna_dir}' lacks {len(missing)} of the model's tensors ({_some(missing)}): an incomplete "
+            f"download or a folder for another model. Get it again: {config.files.how_to_get()}"
+        )
 
 
 @dataclass
@@ -272,10 +300,9 @@ def load_lora(model: nn.Module, lora_state: dict[str, torch.Tensor], path: Path)
     model.load_state_dict(lora_state, strict=False)  # base weights come from Vicuna; LoRA keys checked above
 
 
-def load_llama_proj(delta: Delta, encoder_dim: int, hidden_size: int, path: Path, device: str, dtype: torch.dtype) -> nn.Linear:
-    """The projection, built without weights and given the delta's, copied to `device` in `dtype`."""
-    proj = nn.Linear(encoder_dim, hidden_size, device="meta")
+def load_llama_proj(delta: Delta, encoder_dim: int, hidden_size: int, path: Path) -> nn.Linear:
+    proj = nn.Linear(encoder_dim, hidden_size)  # on the CPU in float32, then moved: 4 M parameters at 7B, not worth streaming
     expected = {f"llama_proj.{k}": v.shape for k, v in proj.state_dict().items()}
     check_keys(path, "PandaGPT delta (llama_proj)", expected, delta.llama_proj)
-    proj.load_state_dict({k.removeprefix("llama_proj."): v.to(device, dtype, copy=True) for k, v in delta.llama_proj.items()}, assign=True)
+    proj.load_state_dict({k.removeprefix("llama_proj."): v for k, v in delta.llama_proj.items()})
     return proj.eval().requires_grad_(False)

@@ -87,12 +87,12 @@ class PandaGPT:
         # Quantized weights are already on their device, and merging would re-round them: the LoRA stays beside.
         if config.run.quantize is None and config.run.merge_lora:
             llm = llm.merge_and_unload()  # one matmul per projection instead of three
-        proj = checkpoints.load_llama_proj(delta, config.spec.imagebind.out_embed_dim, llm.config.hidden_size, config.files.delta_path, device, dtype)
+        proj = checkpoints.load_llama_proj(delta, config.spec.imagebind.out_embed_dim, llm.config.hidden_size, config.files.delta_path)
         if config.run.quantize is None:
-            # The weights are in place already; this casts the buffers transformers keeps in float32
-            # (the rotary frequencies), as moving the whole model did and as the original's .half() did.
+            # The weights are in place already; this moves and casts the buffers the model computes
+            # itself (the rotary frequencies, made on the CPU in float32), as the original's .half() did.
             llm = llm.to(device, dtype)
-        model = cls(config, encoder, proj, llm, tokenizer)
+        model = cls(config, encoder, proj.to(device, dtype), llm, tokenizer)
         progress("ready")
         return model
 

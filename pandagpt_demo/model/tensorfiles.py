@@ -207,6 +207,10 @@ class FolderTensors:
     def get(self, key: str) -> torch.Tensor:
         return self.files[self.location[key]].get(key)
 
+    def take(self, key: str, device: torch.device | str, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """`TensorFile.take` from the file that holds `key`."""
+        return self.files[self.location[key]].take(key, device, dtype)
+
     def deferred(self, device: torch.device | str, dtype: torch.dtype) -> dict[str, DeferredTensor]:
         """Every tensor, each read to `device` in `dtype` only when transformers asks for it (see `DeferredTensor`)."""
         return {key: DeferredTensor(self.files[name], key, device, dtype) for key, name in self.location.items()}
