@@ -2,7 +2,8 @@
 
 - `imagebind_huge.pth`: ImageBind's state dict, loaded strictly.
 - a Vicuna v0 folder in Hugging Face format: config, weights, tokenizer; every weight file must be
-  readable and every tensor the model needs present (transformers would leave a missing one random).
+  readable, every tensor the model needs present (transformers would leave a missing one random)
+  and no other (old checkpoints' rotary buffers aside), as `weights check` demands.
 - PandaGPT's delta `pytorch_model.pt`: `llama_proj.{weight,bias}` plus LoRA tensors named
   `llama_model.base_model.model.model.layers.N.self_attn.X_proj.lora_{A,B}[.default].weight`.
   The original loads it with `strict=False`, so a wrong file silently gives nonsense; here every
@@ -10,7 +11,8 @@
 
 Every weight goes straight to the run's device and dtype as it is read (`tensorfiles`): modules are
 built without weights and filled tensor by tensor, so the host never holds a weight twice (a model
-built in float32, then loaded, then cast, then moved, did: 22 GB of host memory for 7B, see README).
+built in float32, then loaded, then cast, then moved, did: 22.2 GB of host memory to load 7B to a GPU,
+see README, "Loading and host memory").
 """
 
 from __future__ import annotations
@@ -202,12 +204,12 @@ def _stream_llm(model_class: type[nn.Module], llm_config: object, tensors: Folde
     expected = {key: value.shape for key, value in llm.state_dict().items()}
     _require_all(config, sorted(set(expected) - set(tensors.keys())))
     given = {key: torch.empty(tensors.shape(key), device="meta") for key in tensors.keys() if not key.endswith(IGNORED_LLM_KEYS)}
-    check_keys(tensors.folder, "The Vicuna weights", expected, given)
+    check_keys(tensors.folder, "The Vicuna folder", expected, given)
     llm.load_state_dict({key: tensors.take(key, config.run.device, dtype) for key in expected}, assign=True)
     return llm
 
 
-def _quantized_llm(model_class: type, llm_config: object, tensors: FolderTensors, config: ModelConfig, dtype: torch.dtype) -> nn.Module:
+def _quantized_llm(model_class: type[nn.Module], llm_config: object, tensors: FolderTensors, config: ModelConfig, dtype: torch.dtype) -> nn.Module:
     """The LLM in 8 or 4 bits through transformers' `from_pretrained`, which quantizes each weight as it
     is placed (in this thread: it does not read in threads while it quantizes), given the folder's
     tensors as deferred ones that read themselves to the device (`FolderTensors.deferred`)."""

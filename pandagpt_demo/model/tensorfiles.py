@@ -10,8 +10,8 @@ tensors one at a time without the file's bytes staying in memory beside them.
   spare that, but measured half as fast here).
 - A Hugging Face folder: its weight files, from `*.index.json` when sharded.
 
-Loading a model takes each tensor to its device and dtype (`TensorFile.take`, or
-`FolderTensors.deferred` for transformers' `from_pretrained`), so no weight is held twice on the host.
+Loading a model takes each tensor to its device and dtype (`TensorFile.take`, `FolderTensors.take`,
+or `FolderTensors.deferred` for transformers' `from_pretrained`), so no weight is held twice on the host.
 """
 
 from __future__ import annotations
