@@ -5,6 +5,8 @@
 #                                                    # GPU, then the terminal chat answers an image question (timed)
 #   bash benchmarks/gpu_check.sh bench 13b [FLAGS]   # benchmarks/bench_generate.py --size 13b FLAGS
 #   bash benchmarks/gpu_check.sh kv 13b [FLAGS]      # benchmarks/bench_kv_cache.py --size 13b FLAGS (e.g. --compile)
+#   bash benchmarks/gpu_check.sh load 7b [FLAGS]     # benchmarks/bench_load.py: peak host memory of the load, before and
+#                                                    # after issue 23, on the set the model check writes (written if missing)
 #
 # With INSTALL_WHEELS=1, the wheels in .whl and .whl-bnb (made by benchmarks/gpu_wheels.sh, carried
 # along) are installed into /tmp/site first; /tmp/site stays while the machine stays warm, so a later
@@ -12,8 +14,8 @@
 # rehearses the script without a GPU (tests/test_benchmark.py does).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-what="${1:?usage: gpu_check.sh model|bench|kv SIZE [flags]}"
-size="${2:?usage: gpu_check.sh model|bench|kv SIZE [flags]}"
+what="${1:?usage: gpu_check.sh model|bench|kv|load SIZE [flags]}"
+size="${2:?usage: gpu_check.sh model|bench|kv|load SIZE [flags]}"
 shift 2
 out="${OUT:-gpu_results}"
 device="${DEVICE:-cuda}"
@@ -56,8 +58,12 @@ case "$what" in
     "$python" benchmarks/bench_kv_cache.py --size "$size" --device "$device" --json "$out/kv_$size${BENCH_TAG:-}.json" "$@" 2>&1 \
       | tee "$out/kv_$size${BENCH_TAG:-}.log"
     ;;
+  load)
+    "$python" benchmarks/bench_load.py --size "$size" --dir "${TMPDIR:-/tmp}/random_$size" --device "$device" \
+      --json "$out/load_$size${BENCH_TAG:-}.json" "$@" 2>&1 | tee "$out/load_$size${BENCH_TAG:-}.log"
+    ;;
   *)
-    echo "unknown check $what: use model, bench or kv" >&2
+    echo "unknown check $what: use model, bench, kv or load" >&2
     exit 2
     ;;
 esac

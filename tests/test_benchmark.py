@@ -87,3 +87,17 @@ def test_gpu_session_rehearses_on_cpu(tmp_path: Path) -> None:
     assert bench["fidelity_same_tokens"] == 1.0 and bench["fidelity_logits_max_abs"] < 1e-4
     app = json.loads((out / "app_tiny.json").read_text())
     assert app["complete"] == 3 and app["tokens_per_answer"] == [8, 8, 8] and app["errors"] == []
+
+
+def test_load_benchmark_smoke(tmp_path: Path) -> None:
+    """bench_load.py writes the tiny set, loads it the old way and the new, each in its own process,
+    and both give the same model (size, dtype) with their peak memory."""
+    out = tmp_path / "load.json"
+    command = [sys.executable, "benchmarks/bench_load.py", "--size", "tiny", "--dir", str(tmp_path / "set"), "--json", str(out)]
+    result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "peak RSS / model size" in result.stdout
+    before, after = json.loads(out.read_text())["results"]
+    assert (before["loader"], after["loader"]) == ("before", "after")
+    assert before["model_bytes"] == after["model_bytes"] > 0 and before["dtypes"] == after["dtypes"] == ["torch.bfloat16"]
+    assert all(r["peak_rss"] >= r["rss_before"] > 0 and r["max_RssAnon"] > 0 for r in (before, after))

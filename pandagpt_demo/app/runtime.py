@@ -43,7 +43,7 @@ def setup_logging(level: str) -> None:
         logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 
-LOAD_STEPS = 6  # the progress messages PandaGPT.load sends
+LOAD_STEPS = 5  # the progress messages PandaGPT.load sends
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:

@@ -2,11 +2,17 @@
 
 - `imagebind_huge.pth`: ImageBind's state dict, loaded strictly.
 - a Vicuna v0 folder in Hugging Face format: config, weights, tokenizer; every weight file must be
-  readable and every tensor the model needs present (transformers would leave a missing one random).
+  readable, every tensor the model needs present (transformers would leave a missing one random)
+  and no other (old checkpoints' rotary buffers aside), as `weights check` demands.
 - PandaGPT's delta `pytorch_model.pt`: `llama_proj.{weight,bias}` plus LoRA tensors named
   `llama_model.base_model.model.model.layers.N.self_attn.X_proj.lora_{A,B}[.default].weight`.
   The original loads it with `strict=False`, so a wrong file silently gives nonsense; here every
   missing or unexpected key is an error, and so is a LoRA tensor given under both names.
+
+Every weight goes straight to the run's device and dtype as it is read (`tensorfiles`): modules are
+built without weights and filled tensor by tensor, so the host never holds a weight twice (a model
+built in float32, then loaded, then cast, then moved, did: 22.2 GB of host memory to load 7B to a GPU,
+see README, "Loading and host memory").
 """
 
 from __future__ import annotations
@@ -22,12 +28,13 @@ from pandagpt_demo.config import LoraSpec, ModelConfig, SpecialTokens
 from pandagpt_demo.errors import CheckpointError
 
 from .encoder import ImageBindEncoder
-from .tensorfiles import TensorFile, UnreadableFile, weight_files
+from .tensorfiles import FolderTensors, TensorFile, UnreadableFile, weight_files
 
 DELTA_LLM_PREFIX = "llama_model."
 PROJ_KEYS = ("llama_proj.weight", "llama_proj.bias")
 TOKENIZER_FILES = ("tokenizer.model", "tokenizer.json")  # either holds the vocabulary
 SHOWN_KEYS = 5  # keys named in an error message; the rest are counted
+IGNORED_LLM_KEYS = ("rotary_emb.inv_freq",)  # buffers in old checkpoints; the model computes them
 
 
 def _require(path: Path, what: str, config: ModelConfig) -> None:
@@ -35,14 +42,17 @@ def _require(path: Path, what: str, config: ModelConfig) -> None:
         raise CheckpointError(f"{what} not found at '{path}'. Get it: {config.files.how_to_get()}")
 
 
-def _load_state_dict(path: Path, what: str) -> dict[str, torch.Tensor]:
+def _open_state_dict(path: Path, what: str) -> TensorFile:
+    """A torch state dict file, memory-mapped (read as its tensors are taken)."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many types for a corrupt or foreign file
+        return TensorFile(path)
+    except UnreadableFile as error:
         raise CheckpointError(f"{what} at '{path}' is not a readable torch state dict: {error}") from error
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(f"{what} at '{path}' is not a state dict of tensors")
-    return state
+
+
+def _meta_tensors(file: TensorFile) -> dict[str, torch.Tensor]:
+    """The file's tensors as shapes only, for `check_keys` before anything is read."""
+    return {key: torch.empty(file.shape(key), device="meta") for key in file.keys()}
 
 
 def check_keys(path: Path, what: str, expected: dict[str, torch.Size], given: dict[str, torch.Tensor]) -> None:
@@ -74,21 +84,24 @@ def _some(items: list[str]) -> str:
     return ", ".join(items[:SHOWN_KEYS]) + (f" (+{more} more)" if more > 0 else "")
 
 
-def load_imagebind(config: ModelConfig) -> ImageBindEncoder:
+def load_imagebind(config: ModelConfig, dtype: torch.dtype) -> ImageBindEncoder:
+    """ImageBind on the run device in `dtype`, each tensor cast as it is read: built without weights
+    first, never whole in float32 (the checkpoint's dtype) beside a second copy from the file."""
+    from accelerate import init_empty_weights
+
     path = config.files.imagebind_path
     _require(path, "ImageBind checkpoint", config)
-    encoder = ImageBindEncoder(config.spec.imagebind)
-    state = _load_state_dict(path, "ImageBind checkpoint")
-    expected = {k: v.shape for k, v in encoder.model.state_dict().items()}
-    check_keys(path, "ImageBind checkpoint", expected, state)
-    encoder.model.load_state_dict(state)
-    return encoder
+    with init_empty_weights():  # parameters on `meta`; not torch.device("meta"): ImageBind's init calls .item()
+        encoder = ImageBindEncoder(config.spec.imagebind)
+    with _open_state_dict(path, "ImageBind checkpoint") as file:
+        expected = {k: v.shape for k, v in encoder.model.state_dict().items()}
+        check_keys(path, "ImageBind checkpoint", expected, _meta_tensors(file))
+        encoder.model.load_state_dict({key: file.take(key, config.run.device, dtype) for key in file.keys()}, assign=True)
+    return encoder.to(config.run.device, dtype)  # moves nothing already in place: only buffers a checkpoint does not hold
 
 
 def _quantization(config: ModelConfig, dtype: torch.dtype) -> dict:
-    """from_pretrained arguments that load the LLM in 8 or 4 bits, straight onto its device."""
-    if config.run.quantize is None:
-        return {}
+    """from_pretrained arguments that load the LLM in 8 or 4 bits (on the device every weight goes to)."""
     from transformers import BitsAndBytesConfig
 
     if config.run.quantize == "8bit":
@@ -97,7 +110,7 @@ def _quantization(config: ModelConfig, dtype: torch.dtype) -> dict:
         quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype)
     else:
         raise ValueError(f"unknown quantization {config.run.quantize!r}; use 8bit or 4bit")
-    return {"quantization_config": quantization, "device_map": {"": config.run.device}}
+    return {"quantization_config": quantization}
 
 
 def load_tokenizer(folder: Path, tokens: SpecialTokens = SpecialTokens()):
@@ -154,25 +167,71 @@ def _require_readable_shards(folder: Path, config: ModelConfig) -> None:
 
 
 def load_vicuna(config: ModelConfig, dtype: torch.dtype) -> tuple[nn.Module, object]:
-    """The base LLM and its tokenizer from a Hugging Face folder, every tensor of the model loaded from it."""
-    from transformers import AutoModelForCausalLM
+    """The base LLM and its tokenizer from a Hugging Face folder, every tensor of the model loaded from it.
+
+    Not `from_pretrained(folder)`: transformers memory-maps the weight files and keeps every page it
+    touched mapped to the end, so the whole file would sit in host memory beside the model on the
+    CPU, or on its way to a GPU; and it reads them in threads of its own, where a ZeroGPU Space
+    cannot put a tensor on "cuda" (only the thread that imported `spaces` can, app/zerogpu.py).
+    """
+    from transformers import MODEL_FOR_CAUSAL_LM_MAPPING, AutoConfig
 
     folder = config.files.vicuna_dir
     _require(folder / "config.json", "Vicuna folder (config.json)", config)
     _require_readable_shards(folder, config)
     try:
         tokenizer = load_tokenizer(folder, config.spec.special_tokens)
-        llm, info = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, output_loading_info=True, **_quantization(config, dtype))
-    except (OSError, ValueError) as error:
+        llm_config = AutoConfig.from_pretrained(folder)
+        model_class = MODEL_FOR_CAUSAL_LM_MAPPING[type(llm_config)]
+        with FolderTensors(folder) as tensors:
+            load = _stream_llm if config.run.quantize is None else _quantized_llm
+            llm = load(model_class, llm_config, tensors, config, dtype)
+    except (OSError, ValueError, KeyError) as error:  # KeyError: a config of no causal LM; UnreadableFile is a ValueError
         raise CheckpointError(f"Vicuna folder '{folder}' could not be loaded: {error}. Get it: {config.files.how_to_get()}") from error
-    missing = sorted(info["missing_keys"])
-    if missing:  # transformers initialises them randomly and only warns
-        raise CheckpointError(
-            f"Vicuna folder '{folder}' lacks {len(missing)} of the model's tensors ({_some(missing)}): an incomplete "
-            f"download or a folder for another model. Get it again: {config.files.how_to_get()}"
-        )
     llm.eval().requires_grad_(False)
     return llm, tokenizer
+
+
+def _stream_llm(model_class: type[nn.Module], llm_config: object, tensors: FolderTensors, config: ModelConfig, dtype: torch.dtype) -> nn.Module:
+    """The LLM built with its parameters on `meta`, then given each tensor of the folder on the run
+    device in `dtype`, one at a time in this thread. Keys are checked as `weights check` checks them:
+    every tensor of the model present with its shape, nothing else but the rotary buffers of old
+    checkpoints (which the model computes itself, like every buffer the checkpoint does not hold)."""
+    from accelerate import init_empty_weights
+
+    with init_empty_weights():
+        llm = model_class._from_config(llm_config, dtype=dtype)
+    expected = {key: value.shape for key, value in llm.state_dict().items()}
+    _require_all(config, sorted(set(expected) - set(tensors.keys())))
+    given = {key: torch.empty(tensors.shape(key), device="meta") for key in tensors.keys() if not key.endswith(IGNORED_LLM_KEYS)}
+    check_keys(tensors.folder, "The Vicuna folder", expected, given)
+    llm.load_state_dict({key: tensors.take(key, config.run.device, dtype) for key in expected}, assign=True)
+    return llm
+
+
+def _quantized_llm(model_class: type[nn.Module], llm_config: object, tensors: FolderTensors, config: ModelConfig, dtype: torch.dtype) -> nn.Module:
+    """The LLM in 8 or 4 bits through transformers' `from_pretrained`, which quantizes each weight as it
+    is placed (in this thread: it does not read in threads while it quantizes), given the folder's
+    tensors as deferred ones that read themselves to the device (`FolderTensors.deferred`)."""
+    llm, info = model_class.from_pretrained(
+        None,
+        config=llm_config,
+        state_dict=tensors.deferred(config.run.device, dtype),
+        dtype=dtype,
+        device_map={"": config.run.device},
+        output_loading_info=True,
+        **_quantization(config, dtype),
+    )
+    _require_all(config, sorted(info["missing_keys"]))  # transformers initialises them randomly and only warns
+    return llm
+
+
+def _require_all(config: ModelConfig, missing: list[str]) -> None:
+    if missing:
+        raise CheckpointError(
+            f"Vicuna folder '{config.files.vicuna_dir}' lacks {len(missing)} of the model's tensors ({_some(missing)}): an incomplete "
+            f"download or a folder for another model. Get it again: {config.files.how_to_get()}"
+        )
 
 
 @dataclass
@@ -208,9 +267,11 @@ def peft_keys(delta_keys: Iterable[str], path: Path) -> dict[str, str]:
 
 
 def read_delta(config: ModelConfig) -> Delta:
+    """The delta's tensors, memory-mapped: read when they are copied into the model, then let go with it."""
     path = config.files.delta_path
     _require(path, "PandaGPT delta", config)
-    state = _load_state_dict(path, "PandaGPT delta")
+    with _open_state_dict(path, "PandaGPT delta") as file:
+        state = {key: file.get(key) for key in file.keys()}
     llama_proj = {k: state[k] for k in PROJ_KEYS if k in state}
     lora = {target: state[key] for key, target in peft_keys(state, path).items()}
     missing_proj = [k for k in PROJ_KEYS if k not in state]
@@ -242,7 +303,7 @@ def load_lora(model: nn.Module, lora_state: dict[str, torch.Tensor], path: Path)
 
 
 def load_llama_proj(delta: Delta, encoder_dim: int, hidden_size: int, path: Path) -> nn.Linear:
-    proj = nn.Linear(encoder_dim, hidden_size)
+    proj = nn.Linear(encoder_dim, hidden_size)  # on the CPU in float32, then moved: 4 M parameters at 7B, not worth streaming
     expected = {f"llama_proj.{k}": v.shape for k, v in proj.state_dict().items()}
     check_keys(path, "PandaGPT delta (llama_proj)", expected, delta.llama_proj)
     proj.load_state_dict({k.removeprefix("llama_proj."): v for k, v in delta.llama_proj.items()})

@@ -68,13 +68,18 @@ class PandaGPT:
 
     @classmethod
     def load(cls, config: ModelConfig, progress: Callable[[str], None] = lambda step: None) -> PandaGPT:
-        """Load the three released files; `progress` hears each step as it starts."""
+        """Load the three released files; `progress` hears each step as it starts.
+
+        Every weight is read straight to the run device in its dtype and the LoRA is merged there,
+        so host memory holds at most the model itself (on the CPU) and one tensor in transit.
+        """
         dtype = resolve_dtype(config.run.dtype, config.run.device)
-        progress(f"ImageBind from {config.files.imagebind_path}")
-        encoder = checkpoints.load_imagebind(config)
+        device = config.run.device
+        progress(f"ImageBind from {config.files.imagebind_path} to {device} as {dtype}")
+        encoder = checkpoints.load_imagebind(config, dtype)
         progress(f"PandaGPT delta from {config.files.delta_path}")
         delta = checkpoints.read_delta(config)
-        progress(f"Vicuna from {config.files.vicuna_dir}")
+        progress(f"Vicuna from {config.files.vicuna_dir} to {device} as {dtype}")
         llm, tokenizer = checkpoints.load_vicuna(config, dtype)
         progress("LoRA")
         llm = checkpoints.wrap_lora(llm, config.spec.lora)
@@ -83,10 +88,11 @@ class PandaGPT:
         if config.run.quantize is None and config.run.merge_lora:
             llm = llm.merge_and_unload()  # one matmul per projection instead of three
         proj = checkpoints.load_llama_proj(delta, config.spec.imagebind.out_embed_dim, llm.config.hidden_size, config.files.delta_path)
-        progress(f"moving to {config.run.device} as {dtype}")
         if config.run.quantize is None:
-            llm = llm.to(config.run.device, dtype)
-        model = cls(config, encoder.to(config.run.device, dtype), proj.to(config.run.device, dtype), llm, tokenizer)
+            # The weights are in place already; this moves and casts the buffers the model computes
+            # itself (the rotary frequencies, made on the CPU in float32), as the original's .half() did.
+            llm = llm.to(device, dtype)
+        model = cls(config, encoder, proj.to(device, dtype), llm, tokenizer)
         progress("ready")
         return model
 

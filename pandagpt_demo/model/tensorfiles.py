@@ -1,16 +1,28 @@
-"""Reading checkpoint files cheaply: tensor names and shapes without loading the weights.
+"""Reading checkpoint files cheaply: tensor names and shapes without loading the weights, and
+tensors one at a time without the file's bytes staying in memory beside them.
 
-- `*.safetensors`: the JSON header (`safe_open`); a tensor is read only when asked for.
+- `*.safetensors`: the JSON header (`safe_open`); the file is memory-mapped, a tensor read only
+  when touched.
 - `*.bin`, `*.pt`, `*.pth` (torch's zip format): `torch.load(mmap=True)`: the pickle is read, the
   tensors stay on disk until touched. Old non-zip files are loaded whole.
+- Pages of a mapped file count in the process's resident memory for as long as they stay mapped,
+  so `take` drops a tensor's pages once it has copied them (reading with `pread` instead would
+  spare that, but measured half as fast here).
 - A Hugging Face folder: its weight files, from `*.index.json` when sharded.
+
+Loading a model takes each tensor to its device and dtype (`TensorFile.take`, `FolderTensors.take`,
+or `FolderTensors.deferred` for transformers' `from_pretrained`), so no weight is held twice on the host.
 """
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import json
+import mmap
 import re
 from pathlib import Path
+from types import TracebackType
 
 import torch
 
@@ -47,7 +59,7 @@ def weight_files(folder: Path) -> tuple[Path | None, list[str]]:
 
 
 class TensorFile:
-    """One checkpoint file: `keys()`, `shape(key)`, `get(key)`, nothing loaded up front."""
+    """One checkpoint file: `keys()`, `shape(key)`, `get(key)`, `take(key, ...)`, nothing loaded up front."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -57,15 +69,21 @@ class TensorFile:
 
                 self._safe = safe_open(str(self.path), framework="pt")
                 self._keys = list(self._safe.keys())
-                self._state = None
+                self._state, self._mapped = None, True
             else:
                 self._safe = None
-                self._state = _torch_load(self.path)
+                self._state, self._mapped = _torch_load(self.path)
                 self._keys = list(self._state)
         except UnreadableFile:
             raise
         except Exception as error:  # safetensors and torch raise many types for a damaged file
             raise UnreadableFile(f"not a readable checkpoint: truncated or damaged? ({type(error).__name__}: {first_line(error)})") from error
+
+    def __enter__(self) -> TensorFile:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
+        self.close()
 
     def keys(self) -> list[str]:
         return self._keys
@@ -76,21 +94,90 @@ class TensorFile:
         return tuple(self._state[key].shape)
 
     def get(self, key: str) -> torch.Tensor:
+        """The tensor as stored: a view of the mapped file (loaded whole for old torch files)."""
         if self._safe is not None:
             return self._safe.get_tensor(key)
         return self._state[key]
 
+    def take(self, key: str, device: torch.device | str, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """The tensor on `device`, cast to `dtype` if it is a floating-point one, in memory of its own.
 
-def _torch_load(path: Path) -> dict[str, torch.Tensor]:
+        The file's pages it was read from are dropped from this process's resident memory (they stay
+        in the page cache, and are read again if touched), so a load never holds the file beside the
+        model built from it.
+        """
+        source = self.get(key)
+        taken = source.to(device, dtype if dtype is not None and source.is_floating_point() else source.dtype, copy=True)
+        if self._mapped:
+            _drop_pages(source)
+        return taken
+
+    def close(self) -> None:
+        """Let go of the file: its handle, and its mapping once no tensor views it."""
+        self._safe = None
+        self._state = None
+
+
+class DeferredTensor:
+    """A tensor of a file, read when it is sliced: what transformers' `from_pretrained(state_dict=...)`
+    takes in place of safetensors' lazy slices. Each is copied straight to `device` in `dtype` and its
+    pages dropped (`TensorFile.take`), so only the tensors being read pass through the host, where
+    transformers' own reading would keep every page of the file mapped to the end.
+
+    `dtype` is the one `from_pretrained` is given: it casts every floating weight of a LLaMA to it
+    (none is kept in float32), so casting here is the same single rounding, without a second copy.
+    """
+
+    def __init__(self, file: TensorFile, key: str, device: torch.device | str, dtype: torch.dtype) -> None:
+        self.file = file
+        self.key = key
+        self.device = device
+        self.dtype = dtype
+
+    def __getitem__(self, index: object) -> torch.Tensor:
+        return self.file.take(self.key, self.device, self.dtype)[index]
+
+
+def _torch_load(path: Path) -> tuple[dict[str, torch.Tensor], bool]:
+    """The state dict, and whether it is memory-mapped (torch's zip format) rather than loaded whole."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        state, mapped = torch.load(path, map_location="cpu", weights_only=True, mmap=True), True
     except RuntimeError as error:
         if "zip" not in str(error).lower():
             raise
-        state = torch.load(path, map_location="cpu", weights_only=True)  # legacy format: no mmap
+        state, mapped = torch.load(path, map_location="cpu", weights_only=True), False  # legacy format: no mmap
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise UnreadableFile("not a state dict of tensors")
-    return state
+    return state, mapped
+
+
+def _drop_pages(tensor: torch.Tensor) -> None:
+    """Drop the pages of a memory-mapped tensor from this process's resident set.
+
+    Only for a mapping of a file that nobody wrote to: the pages are read from the file again if
+    touched (a neighbour sharing a page at either end loses nothing). Best effort: where madvise
+    is missing (not Linux or macOS) the pages stay until the file is closed.
+    """
+    madvise = _madvise()
+    if madvise is None:
+        return
+    if tensor.numel() == 0:
+        return
+    extent = 1 + sum((size - 1) * stride for size, stride in zip(tensor.shape, tensor.stride()))  # elements spanned
+    start = tensor.data_ptr() // mmap.PAGESIZE * mmap.PAGESIZE
+    end = -(-(tensor.data_ptr() + extent * tensor.element_size()) // mmap.PAGESIZE) * mmap.PAGESIZE
+    madvise(start, end - start, mmap.MADV_DONTNEED)
+
+
+@functools.cache
+def _madvise():
+    """libc's madvise(addr, length, advice), or None where the platform has none."""
+    if not hasattr(mmap, "MADV_DONTNEED"):
+        return None
+    madvise = ctypes.CDLL(None, use_errno=True).madvise
+    madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+    madvise.restype = ctypes.c_int
+    return madvise
 
 
 class FolderTensors:
@@ -119,6 +206,21 @@ class FolderTensors:
 
     def get(self, key: str) -> torch.Tensor:
         return self.files[self.location[key]].get(key)
+
+    def take(self, key: str, device: torch.device | str, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """`TensorFile.take` from the file that holds `key`."""
+        return self.files[self.location[key]].take(key, device, dtype)
+
+    def deferred(self, device: torch.device | str, dtype: torch.dtype) -> dict[str, DeferredTensor]:
+        """Every tensor, each read to `device` in `dtype` only when transformers asks for it (see `DeferredTensor`)."""
+        return {key: DeferredTensor(self.files[name], key, device, dtype) for key, name in self.location.items()}
+
+    def __enter__(self) -> FolderTensors:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
+        for file in self.files.values():
+            file.close()
 
 
 def _open_listed(path: Path, index: Path | None) -> TensorFile:

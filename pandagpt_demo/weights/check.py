@@ -25,14 +25,13 @@ import torch
 from pandagpt_demo.config import LLAMA_SHAPES, ImageBindArch, LlamaShape, ModelConfig
 from pandagpt_demo.errors import first_line
 from pandagpt_demo.files import human_size, sha256_file
-from pandagpt_demo.model.checkpoints import PROJ_KEYS, TOKENIZER_FILES, CheckpointError, check_keys, load_tokenizer, peft_keys
+from pandagpt_demo.model.checkpoints import IGNORED_LLM_KEYS, PROJ_KEYS, TOKENIZER_FILES, CheckpointError, check_keys, load_tokenizer, peft_keys
 from pandagpt_demo.model.tensorfiles import FolderTensors, TensorFile, UnreadableFile, weight_files
 
 from .delta import DELTA_NORM_LIMIT, NORM_KEY, norm_scale
 from .manifest import read_manifest
 
 OK, MISSING, WRONG = "OK", "missing", "wrong"
-_IGNORED_LLM_KEYS = ("rotary_emb.inv_freq",)  # buffers in old checkpoints; transformers ignores them
 
 
 @dataclass(frozen=True)
@@ -247,7 +246,7 @@ def _check_shards(folder: Path, name: str) -> tuple[list[Row], FolderTensors | N
 def _check_llm_tensors(tensors: FolderTensors, config: object, name: str) -> Row:
     row_name = f"{name}/ weights vs config.json"
     expected = {key: value.shape for key, value in _meta_llm(config).state_dict().items()}
-    given = {key: torch.empty(tensors.shape(key), device="meta") for key in tensors.keys() if not key.endswith(_IGNORED_LLM_KEYS)}
+    given = {key: torch.empty(tensors.shape(key), device="meta") for key in tensors.keys() if not key.endswith(IGNORED_LLM_KEYS)}
     try:
         check_keys(tensors.folder, "The weights", expected, given)
     except CheckpointError as error:

@@ -27,10 +27,10 @@ import torch
 from tqdm import tqdm
 
 from pandagpt_demo.errors import PandaGPTError
+from pandagpt_demo.model.checkpoints import IGNORED_LLM_KEYS
 from pandagpt_demo.model.tensorfiles import FolderTensors
 
 GROWABLE = ("embed_tokens.weight", "lm_head.weight")  # rows = vocabulary
-SKIPPED = ("rotary_emb.inv_freq",)
 CONFIG_KEYS = ("model_type", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads")
 COPIED_FILES = (
     "config.json",
@@ -60,7 +60,7 @@ def _config(folder: Path) -> dict:
 
 
 def _skipped(key: str) -> bool:
-    return key.endswith(SKIPPED)
+    return key.endswith(IGNORED_LLM_KEYS)
 
 
 def norm_scale(tensors: FolderTensors) -> float | None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from pandagpt_demo.config import LLAMA_SHAPES, ModelConfig, SpecialTokens
+from pandagpt_demo.config import LLAMA_SHAPES, LlamaShape, ModelConfig, SpecialTokens
 from pandagpt_demo.model.checkpoints import DELTA_LLM_PREFIX, wrap_lora
 from pandagpt_demo.model.encoder import ImageBindEncoder
 
@@ -45,6 +45,12 @@ def write_random_model_set(config: ModelConfig, size: str, seed: int = 0, device
     The LLM is saved in float16 for the real sizes (as the released Vicuna), float32 for tiny;
     `device` only speeds up initialising the big ones. The Vicuna folder is written afresh.
     """
+    dtype = torch.float32 if size == "tiny" else torch.float16
+    return write_model_set(config, LLAMA_SHAPES[size], dtype, seed, device)
+
+
+def write_model_set(config: ModelConfig, shape: LlamaShape, dtype: torch.dtype, seed: int = 0, device: str = "cpu") -> ModelConfig:
+    """Write random weights of any LLaMA `shape` (saved in `dtype`) and of `config`'s ImageBind to its three paths."""
     from transformers import LlamaForCausalLM
 
     torch.manual_seed(seed)
@@ -54,9 +60,8 @@ def write_random_model_set(config: ModelConfig, size: str, seed: int = 0, device
     torch.save({k: v.cpu() for k, v in encoder.model.state_dict().items()}, config.files.imagebind_path)
     del encoder
 
-    dtype = torch.float32 if size == "tiny" else torch.float16
     with torch.device(device):
-        llm = LlamaForCausalLM._from_config(LLAMA_SHAPES[size].llama_config(), dtype=dtype)
+        llm = LlamaForCausalLM._from_config(shape.llama_config(), dtype=dtype)
     _fresh_folder(config.files.vicuna_dir)
     llm.save_pretrained(config.files.vicuna_dir)
     llama_tokenizer().save_pretrained(config.files.vicuna_dir)

@@ -422,3 +422,25 @@ def test_a_quantized_llm_decodes_in_the_shared_batch(tiny_config: ModelConfig) -
         decoder.close()
     assert together == alone and all(alone)
     assert decoder.steps["batch"] > 0
+
+
+def test_old_rotary_buffers_load_and_foreign_tensors_are_refused(tiny_config: ModelConfig, tiny_model: PandaGPT, tmp_path: Path) -> None:
+    """Vicuna v0's `.bin` files carry `rotary_emb.inv_freq` buffers, which the model computes itself: the
+    folder loads as without them. A tensor the model has no place for is refused, as `weights check` refuses it."""
+    layers = tiny_model.llm.config.num_hidden_layers
+    head_dim = tiny_model.llm.config.hidden_size // tiny_model.llm.config.num_attention_heads
+
+    def old_style(extra: dict[str, torch.Tensor]):
+        def change(folder: Path) -> None:
+            state = load_file(folder / "model.safetensors") | extra
+            torch.save(state, folder / "pytorch_model.bin")
+            (folder / "model.safetensors").unlink()
+
+        return change
+
+    buffers = {f"model.layers.{i}.self_attn.rotary_emb.inv_freq": torch.ones(head_dim // 2) for i in range(layers)}
+    old = PandaGPT.load(vicuna_copy(tiny_config, tmp_path / "old", old_style(buffers)))
+    torch.testing.assert_close(logits_of(old), logits_of(tiny_model), rtol=0, atol=0)
+    foreign = vicuna_copy(tiny_config, tmp_path / "foreign", old_style({"model.layers.0.mlp.gate_bias": torch.zeros(128)}))
+    with pytest.raises(CheckpointError, match=r"1 unexpected keys: model\.layers\.0\.mlp\.gate_bias"):
+        PandaGPT.load(foreign)
