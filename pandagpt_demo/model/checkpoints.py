@@ -50,8 +50,8 @@ def _open_state_dict(path: Path, what: str) -> TensorFile:
         raise CheckpointError(f"{what} at '{path}' is not a readable torch state dict: {error}") from error
 
 
-def _meta_tensors(file: TensorFile) -> dict[str, torch.Tensor]:
-    """The file's tensors as shapes only, for `check_keys` before anything is read."""
+def _meta_tensors(file: TensorFile | FolderTensors) -> dict[str, torch.Tensor]:
+    """The file's (or folder's) tensors as shapes only, for `check_keys` before anything is read."""
     return {key: torch.empty(file.shape(key), device="meta") for key in file.keys()}
 
 
@@ -203,7 +203,7 @@ def _stream_llm(model_class: type[nn.Module], llm_config: object, tensors: Folde
         llm = model_class._from_config(llm_config, dtype=dtype)
     expected = {key: value.shape for key, value in llm.state_dict().items()}
     _require_all(config, sorted(set(expected) - set(tensors.keys())))
-    given = {key: torch.empty(tensors.shape(key), device="meta") for key in tensors.keys() if not key.endswith(IGNORED_LLM_KEYS)}
+    given = {key: tensor for key, tensor in _meta_tensors(tensors).items() if not key.endswith(IGNORED_LLM_KEYS)}
     check_keys(tensors.folder, "The Vicuna folder", expected, given)
     llm.load_state_dict({key: tensors.take(key, config.run.device, dtype) for key in expected}, assign=True)
     return llm
