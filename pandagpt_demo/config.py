@@ -265,7 +265,7 @@ class ServingConfig:
 
 @dataclass(frozen=True)
 class ZeroGpuConfig:
-    """What a ZeroGPU call asks for (app/zerogpu.py): the seconds a request needs, estimated up front.
+    """What a ZeroGPU call asks for (app/space/zerogpu.py): the seconds a request needs, estimated up front.
 
     ZeroGPU grants 60 s when asked nothing and refuses a call asking more than the visitor's cap; a
     shorter ask is scheduled sooner. `--zerogpu-max-s` is the cap. The figures, from a whole H200

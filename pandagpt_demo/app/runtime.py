@@ -154,7 +154,7 @@ class MainThreadLoads:
 
     On ZeroGPU it is the thread that imported `spaces` (app.py), the only one where a model can be put
     on "cuda" outside a GPU call: `spaces`' torch modes are thread-local, and elsewhere CUDA's
-    initialisation is one that raises (app/zerogpu.py)."""
+    initialisation is one that raises (app/space/zerogpu.py)."""
 
     def __init__(self) -> None:
         self._jobs: queue.SimpleQueue[tuple[Callable[[], object], Future]] = queue.SimpleQueue()

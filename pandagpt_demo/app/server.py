@@ -1,9 +1,10 @@
 """The web app: flags, the optional download first, the model handle and the Gradio server (`python app.py --help`).
 
 It serves until SIGTERM or SIGINT, then drains (lifecycle.py) and exits 0. Beside Gradio's routes
-it answers `/healthz` and `/readyz` (health.py), `/metrics` (metrics.py), the OpenAI-compatible
-`/v1` (openai_api.py) and, through Gradio, the MCP tool at `/gradio_api/mcp/`; every upload passes
-the disk budget first (uploads.py).
+it answers `/healthz`, `/readyz` and `/metrics` (api/monitoring.py), the OpenAI-compatible `/v1`
+(api/openai/), and `/chat` with its MCP tool at `/gradio_api/mcp/` (api/chat_tool.py); every upload
+passes the disk budget first (public/uploads.py). The page is web/; what every endpoint shares,
+answering/; Hugging Face Spaces' glue, space/.
 """
 
 from __future__ import annotations
@@ -12,25 +13,28 @@ import argparse
 import os
 import sys
 
+import gradio as gr
 from gradio import utils as gradio_utils
 from starlette.middleware import Middleware
 
+from pandagpt_demo.app.answering.core import Answering
+from pandagpt_demo.app.answering.metrics import Metrics
+from pandagpt_demo.app.answering.settings import AnswerSettings
+from pandagpt_demo.app.api.chat_tool import ChatTool
+from pandagpt_demo.app.api.monitoring import health_routes, metrics_route
+from pandagpt_demo.app.api.openai.routes import ApiConfig, OpenAIApi
+from pandagpt_demo.app.public.housekeeping import Housekeeping
+from pandagpt_demo.app.public.lifecycle import exit_process
+from pandagpt_demo.app.public.uploads import UploadBudget
+from pandagpt_demo.app.space.environment import DOWNLOAD_ENV, SpaceEnv
+from pandagpt_demo.app.space.fetch import WeightsFetch
+from pandagpt_demo.app.space.zerogpu import GpuCalls, on_zero_gpu
+from pandagpt_demo.app.web.page import PAGE_CSS, build_demo
 from pandagpt_demo.config import AUTO_DEVICE, EXAMPLES_FILE, PublicLimits, ReplicaConfig, ServingConfig, ZeroGpuConfig
 from pandagpt_demo.serving.compile_cache import use_compile_cache
 from pandagpt_demo.weights.download import Request
 
-from .clients import UISettings
-from .fetching import WeightsFetch
-from .health import health_routes
-from .housekeeping import Housekeeping
-from .lifecycle import exit_process
-from .metrics import Metrics
-from .openai_api import ApiConfig, OpenAIApi
-from .page import build_demo
 from .runtime import MainThreadLoads, ModelChoice, ModelHandle, add_model_arguments, choose_model, local_device, model_config, setup_logging
-from .space import DOWNLOAD_ENV, SpaceEnv
-from .uploads import UploadBudget
-from .zerogpu import on_zero_gpu
 
 
 def parse_args(argv: list[str] | None = None, space: SpaceEnv | None = None) -> argparse.Namespace:
@@ -182,18 +186,16 @@ def main(argv: list[str] | None = None) -> None:
         WeightsFetch(handle, Request(model=size, directory=args.checkpoints), model_config(args, size)).start()
     house.lifecycle.install_signal_handlers()  # after Ray's start, which sets handlers of its own
     metrics = Metrics(handle, house)
-    settings = UISettings()
-    zero_gpu_config = ZeroGpuConfig(max_s=args.zerogpu_max_s, margin_s=args.zerogpu_margin_s) if zero_gpu else None
-    demo = build_demo(handle, settings, house, metrics, zero_gpu_config)
+    settings = AnswerSettings()
+    # ZeroGPU: each answer a GPU call, its function decorated now, before launch
+    in_gpu_call = GpuCalls(ZeroGpuConfig(max_s=args.zerogpu_max_s, margin_s=args.zerogpu_margin_s), handle, metrics).model if zero_gpu else None
+    core = Answering(handle, house, metrics, settings, in_gpu_call)
+    demo = build_demo(core)
+    with demo:
+        gr.api(ChatTool(core).ask_pandagpt, api_name="chat")
     demo.queue(default_concurrency_limit=args.concurrency, max_size=args.queue_size)
     max_file_size = int(args.max_file_mb * 1024 * 1024)  # bytes; Gradio refuses larger uploads unread
-    api = OpenAIApi(
-        handle,
-        house,
-        metrics,
-        settings,
-        ApiConfig(args.api_key or None, args.allow_remote_media, args.remote_timeout, max_file_size),
-    )
+    api = OpenAIApi(core, ApiConfig(args.api_key or None, args.allow_remote_media, args.remote_timeout, max_file_size))
     house.start()
     demo.launch(
         server_name=args.host,
@@ -202,11 +204,12 @@ def main(argv: list[str] | None = None) -> None:
         max_file_size=max_file_size,
         allowed_paths=[str(EXAMPLES_FILE.parent)],
         show_error=True,
+        css=PAGE_CSS,
         prevent_thread_lock=True,
         mcp_server=args.mcp,
         state_session_capacity=max(10_000, 2 * limits.max_sessions),  # Gradio's own silent eviction stays far beyond our cap
         app_kwargs={
-            "routes": [*health_routes(handle, house.lifecycle), metrics.route(), *api.routes()],
+            "routes": [*health_routes(handle, house.lifecycle), metrics_route(metrics), *api.routes()],
             "middleware": [Middleware(UploadBudget, store=house.uploads, limit=max_file_size)],
         },
     )

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from pandagpt_demo.app.conversation.chatlog import Attachment
+from pandagpt_demo.app.conversation.session import ChatSession
 from pandagpt_demo.config import SamplingParams, ServingConfig
 from pandagpt_demo.errors import UserError
 from pandagpt_demo.model.modalities import Modality
@@ -17,9 +19,7 @@ from pandagpt_demo.serving.compile_cache import use_compile_cache
 from pandagpt_demo.serving.engine import Engine
 from pandagpt_demo.serving.start import start_engine
 
-from .chatlog import Attachment
 from .runtime import add_model_arguments, choose_model, load_with_progress, local_device, setup_logging
-from .session import ChatSession
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -172,7 +172,7 @@ def load_vicuna(config: ModelConfig, dtype: torch.dtype) -> tuple[nn.Module, obj
     Not `from_pretrained(folder)`: transformers memory-maps the weight files and keeps every page it
     touched mapped to the end, so the whole file would sit in host memory beside the model on the
     CPU, or on its way to a GPU; and it reads them in threads of its own, where a ZeroGPU Space
-    cannot put a tensor on "cuda" (only the thread that imported `spaces` can, app/zerogpu.py).
+    cannot put a tensor on "cuda" (only the thread that imported `spaces` can, app/space/zerogpu.py).
     """
     from transformers import MODEL_FOR_CAUSAL_LM_MAPPING, AutoConfig
 

@@ -115,6 +115,13 @@ class BatchedDecoder:
         self._device = next(llm.parameters()).device
         self._layout = CacheLayout.for_model(llm.config, batch_spare, self._device)
         self._generator = torch.Generator(device=self._device).manual_seed(seed)
+        # Only a compiled slot replays CUDA graphs. Inductor's graph trees are imported here, in the
+        # constructing thread, never first by the decode thread: a bench run on the CPU crashed
+        # (SIGSEGV) in about one start in seven when the decode thread imported them while this one
+        # went on with the model.
+        self._graph_trees = slot is not None and slot.compiled
+        if self._graph_trees:
+            own_cuda_graph_trees()
         self._thread = threading.Thread(target=self._run, name="batched-decoder", daemon=True)
         self._thread.start()
 
@@ -199,7 +206,8 @@ class BatchedDecoder:
 
     def _run(self) -> None:
         batch = _Batch()
-        own_cuda_graph_trees()  # this thread replays the slot's CUDA graphs
+        if self._graph_trees:
+            own_cuda_graph_trees()  # this thread replays the slot's CUDA graphs
         try:
             with torch.inference_mode():
                 while not self._closed:

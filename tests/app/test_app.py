@@ -14,7 +14,7 @@ import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
-from pandagpt_demo.app.clients import UISettings
+from pandagpt_demo.app.answering.settings import AnswerSettings
 from tests.conftest import REPO_ROOT, _free_port, _wait_until_ready
 from tests.media import distinct_image
 
@@ -116,9 +116,9 @@ def test_bad_file_leaves_chat_and_question_and_chat_goes_on(app_url: str, tmp_pa
 
 
 def test_a_chat_takes_at_most_max_files_files(app_url: str, tmp_path: Path) -> None:
-    """Every file of a chat stays on disk while it lives: past UISettings.max_files (16) a message is
+    """Every file of a chat stays on disk while it lives: past AnswerSettings.max_files (16) a message is
     refused, naming the first file left out, and the chat goes on with what it had."""
-    limit = UISettings.max_files
+    limit = AnswerSettings.max_files
     images = [distinct_image(tmp_path / f"photo{i}.png", i, size=8) for i in range(limit + 1)]
     client = Client(app_url, verbose=False)
     chat, _, _ = client.predict(*send_args("Many at once", *map(str, images[:limit]), max_new_tokens=2), api_name="/send")

@@ -16,7 +16,7 @@ import openai
 import pytest
 from gradio_client import Client
 
-from pandagpt_demo.app.session import ChatSession
+from pandagpt_demo.app.conversation.session import ChatSession
 from pandagpt_demo.config import ModelConfig, SamplingParams
 from pandagpt_demo.model.pandagpt import PandaGPT
 from pandagpt_demo.serving.engine import Engine
@@ -115,6 +115,6 @@ def test_a_replica_killed_mid_answer_ends_its_answers_keeping_their_text_and_the
 
 
 def test_without_replica_flags_the_app_never_imports_ray(tmp_path: Path) -> None:
-    probe = "import sys, pandagpt_demo.app.server, pandagpt_demo.app.page; print('ray' in sys.modules)"
+    probe = "import sys, pandagpt_demo.app.server, pandagpt_demo.app.web.page; print('ray' in sys.modules)"
     result = subprocess.run(["python", "-c", probe], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"

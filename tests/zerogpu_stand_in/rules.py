@@ -1,5 +1,5 @@
 """The stand-in's rules observed, in a process of their own (the stand-in patches torch for good):
-tests/app/test_zerogpu.py runs this file and checks the JSON it prints."""
+tests/app/space/test_zerogpu.py runs this file and checks the JSON it prints."""
 
 from __future__ import annotations
 

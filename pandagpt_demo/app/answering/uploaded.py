@@ -1,0 +1,67 @@
+"""Which files a client may name: only what was uploaded to this server (or fetched for it from a
+public URL, as Gradio fetches for its own components), never any other path on the server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gradio import processing_utils
+from gradio import utils as gradio_utils
+from gradio.data_classes import FileData
+from gradio_client import utils as client_utils
+
+from pandagpt_demo.config import EXAMPLES_FILE
+from pandagpt_demo.errors import BadInput, first_line
+from pandagpt_demo.model.modalities import MediaError, Modality
+
+
+def _upload_roots() -> list[Path]:
+    """Where a file handed to a handler may live: Gradio's upload folder and the examples."""
+    return [Path(gradio_utils.get_upload_folder()).resolve(), EXAMPLES_FILE.parent.resolve()]
+
+
+def uploaded_path(modality: Modality, value: str | dict | FileData | None) -> str | None:
+    """A component's or an API client's file value as a local path, only if it was uploaded.
+
+    A plain string reaches `/chat` unchecked by Gradio, so without this anyone could have the
+    server read (and describe) any file it can open. A URL or a data URL (what an MCP agent gives)
+    is fetched as Gradio fetches files for its own components: public hosts only.
+    """
+    if value is None:
+        return None
+    if isinstance(value, FileData):
+        path = value.path
+    elif isinstance(value, dict) and isinstance(value.get("path"), str):
+        path = value["path"]
+    elif isinstance(value, str):
+        path = value
+    else:
+        raise BadInput(f"The {modality.value} input must be a file (gradio_client.handle_file(...)), not {type(value).__name__}.")
+    if path.startswith(("http://", "https://", "data:")):  # what an MCP agent gives: a URL, or the file as a data URL
+        path = _fetched(modality, path)
+    resolved = Path(path).resolve()
+    if not any(resolved.is_relative_to(root) for root in _upload_roots()):
+        raise MediaError(modality, path, "it is a path on the server, not an uploaded file; send the file itself (gradio_client.handle_file)")
+    if not resolved.exists():
+        raise MediaError(modality, path, "it is no longer on the server (uploads nobody is using are deleted after a while); please attach it again")
+    return path
+
+
+def _fetched(modality: Modality, url: str) -> str:
+    """A URL's file in the upload folder, as Gradio fetches files for its own components (public hosts only)."""
+    folder = gradio_utils.get_upload_folder()
+    try:
+        if url.startswith("data:"):
+            return processing_utils.save_base64_to_cache(url, folder, f"{modality.value}.{client_utils.get_extension(url) or 'bin'}")
+        return processing_utils.ssrf_protected_download(url, folder)
+    except Exception as error:  # noqa: BLE001 - whatever went wrong, the URL is the user's to fix
+        shown = url if not url.startswith("data:") else "the data URL"
+        raise MediaError(
+            modality, f"{modality.value} URL", f"{shown} could not be read ({first_line(error)}); give a public http(s) URL or the file itself"
+        ) from error
+
+
+def original_name(value: object, path: str) -> str:
+    """The name the client gave the file (Gradio keeps it as the upload's base name)."""
+    name = value.orig_name if isinstance(value, FileData) else value.get("orig_name") if isinstance(value, dict) else None
+    return name or Path(path).name

@@ -1,0 +1,319 @@
+"""`POST /v1/chat/completions` and `GET /v1/models`: OpenAI's protocol on the page's own server and
+port, served by the same model, engine and batching as the page (openai_request.py reads a body).
+
+A request is one-shot, like `/chat`: its media are written to the upload folder under its own
+name (counted against the disk budget, held while it answers, deleted after), its turns become a
+`ChatSession`, and its answer streams as server-sent events in OpenAI's chunk format or comes
+whole. Errors come in OpenAI's format: 400 for a bad file or setting (naming it), 401 without the
+`--api-key`, 404 for another model, 413 over the size limit, 429 for a full queue, 503 while
+loading or draining, 504 past a timeout; 500 for our own faults (logged, never blamed on the user).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import shutil
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anyio
+import httpx
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from pandagpt_demo.app.answering.core import Answering
+from pandagpt_demo.app.answering.metrics import error_kind
+from pandagpt_demo.app.api.attachments import api_attachments
+from pandagpt_demo.app.conversation.session import ChatSession
+from pandagpt_demo.app.public.uploads import FULL
+from pandagpt_demo.errors import BadInput, BadSetting, Busy, OutOfMemory, TimedOut, TooLarge, Unavailable, UserError, internal_error
+from pandagpt_demo.model.generation import partial_stop
+from pandagpt_demo.model.kinds import guess_kind
+from pandagpt_demo.model.modalities import Modality
+
+from .request import CompletionRequest, Medium, read_request
+
+log = logging.getLogger(__name__)
+ENDPOINT = "openai"
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    """How the OpenAI-compatible API is guarded (README, "OpenAI-compatible API")."""
+
+    api_key: str | None = None  # required as `Authorization: Bearer <key>` on /v1 when set
+    allow_remote_media: bool = False  # fetch http(s) media URLs (off: a public server would fetch any URL it is given)
+    remote_timeout: float = 10.0  # seconds for fetching one remote file
+    max_file_bytes: int = 200 * 2**20  # one file, decoded; the app passes --max-file-mb
+
+
+class HttpError(Exception):
+    """A refusal that is about HTTP itself (the key, the model name), with its status and code."""
+
+    def __init__(self, status: int, message: str, code: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+STATUS = {TooLarge: 413, Busy: 429, Unavailable: 503, OutOfMemory: 503, TimedOut: 504}  # other user errors: 400
+
+
+def error_body(error: BaseException) -> tuple[int, dict]:
+    """The HTTP status and OpenAI-format body for an error (an internal fault is logged with its id)."""
+    if isinstance(error, HttpError):
+        status, code, message = error.status, error.code, str(error)
+    elif isinstance(error, UserError):
+        status = next((s for kind, s in STATUS.items() if isinstance(error, kind)), 400)
+        code, message = error_kind(error), str(error)
+    else:
+        status, code, message = 500, "internal", internal_error(error)
+    kind = "invalid_request_error" if status < 429 else "rate_limit_error" if status == 429 else "server_error"
+    return status, {"error": {"message": message, "type": kind, "param": None, "code": code}}
+
+
+def error_response(error: BaseException) -> JSONResponse:
+    status, body = error_body(error)
+    headers = {"Retry-After": "1" if status == 429 else "5"} if status in (429, 503) else None
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+@dataclass
+class Outcome:
+    """How an answer ended, filled in by its stream for the response's last chunk."""
+
+    finish_reason: str = "stop"
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    text: list[str] = field(default_factory=list)
+
+    def usage(self) -> dict:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.prompt_tokens + self.completion_tokens,
+        }
+
+
+class StopStrings:
+    """Cuts an answer at the first of the request's `stop` strings, holding back a tail that might begin one."""
+
+    def __init__(self, stops: tuple[str, ...]) -> None:
+        self.stops = stops
+
+    def cut(self, text: str) -> tuple[str, bool]:
+        """The part of `text` that is certain to be sent, and whether a stop string was reached."""
+        found = [i for i in (text.find(s) for s in self.stops) if i >= 0]
+        if found:
+            return text[: min(found)], True
+        safe = min([len(text) - partial_stop(text, stop) for stop in self.stops], default=len(text))
+        return text[:safe], False
+
+
+class OpenAIApi:
+    """The `/v1` routes of one app, answered through the core every endpoint shares."""
+
+    def __init__(self, core: Answering, config: ApiConfig) -> None:
+        self.core = core
+        self.handle = core.handle
+        self.house = core.house
+        self.metrics = core.metrics
+        self.settings = core.settings
+        self.config = config
+        serving = core.handle.serving
+        # A thread per answer waiting for its next token; beyond what the engine takes, it says Busy first.
+        self.limiter = anyio.CapacityLimiter((serving.max_batch or 1) + serving.max_waiting + 4)
+        self.max_request_bytes = int(config.max_file_bytes * 4 / 3) * self.settings.max_files + 2**20
+
+    @property
+    def model_id(self) -> str:
+        return f"pandagpt-{self.handle.choice.config.name}"
+
+    def routes(self) -> list[Route]:
+        return [Route("/v1/models", self.models, methods=["GET"]), Route("/v1/chat/completions", self.completions, methods=["POST"])]
+
+    def _authorize(self, request: Request) -> None:
+        if self.config.api_key is None:
+            return
+        given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(given.encode(), self.config.api_key.encode()):
+            raise HttpError(401, "Invalid or missing API key: send it as 'Authorization: Bearer <key>'.", "invalid_api_key")
+
+    async def models(self, request: Request) -> Response:
+        try:
+            self._authorize(request)
+        except HttpError as error:
+            return error_response(error)
+        model = {"id": self.model_id, "object": "model", "created": 0, "owned_by": "pandagpt-demo"}
+        return JSONResponse({"object": "list", "data": [model]})
+
+    async def completions(self, request: Request) -> Response:
+        self.metrics.started(ENDPOINT)
+        try:
+            self._authorize(request)
+            parsed = read_request(json.loads(await self._body(request) or b"null"), self.settings, self.config.max_file_bytes)
+            self._check(parsed)
+            outcome = Outcome()
+            pieces = self._answer(parsed, f"openai-{uuid.uuid4().hex}", outcome)
+            first = await self._next(pieces)  # before the headers: a refusal still gets its own status
+        except json.JSONDecodeError as error:
+            return self._failed(HttpError(400, f"The request body is not valid JSON ({error}).", "bad_json"))
+        except Exception as error:  # noqa: BLE001 - every failure becomes an OpenAI-format error
+            return self._failed(error)
+        reply = Reply(self.model_id)
+        if parsed.stream:
+            return StreamingResponse(self._events(reply, pieces, first, outcome, parsed.include_usage), media_type="text/event-stream")
+        try:
+            while first is not None:
+                outcome.text.append(first)
+                first = await self._next(pieces)
+        except Exception as error:  # noqa: BLE001
+            return self._failed(error)
+        return JSONResponse(reply.whole("".join(outcome.text), outcome))
+
+    def _failed(self, error: BaseException) -> JSONResponse:
+        self.metrics.failed(ENDPOINT, error.code if isinstance(error, HttpError) else error_kind(error))
+        return error_response(error)
+
+    async def _body(self, request: Request) -> bytes:
+        too_large = TooLarge(f"The request is larger than the {self.max_request_bytes / 2**20:.0f} MB this server accepts.")
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > self.max_request_bytes:
+            raise too_large
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > self.max_request_bytes:
+                raise too_large
+        return bytes(body)
+
+    def _check(self, parsed: CompletionRequest) -> None:
+        if parsed.model != self.model_id:
+            raise HttpError(
+                404, f"The model {parsed.model!r} does not exist here; this server serves {self.model_id!r} (GET /v1/models).", "model_not_found"
+            )
+        if len(parsed.media) > self.settings.max_files:
+            raise BadSetting(f"A request takes at most {self.settings.max_files} files, not {len(parsed.media)}.")
+        if any(m.url for m in parsed.media) and not self.config.allow_remote_media:
+            raise BadSetting(
+                "Remote media URLs are off on this server (an operator turns them on with --allow-remote-media); send the file as a base64 data URL."
+            )
+        if self.handle.serving.max_batch is None:
+            raise Unavailable(
+                "The OpenAI-compatible API is not available on a ZeroGPU Space (the GPU exists only inside the page's requests); use /chat."
+            )
+
+    async def _next(self, pieces: Iterator[str]) -> str | None:
+        """The next piece of the answer, decoded in a worker thread; None at its end."""
+        return await anyio.to_thread.run_sync(next, pieces, None, limiter=self.limiter)
+
+    async def _events(self, reply: Reply, pieces: Iterator[str], first: str | None, outcome: Outcome, include_usage: bool) -> AsyncIterator[str]:
+        """Server-sent events: the role, each piece, the finish reason, the usage if asked, [DONE].
+        A client that goes away stops the decoding (the stream is closed)."""
+        try:
+            yield reply.event({"role": "assistant", "content": ""}, include_usage=include_usage)
+            while first is not None:
+                yield reply.event({"content": first}, include_usage=include_usage)
+                first = await self._next(pieces)
+            yield reply.event({}, outcome.finish_reason, include_usage=include_usage)
+            if include_usage:
+                yield reply.sse({**reply.chunk(), "choices": [], "usage": outcome.usage()})
+            yield "data: [DONE]\n\n"
+        except Exception as error:  # noqa: BLE001 - after the headers, an error is an event
+            self.metrics.failed(ENDPOINT, error_kind(error))
+            yield reply.sse(error_body(error)[1])
+        finally:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(pieces.close)
+
+    # --- in worker threads ----------------------------------------------------------------------
+
+    def _answer(self, parsed: CompletionRequest, owner: str, outcome: Outcome) -> Iterator[str]:
+        """The answer's new text piece by piece; its files live in their own folder while it runs."""
+        folder = self.house.uploads.root / "api" / owner
+        try:
+            attached = api_attachments(self._save(parsed.media, folder, owner), parsed.weights, self.settings)
+            with self.house.answering(owner, [a.path for a in attached]):
+                model, engine = self.core.served()
+                session = ChatSession.from_history(parsed.history)
+                stops, sent, so_far, stopped = StopStrings(parsed.stop), "", "", False
+                for so_far in session.ask(model, engine, parsed.question, parsed.params, log.info, attached=attached):
+                    text, stopped = stops.cut(so_far)
+                    if len(text) > len(sent):
+                        yield text[len(sent) :]
+                        sent = text
+                    if stopped:
+                        break
+                if not stopped and len(so_far) > len(sent):  # the tail held back began no stop string after all
+                    yield so_far[len(sent) :]
+                outcome.finish_reason = "stop" if stopped else engine.finish_reason
+                outcome.prompt_tokens, outcome.completion_tokens = engine.prompt_tokens, engine.completion_tokens
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+            self.house.release(owner)
+
+    def _save(self, media: list[Medium], folder: Path, owner: str) -> dict[Modality, list[dict]]:
+        """Write each medium into `folder` within the disk budget; the files by kind, as `/chat` takes them."""
+        files: dict[Modality, list[dict]] = {m: [] for m in Modality}
+        paths: list[Path] = []
+        for index, medium in enumerate(media):
+            data = medium.data if medium.data is not None else self._fetch(medium.url)
+            path = folder / f"{index}-{medium.name}"
+            paths.append(path)
+            self.house.uploads.hold(owner, paths)  # the janitor leaves it alone from its first byte
+            if not self.house.uploads.reserve(len(data)):
+                raise Unavailable(FULL)
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(data)
+            finally:
+                self.house.uploads.unreserve(len(data))
+            kind = medium.kind or guess_kind(path)
+            if kind is None:
+                raise BadInput(f"'{medium.name}' is not a kind of file PandaGPT takes; give its `modality`.")
+            files[kind].append({"path": str(path), "orig_name": medium.name})
+        return files
+
+    def _fetch(self, url: str | None) -> bytes:
+        """A remote medium (only with --allow-remote-media), within the size and time limits."""
+        limit, body = self.config.max_file_bytes, bytearray()
+        try:
+            with httpx.stream("GET", url, timeout=self.config.remote_timeout, follow_redirects=True) as response:
+                response.raise_for_status()
+                for chunk in response.iter_bytes():
+                    body += chunk
+                    if len(body) > limit:
+                        raise TooLarge(f"{url}: the file is larger than the {limit / 2**20:g} MB the server accepts.")
+        except httpx.HTTPError as error:
+            raise BadInput(f"Could not fetch {url}: {error}.") from error
+        return bytes(body)
+
+
+class Reply:
+    """The response's chunks and whole answer in OpenAI's shapes, all with one id."""
+
+    def __init__(self, model: str) -> None:
+        self.id = f"chatcmpl-{uuid.uuid4().hex}"
+        self.created = int(time.time())
+        self.model = model
+
+    def chunk(self) -> dict:
+        return {"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model, "system_fingerprint": None}
+
+    def event(self, delta: dict, finish_reason: str | None = None, include_usage: bool = False) -> str:
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+        return self.sse({**self.chunk(), "choices": [choice], **({"usage": None} if include_usage else {})})
+
+    @staticmethod
+    def sse(data: dict) -> str:
+        return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+    def whole(self, text: str, outcome: Outcome) -> dict:
+        choice = {"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None, "finish_reason": outcome.finish_reason}
+        return {**self.chunk(), "object": "chat.completion", "choices": [choice], "usage": outcome.usage()}

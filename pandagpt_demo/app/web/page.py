@@ -1,0 +1,187 @@
+"""The Gradio page: a chat that shows media, a message box that takes any number of files, the
+"in use" strip that decides what the next answer sees, and the wiring of handlers.py's handlers.
+
+Events and their API names: `/send` (a message: {"text", "files"}), `/regenerate`, `/undo`,
+`/clear` (undocumented: the page's own, callable by gradio_client, never MCP tools). `/chat`, for
+programs and the MCP tool, is api/chat_tool.py's; the server adds it to these Blocks. The browser
+keeps the chat's record (gr.BrowserState) so that a reload resumes it.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import partial
+
+import gradio as gr
+from gradio.components.image import ImageData
+
+from pandagpt_demo.app.answering.core import Answering
+from pandagpt_demo.app.conversation.session import ChatSession
+from pandagpt_demo.config import EXAMPLES_FILE
+from pandagpt_demo.files import sha256_file
+from pandagpt_demo.model.modalities import Modality
+
+from .handlers import PageHandlers
+
+STORAGE_KEY = "pandagpt-demo-chat"
+ACCEPTED = sorted({suffix for m in Modality for suffix in m.extensions})
+PAGE_CSS = """
+#strip .strip-row { align-items: center; gap: 6px; }
+#strip .strip-row .strip-name { min-width: 0; overflow-wrap: anywhere; }
+"""
+
+
+def example_messages() -> tuple[list[dict], dict[str, Modality]]:
+    """examples/examples.json as messages with attachments, and each example file's kind by sha256
+    (so a grey thermal picture is taken as thermal when its example is picked)."""
+    if not EXAMPLES_FILE.exists():
+        return [], {}
+    root = EXAMPLES_FILE.parent.parent
+    messages, kinds = [], {}
+    for row in json.loads(EXAMPLES_FILE.read_text(encoding="utf-8")):
+        files = [(Modality(m), root / row[m.value]) for m in Modality if row.get(m.value)]
+        messages.append({"text": row["question"], "files": [str(path) for _, path in files]})
+        kinds.update({sha256_file(path): m for m, path in files})
+    return messages, kinds
+
+
+def _render_strip(app: PageHandlers, rows: list[dict], session: gr.State, chatbot: gr.Chatbot, strip: gr.State, box: gr.MultimodalTextbox) -> None:
+    """One row per file: name, kind (a choice where the file could be more than one), weight, ✕."""
+    if not rows:
+        gr.Markdown("*Nothing attached yet: drop, paste, pick or record files in the message box.*", elem_id="strip-empty")
+    limit = app.settings.weight_limit
+    for index, row in enumerate(rows):
+        where = "⚠️ missing: attach it again" if row["missing"] else "in the message box" if row["where"] == "message" else "in use"
+        with gr.Row(elem_classes="strip-row", elem_id=f"strip-row-{index}"):
+            gr.Markdown(f"**{row['name']}**  \n{where}", elem_classes="strip-name", elem_id=f"strip-name-{index}")
+            kind = gr.Dropdown(
+                row["kinds"], value=row["kind"], show_label=False, interactive=len(row["kinds"]) > 1, min_width=90, elem_id=f"strip-kind-{index}"
+            )
+            weight = gr.Number(
+                row["weight"],
+                minimum=-limit,
+                maximum=limit,
+                step=0.1,
+                show_label=False,
+                interactive=True,
+                min_width=70,
+                elem_id=f"strip-weight-{index}",
+            )
+            remove = gr.Button("✕", size="sm", min_width=30, elem_id=f"strip-remove-{index}")
+        kind.input(partial(app.set_kind, index), [kind, session], [chatbot, strip, kind, session], api_visibility="private")
+        weight.input(partial(app.set_weight, index), [weight, session], [session], api_visibility="private", show_progress="hidden")
+        remove.click(partial(app.remove, index), [box, session], [chatbot, strip, box, session], api_visibility="private")
+
+
+def _untouched(image: gr.Image) -> gr.Image:
+    """Make `image` hand the captured file over as it is (Gradio's Image would re-encode it first;
+    the app's loader decodes it exactly as the released weights expect). Set on the instance: a
+    subclass of a Gradio component writes a .pyi stub beside this module when imported."""
+    gradio_preprocess = image.preprocess
+
+    def preprocess(payload: ImageData | None) -> str | None:
+        if payload is not None and payload.path is not None:
+            return payload.path
+        return gradio_preprocess(payload)
+
+    image.preprocess = preprocess
+    return image
+
+
+def build_demo(core: Answering) -> gr.Blocks:
+    """The page, its answers served through `core` (its sessions and files kept in bounds by `core.house`)."""
+    settings, house, handle = core.settings, core.house, core.handle
+    examples, kinds = example_messages()
+    app = PageHandlers(core, kinds)
+    with gr.Blocks(title="PandaGPT") as demo:  # its CSS goes to launch(), as Gradio 6 asks
+        session = gr.State(ChatSession())
+        strip = gr.State([])
+        stored = gr.BrowserState(None, storage_key=STORAGE_KEY)
+        gr.Markdown(
+            "# PandaGPT\nAttach images, sounds, videos, thermal images, depth maps or IMU recordings to a message — any mix, "
+            "several of a kind — and ask. Everything attached stays in use (with its weight) until you remove it."
+        )
+        status = gr.Markdown(app.status(), elem_id="status")
+        notice = gr.Markdown(visible=False, elem_id="notice")
+        with gr.Row():
+            with gr.Column(scale=3):
+                chatbot = gr.Chatbot(label="PandaGPT", height=520, editable="user", buttons=["copy", "copy_all"], elem_id="chatbot")
+                with gr.Row(visible=False, elem_id="versions") as pager:
+                    previous = gr.Button("‹", size="sm", min_width=40, scale=0, elem_id="version-previous")
+                    version = gr.Markdown(elem_id="version-label")
+                    following = gr.Button("›", size="sm", min_width=40, scale=0, elem_id="version-next")
+                box = gr.MultimodalTextbox(
+                    file_count="multiple",
+                    file_types=ACCEPTED,
+                    sources=["upload", "microphone"],
+                    placeholder="Ask about your files; drop, paste or record files here, then press Enter",
+                    show_label=False,
+                    elem_id="message",
+                )
+                with gr.Accordion("Camera: a photo or a clip for the message", open=False):
+                    with gr.Row():
+                        photo = _untouched(gr.Image(sources=["webcam"], type="filepath", label="Photo", elem_id="camera-photo"))
+                        clip = gr.Video(sources=["webcam"], label="Clip", elem_id="camera-clip")
+                with gr.Row():
+                    stop = gr.Button("Stop", elem_id="stop")
+                    regenerate = gr.Button("Regenerate", elem_id="regenerate")
+                    undo = gr.Button("Undo", elem_id="undo")
+                    clear = gr.Button("Clear", elem_id="clear")
+            with gr.Column(scale=2):
+                gr.Markdown("### In use\nThe next answer sees the weighted sum of these files (a negative weight subtracts).")
+                with gr.Column(elem_id="strip"):
+
+                    @gr.render(inputs=[strip])
+                    def show_strip(rows: list[dict]) -> None:
+                        _render_strip(app, rows or [], session, chatbot, strip, box)
+
+                with gr.Accordion("Sampling", open=True):
+                    max_new_tokens = gr.Slider(1, settings.max_new_tokens_limit, value=settings.max_new_tokens, step=1, label="Maximum new tokens")
+                    top_p = gr.Slider(0, 1, value=settings.top_p, step=0.01, label="Top P")
+                    temperature = gr.Slider(0, settings.temperature_limit, value=settings.temperature, step=0.01, label="Temperature")
+                with gr.Accordion("Keep or resume this chat", open=False):
+                    export = gr.DownloadButton("Export chat (JSON)", elem_id="export")
+                    load = gr.UploadButton("Import a chat", file_types=[".json"], elem_id="import")
+        if examples:
+            gr.Examples(examples, inputs=[box], label="Examples (made by examples/make_examples.py)")
+
+        sliders = [max_new_tokens, top_p, temperature]
+        view = [chatbot, strip, pager, version]
+        answer_outputs = [*view, box, session]
+        answering = [
+            box.submit(app.send, [box, *sliders, session], answer_outputs, api_name="send", api_visibility="undocumented"),
+            regenerate.click(app.regenerate, [*sliders, session], answer_outputs, api_name="regenerate", api_visibility="undocumented"),
+            chatbot.retry(app.regenerate, [*sliders, session], answer_outputs, api_visibility="private"),
+            chatbot.edit(app.edit, [*sliders, session], answer_outputs, api_visibility="private"),
+        ]
+        stop.click(None, cancels=answering)
+        box.stop(None, cancels=answering)
+        undo_events = [
+            undo.click(app.undo, [session], answer_outputs, api_name="undo", api_visibility="undocumented"),
+            chatbot.undo(app.undo, [session], answer_outputs, api_visibility="private"),
+            clear.click(app.clear, [session], answer_outputs, api_name="clear", api_visibility="undocumented"),
+            chatbot.clear(app.clear, [session], answer_outputs, api_visibility="private"),
+            previous.click(partial(app.page, -1), [session], [*view, session], api_visibility="private"),
+            following.click(partial(app.page, 1), [session], [*view, session], api_visibility="private"),
+        ]
+        for camera in (photo, clip):
+            camera.change(app.add_capture, [camera, box], [box, camera], api_visibility="private")
+        box.change(app.sync_box, [box, session], [strip, session], api_visibility="private", show_progress="hidden", trigger_mode="always_last")
+        remembered = {
+            "fn": app.remember,
+            "inputs": [*sliders, session],
+            "outputs": [stored, export],
+            "api_visibility": "private",
+            "show_progress": "hidden",
+        }
+        for event in [*answering, *undo_events]:
+            event.then(**remembered)
+        load.upload(app.import_chat, [load, session], [*view, *sliders, session], api_visibility="private").then(**remembered)
+
+        demo.load(app.open_page, [stored, session], [notice, *view, session], api_visibility="private").then(**remembered)
+        demo.unload(app.close_page)
+        house.keep_files_of(demo.blocks.values())
+
+        timer = gr.Timer(1.0)
+        timer.tick(lambda: (app.status(), gr.Timer(active=handle.changing)), None, [status, timer], api_visibility="private")
+    return demo

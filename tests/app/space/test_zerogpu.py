@@ -1,0 +1,136 @@
+"""ZeroGPU: the model loads where `spaces` lets it, and each answer is one GPU call that only computes:
+it asks for the seconds its request needs, gets and gives back plain data (no GPU tensor), and stops
+before its time is up with the text so far kept; sessions, their caches and every count stay here.
+
+The launched tests run the real app with SPACES_ZERO_GPU set and `tests/zerogpu_stand_in/spaces.py`
+in place of Hugging Face's package (which needs their ZeroGPU service); the stand-in keeps the real
+package's rules (its docstring lists them), and the first test below observes each of them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+from gradio_client import Client, handle_file
+
+from pandagpt_demo.app.space.zerogpu import estimate_seconds
+from pandagpt_demo.config import ZeroGpuConfig
+from pandagpt_demo.model.modalities import Modality
+from tests.app.test_app import AUDIO, IMAGE, send_args, texts
+from tests.app.api.test_openai_api import MODEL, metric
+from tests.app.test_public_link import wait_for
+from tests.conftest import REPO_ROOT
+from tests.launched import App
+
+STAND_IN = REPO_ROOT / "tests" / "zerogpu_stand_in"
+
+
+def test_the_duration_grows_with_the_answer_and_the_files_to_encode_within_the_limits() -> None:
+    config = ZeroGpuConfig()
+    tokens_only = estimate_seconds(config, 1000, [])
+    assert tokens_only == round(config.margin_s + 1000 * config.token_s)
+    with_files = estimate_seconds(config, 1000, [Modality.IMAGE, Modality.VIDEO])
+    encode = dict(config.encode_s)
+    assert with_files - tokens_only == pytest.approx(encode["image"] + encode["video"], abs=1)
+    assert estimate_seconds(config, 1, []) == config.min_s  # a short answer still pays for the call's start
+    assert estimate_seconds(config, 100_000, [Modality.VIDEO] * 20) == config.max_s  # never past the cap
+    assert estimate_seconds(ZeroGpuConfig(max_s=300), 100_000, []) == 300
+
+
+def records(log: Path) -> list[dict]:
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def calls(log: Path) -> list[dict]:
+    """The stand-in's record of each GPU call (its other line is the launch's)."""
+    return [record for record in records(log) if "task" in record]
+
+
+def zero_gpu_app(start: Callable[..., App], tmp_path: Path, *flags: str, slow_step: float | None = None) -> tuple[App, Path]:
+    log = tmp_path / f"gpu-calls-{len(list(tmp_path.glob('gpu-calls-*')))}.jsonl"
+    env = {"SPACES_ZERO_GPU": "true", "SPACES_STAND_IN_LOG": str(log)}
+    return start(*flags, slow_step=slow_step, env=env, python_path=(STAND_IN,)), log
+
+
+def test_the_stand_in_keeps_the_real_packages_rules(tmp_path: Path) -> None:
+    run = subprocess.run(
+        [sys.executable, str(STAND_IN / "rules.py")],
+        env={**os.environ, "SPACES_STAND_IN_LOG": str(tmp_path / "calls.jsonl")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    seen = json.loads(run.stdout.splitlines()[-1])
+    assert seen["importing thread"] == "cuda:0" and "CUDA init" in seen["other thread"], "CUDA only on the importing thread"
+    [(pid, made, device)], [(again, made_again, _)] = seen["first call"], seen["second call"]
+    assert pid == again != seen["main pid"] and device == "cuda:0", "calls run in one forked worker, where CUDA works"
+    assert (made, made_again, seen["calls in main"]) == (1, 2, 0), "what a call changes stays in its worker"
+    assert seen["gpu tensor"]["raised"] == "RuntimeError" and "CUDA init" in seen["gpu tensor"]["message"], "a GPU tensor cannot come back"
+    assert seen["host tensor"] == [[2.0, 2.0, 2.0]]
+    assert seen["mixed"]["message"] == "'RuntimeError'", "a GPU and a host tensor in one operation raise, as on CUDA"
+    assert seen["secret"] == {"got": [], "raised": "Error", "message": "'ValueError'"}, "an error comes back as its class name alone"
+    assert seen["too long"] == {"got": ["started"], "raised": "Error", "message": "'GPU task aborted'"}
+    assert [call["ended"] for call in calls(tmp_path / "calls.jsonl")][-1] == "aborted"
+
+
+def test_on_zero_gpu_the_model_loads_and_answers_while_sessions_caches_holds_and_counts_stay_here(start: Callable[..., App], tmp_path: Path) -> None:
+    app, log = zero_gpu_app(start, tmp_path, "--max-sessions", "1", "--upload-grace", "2")
+    config = ZeroGpuConfig()
+    [launch] = [record for record in records(log) if "launched" in record]
+    assert launch["decorated"], "a GPU function is decorated before launch: only then does `spaces` report the start to ZeroGPU"
+    assert "Model tiny on cuda (float16)" in app.log.read_text(), "the model was placed on ZeroGPU's cuda, as a Space would"
+    log.write_text("")  # the readiness probe's call is not this test's
+    counted = ['pandagpt_requests_total{endpoint="page"}', 'pandagpt_requests_total{endpoint="chat"}', "pandagpt_generated_tokens_total"]
+    counted += ['pandagpt_encode_seconds_count{modality="image"}', 'pandagpt_encode_seconds_count{modality="audio"}']
+    counted += ['pandagpt_errors_total{endpoint="page",kind="unavailable"}']
+    before = {name: metric(app, name) for name in counted}
+    client = Client(app.url, verbose=False)
+    answer = client.predict("What is this?", image=handle_file(IMAGE), audio=handle_file(AUDIO), max_new_tokens=900, api_name="/chat")
+    client.predict(*send_args("And this?", IMAGE, max_new_tokens=300), api_name="/send")
+    time.sleep(3.5)  # past the upload grace: the photo stays only because this session holds it, here
+    chat, _, _ = client.predict(*send_args("Again?", max_new_tokens=300), api_name="/send")  # the photo's vector is cached here
+    refused, _, box = Client(app.url, verbose=False).predict(*send_args("May I?", max_new_tokens=4), api_name="/send")
+    after = {name: metric(app, name) for name in counted}
+    v1 = httpx.post(app.url + "v1/chat/completions", json={"model": MODEL, "messages": [{"role": "user", "content": "Hi"}]}, timeout=30)
+    assert v1.status_code == 503 and "not available on a ZeroGPU Space" in v1.text
+
+    assert answer.strip() and [role for role, _ in texts(chat)] == ["user", "assistant"] * 2 and texts(chat)[-1][1].strip()
+    assert refused == [] and box == {"text": "May I?", "files": []}, "the cap on sessions is kept here: the newcomer is refused"
+    chat_call, send_call, again_call = calls(log)
+    assert [call["ended"] for call in (chat_call, send_call, again_call)] == ["completed"] * 3 and chat_call["task"] == "answer_model1"
+    assert chat_call["worker"] != app.process.pid and "batched-decoder" not in chat_call["threads"]
+    assert chat_call["duration"] == estimate_seconds(config, 900, [Modality.IMAGE, Modality.AUDIO])
+    assert send_call["duration"] == estimate_seconds(config, 300, [Modality.IMAGE]) > again_call["duration"] == estimate_seconds(config, 300, [])
+    gained = {name: after[name] - before[name] for name in counted}
+    assert gained[counted[0]] == 3 and gained[counted[1]] == 1 and gained[counted[2]] >= 3, "requests and tokens are counted here"
+    assert gained[counted[3]] == 2 and gained[counted[4]] == 1, "each file encoded once per session, counted here"
+    assert gained[counted[5]] == 1 and metric(app, "pandagpt_sessions") == 1 and metric(app, "pandagpt_answers_in_flight") == 0
+
+
+def test_an_answer_stops_before_its_gpu_time_is_up_keeps_its_text_and_is_in_flight_here_meanwhile_then_the_app_drains(
+    start: Callable[..., App], tmp_path: Path
+) -> None:
+    app, log = zero_gpu_app(start, tmp_path, "--zerogpu-max-s", "4", "--zerogpu-margin-s", "2", slow_step=0.05)
+    log.write_text("")
+    client = Client(app.url, verbose=False)
+    job = client.submit(*send_args("Tell me a long story.", IMAGE, max_new_tokens=1000), api_name="/send")
+    wait_for(lambda: metric(app, "pandagpt_answers_in_flight") == 1, timeout=10)
+    chat, _, _ = job.result()
+    assert metric(app, "pandagpt_answers_in_flight") == 0, "the drain's count is kept here"
+    [call] = calls(log)
+    assert call["duration"] == 4 and call["ended"] == "completed"  # not aborted by ZeroGPU: it stopped itself
+    assert 4 - 2 - 0.5 < call["elapsed"] < 4, "it stopped at its deadline, not by reaching its end"
+    (_, question), (role, answer) = texts(chat)[-2:]
+    assert question == "Tell me a long story." and role == "assistant" and answer.strip()  # the text so far is kept as the answer
+    app.process.send_signal(signal.SIGTERM)  # the main thread, which runs the model loads here, still stops on a signal
+    assert app.process.wait(timeout=30) == 0
