@@ -13,13 +13,14 @@ from tests.conftest import REPO_ROOT
 
 
 def test_a_dry_run_on_a_bare_machine_lists_every_missing_package_and_installs_nothing(tmp_path: Path) -> None:
-    bare = tmp_path / "bin"  # a PATH with Python only: no ffmpeg, chromium, sox, espeak-ng, g++ or apt-get
+    bare = tmp_path / "bin"  # a PATH with nothing on it: no ffmpeg, chromium, sox, espeak-ng, g++ or apt-get
     bare.mkdir()
-    (bare / "python").symlink_to(sys.executable)
     requirements = tmp_path / "requirements.txt"
     requirements.write_text(f"-r {REPO_ROOT / 'requirements.txt'}\nsurely-not-installed-package==1.0  # a package this machine lacks\n")
     result = subprocess.run(
-        [str(bare / "python"), "tests/run.py", "--dry-run", "--requirements", str(requirements)],
+        # this very interpreter, by its path: a link to it elsewhere would leave a virtualenv (Python
+        # finds its venv from where the executable lies) and see none of its packages
+        [sys.executable, "tests/run.py", "--dry-run", "--requirements", str(requirements)],
         cwd=REPO_ROOT,
         env={**os.environ, "PATH": str(bare)},
         capture_output=True,
@@ -33,7 +34,7 @@ def test_a_dry_run_on_a_bare_machine_lists_every_missing_package_and_installs_no
     assert "Install them first, as root: apt-get update && apt-get install -y -qq --no-install-recommends ffmpeg chromium sox espeak-ng g++" in out
     assert "Python package surely-not-installed-package==1.0: missing or at another version" in out
     assert "Python package torch" not in out  # what is installed at the asked version is left alone
-    assert f"Would run: {bare / 'python'} -m pip install -q -r {requirements}" in out
+    assert f"Would run: {sys.executable} -m pip install -q -r {requirements}" in out
     assert "passed" not in out  # no test ran
 
 

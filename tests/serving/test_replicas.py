@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -116,5 +117,5 @@ def test_a_replica_killed_mid_answer_ends_its_answers_keeping_their_text_and_the
 
 def test_without_replica_flags_the_app_never_imports_ray(tmp_path: Path) -> None:
     probe = "import sys, pandagpt_demo.app.server, pandagpt_demo.app.web.page; print('ray' in sys.modules)"
-    result = subprocess.run(["python", "-c", probe], capture_output=True, text=True, check=True)
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
