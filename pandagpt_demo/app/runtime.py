@@ -203,7 +203,7 @@ class ModelHandle:
         self.replicas = replicas
         self.loads = loads
         self.status = "Starting…"
-        self.notice = ""  # a line under the banner: a weights fetch's progress or outcome (fetching.py)
+        self.notice = ""  # a line under the banner: a weights fetch's progress or outcome (space/fetch.py)
         self.upgrading = False  # a fetch or a swap is under way: the page keeps polling the status
         self.generation = 0  # counts the models served so far: 1 once loaded, +1 for each one swapped in
         self.error: str | None = None

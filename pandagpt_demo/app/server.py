@@ -1,6 +1,6 @@
 """The web app: flags, the optional download first, the model handle and the Gradio server (`python app.py --help`).
 
-It serves until SIGTERM or SIGINT, then drains (lifecycle.py) and exits 0. Beside Gradio's routes
+It serves until SIGTERM or SIGINT, then drains (public/lifecycle.py) and exits 0. Beside Gradio's routes
 it answers `/healthz`, `/readyz` and `/metrics` (api/monitoring.py), the OpenAI-compatible `/v1`
 (api/openai/), and `/chat` with its MCP tool at `/gradio_api/mcp/` (api/chat_tool.py); every upload
 passes the disk budget first (public/uploads.py). The page is web/; what every endpoint shares,
@@ -70,7 +70,7 @@ def parse_args(argv: list[str] | None = None, space: SpaceEnv | None = None) -> 
 
 
 def add_zero_gpu_arguments(parser: argparse.ArgumentParser) -> None:
-    """What each ZeroGPU call asks for (zerogpu.py); defaults from ZeroGpuConfig."""
+    """What each ZeroGPU call asks for (space/zerogpu.py); defaults from ZeroGpuConfig."""
     group = parser.add_argument_group("ZeroGPU Spaces")
     group.add_argument("--zerogpu-max-s", type=int, default=ZeroGpuConfig.max_s, help="the most seconds one answer asks ZeroGPU for")
     group.add_argument(

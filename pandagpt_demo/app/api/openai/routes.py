@@ -1,5 +1,5 @@
 """`POST /v1/chat/completions` and `GET /v1/models`: OpenAI's protocol on the page's own server and
-port, served by the same model, engine and batching as the page (openai_request.py reads a body).
+port, served by the same model, engine and batching as the page (request.py reads a body).
 
 A request is one-shot, like `/chat`: its media are written to the upload folder under its own
 name (counted against the disk budget, held while it answers, deleted after), its turns become a
