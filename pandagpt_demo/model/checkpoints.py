@@ -17,6 +17,7 @@ see README, "Loading and host memory").
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -292,7 +293,10 @@ def wrap_lora(llm: nn.Module, spec: LoraSpec) -> nn.Module:
         task_type="CAUSAL_LM",
         inference_mode=True,
     )
-    return get_peft_model(llm, lora_config).eval()
+    with warnings.catch_warnings():
+        # peft asks transformers for a property transformers renamed; the warning names no setting of ours.
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        return get_peft_model(llm, lora_config).eval()
 
 
 def load_lora(model: nn.Module, lora_state: dict[str, torch.Tensor], path: Path) -> None:

@@ -307,3 +307,16 @@ def test_an_internal_fault_is_logged_with_its_traceback_and_never_blamed_on_the_
     logged = log_path.read_text()
     assert f"ERROR pandagpt_demo.errors: internal error {ref.group(1)}" in logged
     assert "Traceback (most recent call last)" in logged and "RuntimeError: simulated internal fault" in logged
+    faults = len(re.findall(r"ERROR pandagpt_demo.errors: internal error [0-9a-f]{8}", logged))
+    assert faults == 3 and logged.count("RuntimeError: simulated internal fault") == faults, "each fault's traceback is logged once"
+
+
+def test_the_start_log_holds_no_warning_and_no_traceback(start) -> None:
+    """A start as a user sees it in the terminal: no Python warning (Gradio 6 asks for `css` in
+    `launch()`, peft asks transformers for a renamed property), and no traceback for the questions
+    asked while the model was still loading (a user error is a message, not a fault)."""
+    app = start()
+    logged = app.log.read_text()
+    warnings = re.findall(r"^.*\b\w*Warning: .*$", logged, flags=re.MULTILINE)
+    assert not warnings, f"the start printed warnings: {warnings}"
+    assert "Traceback" not in logged, logged

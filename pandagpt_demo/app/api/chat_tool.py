@@ -74,9 +74,9 @@ class ChatTool:
                 with core.house.answering(owner, [a.path for a in attached]):
                     yield from session.ask(*core.served(), question.strip(), params, gr.Info, attached=attached)
         except UserError as error:
-            raise gr.Error(str(error)) from error
+            raise gr.Error(str(error), print_exception=False) from error  # a user error: no traceback
         except Exception as error:
-            raise gr.Error(internal_error(error)) from error
+            raise gr.Error(internal_error(error), print_exception=False) from error  # logged once, by internal_error
         finally:
             core.house.release(owner)
 

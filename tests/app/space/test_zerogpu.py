@@ -25,8 +25,8 @@ from gradio_client import Client, handle_file
 from pandagpt_demo.app.space.zerogpu import estimate_seconds
 from pandagpt_demo.config import ZeroGpuConfig
 from pandagpt_demo.model.modalities import Modality
-from tests.app.test_app import AUDIO, IMAGE, send_args, texts
 from tests.app.api.test_openai_api import MODEL, metric
+from tests.app.test_app import AUDIO, IMAGE, send_args, texts
 from tests.app.test_public_link import wait_for
 from tests.conftest import REPO_ROOT
 from tests.launched import App
