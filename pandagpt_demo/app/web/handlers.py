@@ -264,7 +264,7 @@ class PageHandlers:
                 kept_box = box_back
         except Exception as error:
             yield (*self.view(session), box_back if box_back is not None else gr.skip(), session)
-            raise gr.Error(internal_error(error)) from error
+            raise gr.Error(internal_error(error), print_exception=False) from error  # logged once, by internal_error
         yield (*self.view(session), kept_box, session)
 
     def send(
