@@ -76,6 +76,7 @@ class PageHandlers:
         return [
             {
                 "name": a.name,
+                "sha256": a.sha256,
                 "kind": a.kind.value,
                 "kinds": [k.value for k in possible_kinds(a.name)] or [a.kind.value],
                 "weight": a.weight,

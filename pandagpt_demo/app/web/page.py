@@ -46,16 +46,31 @@ def example_messages() -> tuple[list[dict], dict[str, Modality]]:
 
 
 def _render_strip(app: PageHandlers, rows: list[dict], session: gr.State, chatbot: gr.Chatbot, strip: gr.State, box: gr.MultimodalTextbox) -> None:
-    """One row per file: name, kind (a choice where the file could be more than one), weight, ✕."""
+    """One row per file: name, kind (a choice where the file could be more than one), weight, ✕.
+
+    Every component and listener has a key: the file, its place, and what the server holds for it.
+    Gradio keeps a keyed component, its value and its listener's id across re-renders, so a weight
+    typed while the strip renders again (one dropped file can change the message box twice) still
+    reaches `set_weight`; without keys the typed value and its event were dropped. A change made by
+    the server (an import, a clamped weight) changes the key, so the row shows the server's value."""
     if not rows:
         gr.Markdown("*Nothing attached yet: drop, paste, pick or record files in the message box.*", elem_id="strip-empty")
     limit = app.settings.weight_limit
     for index, row in enumerate(rows):
         where = "⚠️ missing: attach it again" if row["missing"] else "in the message box" if row["where"] == "message" else "in use"
-        with gr.Row(elem_classes="strip-row", elem_id=f"strip-row-{index}"):
-            gr.Markdown(f"**{row['name']}**  \n{where}", elem_classes="strip-name", elem_id=f"strip-name-{index}")
+        file = f"{index}-{row['where']}-{row['sha256']}"
+        with gr.Row(elem_classes="strip-row", elem_id=f"strip-row-{index}", key=f"row-{file}"):
+            gr.Markdown(
+                f"**{row['name']}**  \n{where}", elem_classes="strip-name", elem_id=f"strip-name-{index}", key=f"name-{file}-{row['missing']}"
+            )
             kind = gr.Dropdown(
-                row["kinds"], value=row["kind"], show_label=False, interactive=len(row["kinds"]) > 1, min_width=90, elem_id=f"strip-kind-{index}"
+                row["kinds"],
+                value=row["kind"],
+                show_label=False,
+                interactive=len(row["kinds"]) > 1,
+                min_width=90,
+                elem_id=f"strip-kind-{index}",
+                key=f"kind-{file}-{row['kind']}",
             )
             weight = gr.Number(
                 row["weight"],
@@ -66,11 +81,14 @@ def _render_strip(app: PageHandlers, rows: list[dict], session: gr.State, chatbo
                 interactive=True,
                 min_width=70,
                 elem_id=f"strip-weight-{index}",
+                key=f"weight-{file}-{row['weight']}",
             )
-            remove = gr.Button("✕", size="sm", min_width=30, elem_id=f"strip-remove-{index}")
-        kind.input(partial(app.set_kind, index), [kind, session], [chatbot, strip, kind, session], api_visibility="private")
-        weight.input(partial(app.set_weight, index), [weight, session], [session], api_visibility="private", show_progress="hidden")
-        remove.click(partial(app.remove, index), [box, session], [chatbot, strip, box, session], api_visibility="private")
+            remove = gr.Button("✕", size="sm", min_width=30, elem_id=f"strip-remove-{index}", key=f"remove-{file}")
+        kind.input(partial(app.set_kind, index), [kind, session], [chatbot, strip, kind, session], api_visibility="private", key=f"set-kind-{file}")
+        weight.input(
+            partial(app.set_weight, index), [weight, session], [session], api_visibility="private", show_progress="hidden", key=f"set-weight-{file}"
+        )
+        remove.click(partial(app.remove, index), [box, session], [chatbot, strip, box, session], api_visibility="private", key=f"remove-{file}")
 
 
 def _untouched(image: gr.Image) -> gr.Image:
