@@ -345,23 +345,6 @@ def test_a_reload_keeps_the_chat_and_an_export_imports_back(page: Page, page_err
     assert not page_errors, f"uncaught errors in the page: {page_errors}"
 
 
-def test_a_row_the_server_did_not_change_keeps_its_field_when_the_strip_renders_again(page: Page, page_errors: list[str], app_url: str):
-    """The strip renders again whenever its rows change, and sometimes twice for one drop (the
-    message box can change twice). A row whose file, place and values are the same keeps its
-    weight field and that field's listener: a weight typed in it during a render still counts."""
-    _open(page, app_url)
-    _attach(page, MEDIA["image"], rows=1)
-    field = page.locator("#strip-weight-0 input").element_handle()
-    _attach(page, MEDIA["audio"], rows=2)  # the strip renders again; row 0 is unchanged
-    assert field.evaluate("(node) => node.isConnected && node === document.querySelector('#strip-weight-0 input')")
-    field.fill("0.5")
-    field.press("Tab")
-    _ask(page, "Both, the picture at half?")
-    _wait_for_answer(page, 1)
-    assert _caption(page, 0) == "sunset.jpg (image ×0.5) + dog_bark.wav (audio ×1)"
-    assert not page_errors, f"uncaught errors in the page: {page_errors}"
-
-
 def test_bad_file_warns_and_keeps_chat_and_message(page: Page, page_errors: list[str], app_url: str, tmp_path: Path):
     """A broken depth map: a warning names it, the earlier answer stays on screen, the question and
     the file go back into the message box, and after removing the file the question is answered."""
