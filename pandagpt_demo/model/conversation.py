@@ -55,16 +55,25 @@ class Conversation:
             raise ValueError("there is no answer to regenerate")
         self.turns[-1].answer = None
 
+    def _turn_text(self, turn: Turn) -> str:
+        """A turn as the dialogue writes it, but for the prefix every question after the first has."""
+        t = self.template
+        return turn.question + (t.assistant_tag + " " + turn.answer + t.turn_separator if turn.answer is not None else "")
+
     def dialogue(self) -> str:
         """The text between the tags and the final assistant tag, in the original's format."""
-        t = self.template
-        text = ""
-        for index, turn in enumerate(self.turns):
-            prefix = "" if index == 0 else t.later_question_prefix
-            text += prefix + turn.question
-            if turn.answer is not None:
-                text += t.assistant_tag + " " + turn.answer + t.turn_separator
-        return text
+        return self.template.later_question_prefix.join(self._turn_text(turn) for turn in self.turns)
+
+    def prompt_chars(self, with_vector: bool) -> list[int]:
+        """For each turn, how many characters the prompt's text has when that turn is the oldest
+        kept: one pass over the turns, nothing rendered whole (context.py counts with it)."""
+        empty = Conversation(self.template).prompt_parts(with_vector)
+        around = len(empty.before) + len(empty.after)
+        chars, later = [], 0  # `later`: the characters of the turns after this one, each with its prefix
+        for turn in reversed(self.turns):
+            chars.append(around + len(self._turn_text(turn)) + later)
+            later += len(self.template.later_question_prefix) + len(self._turn_text(turn))
+        return chars[::-1]
 
     def prompt_parts(self, with_vector: bool) -> PromptParts:
         t = self.template

@@ -10,16 +10,16 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from pandagpt_demo.config import ModelConfig, SamplingParams
-from pandagpt_demo.errors import BadInput, PromptTooLong
+from pandagpt_demo.errors import BadInput
 
 from . import checkpoints
+from .context import ContextFit, fit_context, longest_piece
 from .conversation import Conversation
 from .encoder import ImageBindEncoder
 from .generation import TokenSource, stream_text
@@ -27,14 +27,6 @@ from .memory import fits_on_gpu
 from .modalities import MediaError, Modality, load_modality
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class ContextFit:
-    """What had to give way for the prompt and the answer to fit in the context."""
-
-    dropped_turns: int
-    max_new_tokens: int
 
 
 def resolve_dtype(name: str, device: str) -> torch.dtype:
@@ -65,6 +57,7 @@ class PandaGPT:
         self.tokenizer = tokenizer
         self.device = torch.device(config.run.device)
         self.dtype = resolve_dtype(config.run.dtype, config.run.device)
+        self.chars_per_token = longest_piece(tokenizer.get_vocab())
 
     @classmethod
     def load(cls, config: ModelConfig, progress: Callable[[str], None] = lambda step: None) -> PandaGPT:
@@ -152,19 +145,14 @@ class PandaGPT:
         return torch.cat(pieces).unsqueeze(0)
 
     def fit(self, conversation: Conversation, with_vector: bool, max_new_tokens: int) -> ContextFit:
-        """Drop the oldest turns (and, last, shorten the answer) until prompt + answer fit the context."""
-        limit = self.config.spec.context_length
-        dropped = 0
-        while True:
-            before, after = self.prompt_ids(conversation, with_vector)
-            used = len(before) + len(after) + int(with_vector)
-            if used + max_new_tokens <= limit or len(conversation.turns) < 2:
-                break
-            conversation.drop_oldest()
-            dropped += 1
-        if used >= limit:
-            raise PromptTooLong(f"The question is too long: the prompt needs {used} tokens and the model's context holds {limit}.")
-        return ContextFit(dropped_turns=dropped, max_new_tokens=min(max_new_tokens, limit - used))
+        """Drop the oldest turns (and, last, shorten the answer) until prompt + answer fit the context;
+        the work is bounded by the context, not by the history (context.py)."""
+
+        def count(kept: Conversation) -> int:
+            before, after = self.prompt_ids(kept, with_vector)
+            return len(before) + len(after) + int(with_vector)
+
+        return fit_context(conversation, with_vector, max_new_tokens, self.config.spec.context_length, count, self.chars_per_token)
 
     # --- generation ---------------------------------------------------------------------------
 

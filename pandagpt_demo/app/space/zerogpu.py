@@ -40,10 +40,11 @@ from pandagpt_demo.app.conversation.embeddings import CacheKey, EmbeddingCache
 from pandagpt_demo.app.runtime import ModelHandle
 from pandagpt_demo.config import ModelConfig, SamplingParams, ZeroGpuConfig
 from pandagpt_demo.errors import UserError
+from pandagpt_demo.model.context import ContextFit
 from pandagpt_demo.model.conversation import Conversation
 from pandagpt_demo.model.generation import stream_text
 from pandagpt_demo.model.modalities import Modality
-from pandagpt_demo.model.pandagpt import ContextFit, PandaGPT
+from pandagpt_demo.model.pandagpt import PandaGPT
 from pandagpt_demo.serving.deadlines import WithinDeadline
 
 
