@@ -156,6 +156,23 @@ def test_a_file_over_the_limit_is_a_413(app: App, tmp_path: Path) -> None:
     assert caught.value.status_code == 413
 
 
+def test_a_history_of_10_001_messages_is_answered_from_its_newest_turns_and_a_huge_question_refused(app: App, tiny_config: ModelConfig) -> None:
+    """Work bounded by the context, not the request: the oldest turns give way (context.py), and a
+    question longer than any prompt could be is refused before it is tokenized. Raw HTTP: the
+    `openai` SDK's own preparation of 10,001 messages takes longer than the server's answer."""
+    messages = [{"role": role, "content": f"{role} turn {i}"} for i in range(5_000) for role in ("user", "assistant")]
+    body = {"model": MODEL, "messages": [*messages, {"role": "user", "content": "And now?"}], "max_tokens": 4, **GREEDY}
+    headers = {"authorization": f"Bearer {KEY}"}
+    answer = httpx.post(app.url + "v1/chat/completions", json=body, headers=headers, timeout=120)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["usage"]["prompt_tokens"] + 4 <= tiny_config.spec.context_length
+    history = [[f"Question {i}?", f"Answer {i}."] for i in range(10_000)]
+    assert chat(app, "And now?", max_new_tokens=4, history=history), "/chat's history takes the same path"
+    huge = {**body, "messages": [{"role": "user", "content": "word " * 2_000_000}]}
+    refused = httpx.post(app.url + "v1/chat/completions", json=huge, headers=headers, timeout=120)
+    assert refused.status_code == 400 and "the prompt needs at least" in refused.json()["error"]["message"]
+
+
 def test_a_remote_image_url_is_fetched_when_allowed(app: App) -> None:
     url = f"{app.url}gradio_api/file={IMAGE}"
     remote = ask(app, [{"type": "text", "text": "Describe this image."}, {"type": "image_url", "image_url": {"url": url}}], max_tokens=8)
