@@ -320,3 +320,36 @@ def test_the_start_log_holds_no_warning_and_no_traceback(start) -> None:
     warnings = re.findall(r"^.*\b\w*Warning: .*$", logged, flags=re.MULTILINE)
     assert not warnings, f"the start printed warnings: {warnings}"
     assert "Traceback" not in logged, logged
+
+
+def test_a_refusal_is_one_log_line_naming_who_and_why_and_is_counted_by_kind(start, tmp_path: Path) -> None:
+    """An operator reads the log for faults: a user's mistake is one line (endpoint, who, kind,
+    what they were told), never a traceback; /metrics counts it by kind."""
+    from tests.app.api.test_openai_api import metric
+
+    app = start()
+    before = app.log.read_text()
+    client = Client(app.url, verbose=False)
+    with pytest.raises(AppError):
+        client.predict("   ", max_new_tokens=4, api_name="/chat")
+    not_audio = tmp_path / "notes.wav"
+    not_audio.write_text("this is not audio")
+    client.predict(*send_args("What is this?", str(not_audio)), api_name="/send")  # the page warns; the chat stays
+    v1 = openai.OpenAI(base_url=app.url + "v1", api_key="none", max_retries=0)
+    with pytest.raises(openai.BadRequestError):
+        v1.chat.completions.create(model="pandagpt-tiny", messages=[{"role": "user", "content": "Hi"}], temperature=99)
+    with pytest.raises(openai.NotFoundError):
+        v1.chat.completions.create(model="gpt-4", messages=[{"role": "user", "content": "Hi"}])
+    logged = app.log.read_text()[len(before) :]
+    refused = re.findall(r"INFO pandagpt_demo\.app\.answering\.core: refused (\w+) request of (\S+) \((\w+)\): (.*)", logged)
+    assert [(endpoint, kind) for endpoint, _, kind, _ in refused] == [
+        ("chat", "bad_setting"),
+        ("page", "bad_input"),
+        ("openai", "bad_setting"),
+        ("openai", "model_not_found"),
+    ], logged
+    assert all(who.startswith(("api-", "openai-")) or len(who) > 6 for _, who, _, _ in refused)
+    assert "non-empty" in refused[0][3] and "notes.wav" in refused[1][3] and "gpt-4" in refused[3][3]
+    assert "Traceback" not in logged and "ERROR" not in logged, logged
+    assert metric(app, 'pandagpt_errors_total{endpoint="page",kind="bad_input"}') == 1
+    assert metric(app, 'pandagpt_errors_total{endpoint="openai",kind="model_not_found"}') == 1

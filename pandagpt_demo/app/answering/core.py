@@ -9,17 +9,21 @@ the kind of error it ended in.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from pandagpt_demo.app.conversation.session import Model
 from pandagpt_demo.app.public.housekeeping import Housekeeping
 from pandagpt_demo.app.runtime import ModelHandle
+from pandagpt_demo.errors import first_line
 from pandagpt_demo.model.pandagpt import PandaGPT
 from pandagpt_demo.serving.engine import Engine
 
 from .metrics import Metrics, error_kind
 from .settings import AnswerSettings
+
+log = logging.getLogger(__name__)
 
 
 class Answering:
@@ -46,11 +50,20 @@ class Answering:
         return (self.in_gpu_call(model) if self.in_gpu_call is not None else model), engine
 
     @contextmanager
-    def counted(self, endpoint: str) -> Iterator[None]:
-        """Count one request of `endpoint`, and its failure by kind if an error leaves the block."""
+    def counted(self, endpoint: str, who: str) -> Iterator[None]:
+        """Count one request of `endpoint` from `who` (a session or request id), and its failure by
+        kind if an error leaves the block."""
         self.metrics.started(endpoint)
         try:
             yield
         except Exception as error:
-            self.metrics.failed(endpoint, error_kind(error))
+            self.failed(endpoint, error_kind(error), who, error)
             raise
+
+    def failed(self, endpoint: str, kind: str, who: str, error: BaseException) -> None:
+        """Count a failed request by kind. A refusal (any kind but `internal`) is one log line: the
+        endpoint, who, the kind and what they were told, never a traceback; an internal fault is
+        logged with its traceback where it becomes a message (errors.internal_error)."""
+        self.metrics.failed(endpoint, kind)
+        if kind != "internal":
+            log.info("refused %s request of %s (%s): %s", endpoint, who, kind, first_line(error))

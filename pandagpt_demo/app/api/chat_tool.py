@@ -64,7 +64,7 @@ class ChatTool:
         owner = f"api-{uuid.uuid4().hex}"  # a one-shot session: its files are released when it ends
         core = self.core
         try:
-            with core.counted("chat"):
+            with core.counted("chat", owner):
                 if not isinstance(question, str) or not question.strip():
                     raise BadSetting("question must be a non-empty string.")
                 files = dict(zip(Modality, (image, audio, video, thermal, depth, imu)))

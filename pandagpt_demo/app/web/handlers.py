@@ -249,7 +249,7 @@ class PageHandlers:
         `box_back` is put back into it. An answer cut short keeps what was shown, with a warning."""
         kept_box = gr.skip()
         try:
-            with self.core.counted("page"):
+            with self.core.counted("page", _key(request)):
                 key = self._enter(request, session)
                 sampling = self.settings.params(*params)
                 with self.house.answering(key, self._hold(key, session)):

@@ -155,31 +155,33 @@ class OpenAIApi:
 
     async def completions(self, request: Request) -> Response:
         self.metrics.started(ENDPOINT)
+        owner = f"openai-{uuid.uuid4().hex}"  # the request's id: its files' folder, its log lines
         try:
             self._authorize(request)
             parsed = read_request(json.loads(await self._body(request) or b"null"), self.settings, self.config.max_file_bytes)
             self._check(parsed)
             outcome = Outcome()
-            pieces = self._answer(parsed, f"openai-{uuid.uuid4().hex}", outcome)
+            pieces = self._answer(parsed, owner, outcome)
             first = await self._next(pieces)  # before the headers: a refusal still gets its own status
         except json.JSONDecodeError as error:
-            return self._failed(HttpError(400, f"The request body is not valid JSON ({error}).", "bad_json"))
+            return self._failed(HttpError(400, f"The request body is not valid JSON ({error}).", "bad_json"), owner)
         except Exception as error:  # noqa: BLE001 - every failure becomes an OpenAI-format error
-            return self._failed(error)
+            return self._failed(error, owner)
         reply = Reply(self.model_id)
         if parsed.stream:
-            return StreamingResponse(self._events(reply, pieces, first, outcome, parsed.include_usage), media_type="text/event-stream")
+            return StreamingResponse(self._events(reply, pieces, first, outcome, parsed.include_usage, owner), media_type="text/event-stream")
         try:
             while first is not None:
                 outcome.text.append(first)
                 first = await self._next(pieces)
         except Exception as error:  # noqa: BLE001
-            return self._failed(error)
+            return self._failed(error, owner)
         return JSONResponse(reply.whole("".join(outcome.text), outcome))
 
-    def _failed(self, error: BaseException) -> JSONResponse:
-        self.metrics.failed(ENDPOINT, error.code if isinstance(error, HttpError) else error_kind(error))
-        return error_response(error)
+    def _failed(self, error: BaseException, owner: str) -> JSONResponse:
+        response = error_response(error)  # an internal fault is logged here, with its traceback
+        self.core.failed(ENDPOINT, error.code if isinstance(error, HttpError) else error_kind(error), owner, error)
+        return response
 
     async def _body(self, request: Request) -> bytes:
         too_large = TooLarge(f"The request is larger than the {self.max_request_bytes / 2**20:.0f} MB this server accepts.")
@@ -213,7 +215,9 @@ class OpenAIApi:
         """The next piece of the answer, decoded in a worker thread; None at its end."""
         return await anyio.to_thread.run_sync(next, pieces, None, limiter=self.limiter)
 
-    async def _events(self, reply: Reply, pieces: Iterator[str], first: str | None, outcome: Outcome, include_usage: bool) -> AsyncIterator[str]:
+    async def _events(
+        self, reply: Reply, pieces: Iterator[str], first: str | None, outcome: Outcome, include_usage: bool, owner: str
+    ) -> AsyncIterator[str]:
         """Server-sent events: the role, each piece, the finish reason, the usage if asked, [DONE].
         A client that goes away stops the decoding (the stream is closed)."""
         try:
@@ -226,8 +230,9 @@ class OpenAIApi:
                 yield reply.sse({**reply.chunk(), "choices": [], "usage": outcome.usage()})
             yield "data: [DONE]\n\n"
         except Exception as error:  # noqa: BLE001 - after the headers, an error is an event
-            self.metrics.failed(ENDPOINT, error_kind(error))
-            yield reply.sse(error_body(error)[1])
+            body = error_body(error)[1]
+            self.core.failed(ENDPOINT, error_kind(error), owner, error)
+            yield reply.sse(body)
         finally:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(pieces.close)
