@@ -69,6 +69,29 @@ def test_models_lists_the_one_served_and_the_key_guards_v1(app: App) -> None:
         client(app, key="wrong").chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Hi"}])
     with pytest.raises(openai.NotFoundError, match="this server serves 'pandagpt-tiny'"):
         client(app).chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "Hi"}])
+    assert client(app).models.retrieve(MODEL).id == MODEL
+    with pytest.raises(openai.NotFoundError, match="this server serves 'pandagpt-tiny'"):
+        client(app).models.retrieve("gpt-4o")
+
+
+def test_every_v1_answer_is_openai_shaped_and_the_key_is_read_as_rfc_6750_says(app: App) -> None:
+    def shaped(response: httpx.Response, status: int, code: str) -> httpx.Response:
+        assert response.status_code == status, response.text
+        error = response.json()["error"]
+        assert set(error) == {"message", "type", "param", "code"} and error["code"] == code and error["message"]
+        return response
+
+    v1, key = app.url + "v1", {"authorization": f"Bearer {KEY}"}
+    assert httpx.get(f"{v1}/models", headers={"authorization": f"bearer   {KEY}"}).status_code == 200, "the scheme in any case"
+    refused = shaped(httpx.get(f"{v1}/models", headers={"authorization": f"Basic {KEY}"}), 401, "invalid_api_key")
+    assert refused.headers["www-authenticate"] == "Bearer"
+    shaped(httpx.get(f"{v1}/models"), 401, "invalid_api_key")
+    wrong_method = shaped(httpx.get(f"{v1}/chat/completions", headers=key), 405, "method_not_allowed")
+    assert wrong_method.headers["allow"] == "POST"
+    assert shaped(httpx.delete(f"{v1}/models", headers=key), 405, "method_not_allowed").headers["allow"] == "GET, HEAD"
+    unknown = shaped(httpx.post(f"{v1}/embeddings", headers=key, json={"model": MODEL, "input": "hi"}), 404, "not_found")
+    assert "POST /v1/chat/completions" in unknown.json()["error"]["message"]
+    shaped(httpx.get(f"{v1}/models/gpt-4o", headers=key), 404, "model_not_found")
 
 
 def test_a_greedy_answer_equals_chat_with_real_usage_and_the_stream_joins_to_it(app: App, tiny_model: PandaGPT) -> None:

@@ -4,9 +4,11 @@ port, served by the same model, engine and batching as the page (request.py read
 A request is one-shot, like `/chat`: its media are written to the upload folder under its own
 name (counted against the disk budget, held while it answers, deleted after), its turns become a
 `ChatSession`, and its answer streams as server-sent events in OpenAI's chunk format or comes
-whole. Errors come in OpenAI's format: 400 for a bad file or setting (naming it), 401 without the
-`--api-key`, 404 for another model, 413 over the size limit, 429 for a full queue, 503 while
-loading or draining, 504 past a timeout; 500 for our own faults (logged, never blamed on the user).
+whole. Every answer on `/v1` that is not a success is OpenAI's error shape: 400 for a bad file or setting
+(naming it), 401 without the `--api-key` (with `WWW-Authenticate: Bearer`), 404 for another model
+or a path OpenAI's API has and this server does not serve, 405 for a method a path does not take,
+413 over the size limit, 429 for a full queue, 503 while loading or draining, 504 past a timeout;
+500 for our own faults (logged, never blamed on the user).
 """
 
 from __future__ import annotations
@@ -56,10 +58,12 @@ class ApiConfig:
 class HttpError(Exception):
     """A refusal that is about HTTP itself (the key, the model name), with its status and code."""
 
-    def __init__(self, status: int, message: str, code: str) -> None:
+    def __init__(self, status: int, message: str, code: str, allow: tuple[str, ...] = ()) -> None:
+        """`allow`: for a 405, the methods the path takes."""
         super().__init__(message)
         self.status = status
         self.code = code
+        self.allow = allow
 
 
 STATUS = {TooLarge: 413, Busy: 429, Unavailable: 503, OutOfMemory: 503, TimedOut: 504}  # other user errors: 400
@@ -80,7 +84,11 @@ def error_body(error: BaseException) -> tuple[int, dict]:
 
 def error_response(error: BaseException) -> JSONResponse:
     status, body = error_body(error)
-    headers = {"Retry-After": "1" if status == 429 else "5"} if status in (429, 503) else None
+    headers = {"Retry-After": "1" if status == 429 else "5"} if status in (429, 503) else {}
+    if status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    if isinstance(error, HttpError) and error.allow:
+        headers["Allow"] = ", ".join(error.allow)
     return JSONResponse(body, status_code=status, headers=headers)
 
 
@@ -136,22 +144,50 @@ class OpenAIApi:
         return f"pandagpt-{self.handle.choice.config.name}"
 
     def routes(self) -> list[Route]:
-        return [Route("/v1/models", self.models, methods=["GET"]), Route("/v1/chat/completions", self.completions, methods=["POST"])]
+        """The served paths, then every other `/v1` path and method, refused in OpenAI's shape."""
+        served = [
+            Route("/v1/models", self.models, methods=["GET"]),
+            Route("/v1/models/{model:path}", self.model, methods=["GET"]),
+            Route("/v1/chat/completions", self.completions, methods=["POST"]),
+        ]
+        return [*served, Route("/v1/{rest:path}", self.elsewhere, methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD"])]
 
     def _authorize(self, request: Request) -> None:
+        """The key as RFC 6750 sends it: `Authorization: Bearer <key>`, the scheme in any case."""
         if self.config.api_key is None:
             return
-        given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-        if not hmac.compare_digest(given.encode(), self.config.api_key.encode()):
+        scheme, _, given = request.headers.get("authorization", "").strip().partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), self.config.api_key.encode()):
             raise HttpError(401, "Invalid or missing API key: send it as 'Authorization: Bearer <key>'.", "invalid_api_key")
+
+    def _card(self) -> dict:
+        return {"id": self.model_id, "object": "model", "created": 0, "owned_by": "pandagpt-demo"}
 
     async def models(self, request: Request) -> Response:
         try:
             self._authorize(request)
         except HttpError as error:
             return error_response(error)
-        model = {"id": self.model_id, "object": "model", "created": 0, "owned_by": "pandagpt-demo"}
-        return JSONResponse({"object": "list", "data": [model]})
+        return JSONResponse({"object": "list", "data": [self._card()]})
+
+    async def model(self, request: Request) -> Response:
+        """`GET /v1/models/{id}`: the served model's card, or a 404 naming the one that is served."""
+        try:
+            self._authorize(request)
+            self._check_model(request.path_params["model"])
+        except HttpError as error:
+            return error_response(error)
+        return JSONResponse(self._card())
+
+    async def elsewhere(self, request: Request) -> Response:
+        """Any other `/v1` request: a 405 on a served path asked with another method, else a 404."""
+        for route in self.routes()[:-1]:
+            if route.path_regex.match(request.url.path):
+                methods = tuple(sorted(route.methods or ()))
+                message = f"{request.method} is not allowed on {request.url.path}; it takes {', '.join(methods)}."
+                return error_response(HttpError(405, message, "method_not_allowed", methods))
+        served = "GET /v1/models, GET /v1/models/{id}, POST /v1/chat/completions"
+        return error_response(HttpError(404, f"{request.url.path} is not served here; this server serves {served}.", "not_found"))
 
     async def completions(self, request: Request) -> Response:
         self.metrics.started(ENDPOINT)
@@ -195,11 +231,14 @@ class OpenAIApi:
                 raise too_large
         return bytes(body)
 
-    def _check(self, parsed: CompletionRequest) -> None:
-        if parsed.model != self.model_id:
+    def _check_model(self, model: object) -> None:
+        if model != self.model_id:
             raise HttpError(
-                404, f"The model {parsed.model!r} does not exist here; this server serves {self.model_id!r} (GET /v1/models).", "model_not_found"
+                404, f"The model {model!r} does not exist here; this server serves {self.model_id!r} (GET /v1/models).", "model_not_found"
             )
+
+    def _check(self, parsed: CompletionRequest) -> None:
+        self._check_model(parsed.model)
         if len(parsed.media) > self.settings.max_files:
             raise BadSetting(f"A request takes at most {self.settings.max_files} files, not {len(parsed.media)}.")
         if any(m.url for m in parsed.media) and not self.config.allow_remote_media:
