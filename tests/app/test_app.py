@@ -335,6 +335,7 @@ def test_a_refusal_is_one_log_line_naming_who_and_why_and_is_counted_by_kind(sta
     not_audio = tmp_path / "notes.wav"
     not_audio.write_text("this is not audio")
     client.predict(*send_args("What is this?", str(not_audio)), api_name="/send")  # the page warns; the chat stays
+    client.predict(*send_args("Too hot?", temperature=99), api_name="/send")  # checked by the handler, not Gradio
     v1 = openai.OpenAI(base_url=app.url + "v1", api_key="none", max_retries=0)
     with pytest.raises(openai.BadRequestError):
         v1.chat.completions.create(model="pandagpt-tiny", messages=[{"role": "user", "content": "Hi"}], temperature=99)
@@ -345,11 +346,17 @@ def test_a_refusal_is_one_log_line_naming_who_and_why_and_is_counted_by_kind(sta
     assert [(endpoint, kind) for endpoint, _, kind, _ in refused] == [
         ("chat", "bad_setting"),
         ("page", "bad_input"),
+        ("page", "bad_setting"),
         ("openai", "bad_setting"),
         ("openai", "model_not_found"),
     ], logged
     assert all(who.startswith(("api-", "openai-")) or len(who) > 6 for _, who, _, _ in refused)
-    assert "non-empty" in refused[0][3] and "notes.wav" in refused[1][3] and "gpt-4" in refused[3][3]
+    assert (
+        "non-empty" in refused[0][3]
+        and "notes.wav" in refused[1][3]
+        and "temperature must be a number from 0 to 2, not 99" in refused[2][3]
+        and "gpt-4" in refused[4][3]
+    )
     assert "Traceback" not in logged and "ERROR" not in logged, logged
     assert metric(app, 'pandagpt_errors_total{endpoint="page",kind="bad_input"}') == 1
     assert metric(app, 'pandagpt_errors_total{endpoint="openai",kind="model_not_found"}') == 1
