@@ -116,8 +116,8 @@ def _params(body: dict, settings: AnswerSettings) -> SamplingParams:
     if tokens != int(tokens):
         raise BadSetting(f"{field} must be a whole number, not {given!r}.")
     seed = body.get("seed")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise BadSetting(f"seed must be an integer, not {seed!r}.")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not -(2**63) <= seed < 2**63):
+        raise BadSetting(f"seed must be a 64-bit integer, not {seed!r}.")
     top_p, temperature = body.get("top_p"), body.get("temperature")
     return SamplingParams(
         max_new_tokens=int(tokens),
@@ -187,7 +187,9 @@ def _user_content(content: object, where: str, media: list[Medium], max_file_byt
             texts.append(part["text"])
         elif kind in ("image_url", "video_url"):
             modality = Modality.IMAGE if kind == "image_url" else Modality.VIDEO
-            media.append(_from_url((part.get(kind) or {}).get("url"), modality, f"{here}.{kind}.url", len(media), max_file_bytes))
+            holder = part.get(kind)
+            url = holder.get("url") if isinstance(holder, dict) else None
+            media.append(_from_url(url, modality, f"{here}.{kind}.url", len(media), max_file_bytes))
         elif kind == "input_audio":
             media.append(_audio(part.get("input_audio"), here, len(media), max_file_bytes))
         elif kind == "file":

@@ -199,8 +199,10 @@ class OpenAIApi:
             outcome = Outcome()
             pieces = self._answer(parsed, owner, outcome)
             first = await self._next(pieces)  # before the headers: a refusal still gets its own status
-        except json.JSONDecodeError as error:
-            return self._failed(HttpError(400, f"The request body is not valid JSON ({error}).", "bad_json"), owner)
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            return self._failed(HttpError(400, f"The request body is not valid JSON in UTF-8 ({error}).", "bad_json"), owner)
+        except RecursionError:  # the parser's own bound on nesting, reached in linear time
+            return self._failed(HttpError(400, "The request body nests deeper than this server's JSON parser goes.", "bad_json"), owner)
         except Exception as error:  # noqa: BLE001 - every failure becomes an OpenAI-format error
             return self._failed(error, owner)
         reply = Reply(self.model_id)
