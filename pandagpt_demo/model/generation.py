@@ -43,8 +43,12 @@ def sample_rows(
     device = logits.device
     greedy = torch.tensor([p.greedy for p in params], device=device)
     temperature = torch.tensor([1.0 if p.greedy else p.temperature for p in params], device=device)
+    temperature.clamp_(min=torch.finfo(torch.float32).tiny)  # as a float32, 1e-305 would be 0
     top_p = torch.tensor([p.top_p for p in params], device=device)
-    probs = torch.softmax(logits.float() / temperature[:, None], dim=-1)
+    scores = logits.float()
+    # Shifted to a top score of 0 before the division: a temperature near 0 then makes the others
+    # -inf rather than the top one inf (inf - inf is NaN in the softmax).
+    probs = torch.softmax((scores - scores.max(dim=-1, keepdim=True).values) / temperature[:, None], dim=-1)
     draws = (~(greedy | (probs.max(dim=-1).values >= top_p))).tolist()  # the one host sync: which rows sample
     if not any(draws):
         return argmax

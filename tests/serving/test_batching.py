@@ -217,3 +217,12 @@ def test_after_the_warm_up_real_traffic_compiles_nothing(tiny_model: PandaGPT) -
             decoder.close()
     assert slot.compiled and decoder.batch_step.compiled and not counters["graph_break"]
     assert counters["stats"]["unique_graphs"] == warmed, "a kind of step was first compiled during real traffic"
+
+
+@pytest.mark.parametrize("temperature", [1e-305, 5e-324, 1e-40, 1e-8])
+def test_a_temperature_near_zero_samples_the_top_token_rather_than_nan(temperature: float) -> None:
+    """Any positive float is a valid temperature; one that rounds to 0 in float32, or that makes the
+    top score overflow when divided, is the greedy answer, not a sampling error (found by the /v1 fuzz test)."""
+    logits = torch.randn(4, 50, generator=torch.Generator().manual_seed(1)) * 30
+    params = [SamplingParams(temperature=temperature, top_p=0.99)] * 4
+    assert torch.equal(sample_rows(logits, params, torch.Generator().manual_seed(0)), logits.argmax(dim=-1))

@@ -4,7 +4,8 @@ Every answer must be a success or OpenAI's error shape with a 4xx (a client's mi
 500, and never counted as our fault), each within a few seconds, and the app answers normally
 after. The bodies are built around the request's real shape (roles, content parts, sampling
 fields, the extensions) with any JSON value in any place, so most reach deep into the reading of
-a request rather than stopping at its first field.
+a request rather than stopping at its first field. The examples are the same on every run (CI
+stays a verdict on the change); to explore further, raise `max_examples` or drop `derandomize`.
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ def check(app: App, content: bytes) -> None:
         assert json.loads(text)["choices"][0]["finish_reason"] in ("stop", "length"), text
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(body=body)
 def test_generated_bodies_get_an_answer_or_an_openai_shaped_4xx(app: App, body: dict) -> None:
     check(app, json.dumps(body).encode())
@@ -109,10 +110,11 @@ def test_generated_bodies_get_an_answer_or_an_openai_shaped_4xx(app: App, body: 
         b'{"model": "pandagpt-tiny", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": 5}]}]}',
         b'{"model": "pandagpt-tiny", "messages": [{"role": "user", "content": "hi"}], "temperature": NaN}',
         b"",
+        b'{"model": "pandagpt-tiny", "messages": [{"role": "user", "content": "0"}], "max_tokens": 1, "temperature": 1.2340267186061885e-305}',
     ],
-    ids=["not-utf8", "deep-list", "deep-messages", "huge-seed", "image-url-not-object", "nan", "empty"],
+    ids=["not-utf8", "deep-list", "deep-messages", "huge-seed", "image-url-not-object", "nan", "empty", "temperature-near-zero"],
 )
-def test_malformed_bodies_that_were_500s_are_400s(app: App, content: bytes) -> None:
+def test_bodies_that_were_500s_are_answered_or_400s(app: App, content: bytes) -> None:
     check(app, content)
 
 

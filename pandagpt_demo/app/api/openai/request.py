@@ -117,7 +117,7 @@ def _params(body: dict, settings: AnswerSettings) -> SamplingParams:
         raise BadSetting(f"{field} must be a whole number, not {given!r}.")
     seed = body.get("seed")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not -(2**63) <= seed < 2**63):
-        raise BadSetting(f"seed must be a 64-bit integer, not {seed!r}.")
+        raise BadSetting(f"seed must be an integer of 64 bits (from -2**63 to 2**63 - 1), not {seed!r}.")
     top_p, temperature = body.get("top_p"), body.get("temperature")
     return SamplingParams(
         max_new_tokens=int(tokens),
