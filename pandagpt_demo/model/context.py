@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 
 from pandagpt_demo.errors import PromptTooLong
 
@@ -46,6 +47,7 @@ def fit_context(
     if at_least[last] >= limit:
         raise PromptTooLong(f"The question is too long: the prompt needs at least {at_least[last]} tokens and the model's context holds {limit}.")
 
+    @cache  # the search's last probe is the cut: it is not tokenized again
     def used(first: int) -> int:
         return count(Conversation(conversation.template, turns[first:]))
 
@@ -64,5 +66,6 @@ def fit_context(
     tokens = used(first)
     if tokens >= limit:
         raise PromptTooLong(f"The question is too long: the prompt needs {tokens} tokens and the model's context holds {limit}.")
-    del turns[:first]
+    if first:
+        conversation.drop_oldest(first)
     return ContextFit(dropped_turns=first, max_new_tokens=min(max_new_tokens, limit - tokens))

@@ -69,10 +69,12 @@ class Conversation:
         kept: one pass over the turns, nothing rendered whole (context.py counts with it)."""
         empty = Conversation(self.template).prompt_parts(with_vector)
         around = len(empty.before) + len(empty.after)
+        prefix = len(self.template.later_question_prefix)
         chars, later = [], 0  # `later`: the characters of the turns after this one, each with its prefix
         for turn in reversed(self.turns):
-            chars.append(around + len(self._turn_text(turn)) + later)
-            later += len(self.template.later_question_prefix) + len(self._turn_text(turn))
+            own = len(self._turn_text(turn))
+            chars.append(around + own + later)
+            later += prefix + own
         return chars[::-1]
 
     def prompt_parts(self, with_vector: bool) -> PromptParts:
@@ -90,8 +92,10 @@ class Conversation:
         """Whether the last question still has no answer."""
         return bool(self.turns) and self.turns[-1].answer is None
 
-    def drop_oldest(self) -> Turn:
-        """Drop the oldest turn to make room in the context (never the open question)."""
-        if len(self.turns) < 2:
-            raise ValueError("only the current question is left; nothing can be dropped")
-        return self.turns.pop(0)
+    def drop_oldest(self, count: int = 1) -> list[Turn]:
+        """Drop the `count` oldest turns to make room in the context (never the open question)."""
+        if count >= len(self.turns):
+            raise ValueError(f"{count} of {len(self.turns)} turns cannot be dropped: the current question stays")
+        dropped = self.turns[:count]
+        del self.turns[:count]
+        return dropped

@@ -138,6 +138,11 @@ class OpenAIApi:
         # A thread per answer waiting for its next token; beyond what the engine takes, it says Busy first.
         self.limiter = anyio.CapacityLimiter((serving.max_batch or 1) + serving.max_waiting + 4)
         self.max_request_bytes = int(config.max_file_bytes * 4 / 3) * self.settings.max_files + 2**20
+        self._served = [
+            Route("/v1/models", self.models, methods=["GET"]),
+            Route("/v1/models/{model:path}", self.model, methods=["GET"]),
+            Route("/v1/chat/completions", self.completions, methods=["POST"]),
+        ]
 
     @property
     def model_id(self) -> str:
@@ -145,12 +150,7 @@ class OpenAIApi:
 
     def routes(self) -> list[Route]:
         """The served paths, then every other `/v1` path and method, refused in OpenAI's shape."""
-        served = [
-            Route("/v1/models", self.models, methods=["GET"]),
-            Route("/v1/models/{model:path}", self.model, methods=["GET"]),
-            Route("/v1/chat/completions", self.completions, methods=["POST"]),
-        ]
-        return [*served, Route("/v1/{rest:path}", self.elsewhere, methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD"])]
+        return [*self._served, Route("/v1/{rest:path}", self.elsewhere, methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD"])]
 
     def _authorize(self, request: Request) -> None:
         """The key as RFC 6750 sends it: `Authorization: Bearer <key>`, the scheme in any case."""
@@ -181,7 +181,7 @@ class OpenAIApi:
 
     async def elsewhere(self, request: Request) -> Response:
         """Any other `/v1` request: a 405 on a served path asked with another method, else a 404."""
-        for route in self.routes()[:-1]:
+        for route in self._served:
             if route.path_regex.match(request.url.path):
                 methods = tuple(sorted(route.methods or ()))
                 message = f"{request.method} is not allowed on {request.url.path}; it takes {', '.join(methods)}."
