@@ -24,7 +24,13 @@ class PandaGPTError(Exception):
 
 
 class UserError(PandaGPTError):
-    """Something the user can fix or wait out; its message says what, naming the file or setting."""
+    """Something the user can fix or wait out; its message says what, naming the file or setting.
+    `param`, where one field of a request is at fault, is its path (`messages[0].content[1]`), which
+    an API returns apart from the message."""
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
 
 
 class BadInput(UserError, ValueError):

@@ -1,11 +1,9 @@
-"""The OpenAI-compatible API, the MCP tool and /metrics of the launched app, with the official
-`openai` package and the `mcp` client as a user would run them."""
+"""The OpenAI-compatible API and /metrics of the launched app, with the official `openai` package
+as a user would run it (the MCP tool: test_mcp.py)."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import json
 import signal
 import threading
 import time
@@ -88,10 +86,27 @@ def test_every_v1_answer_is_openai_shaped_and_the_key_is_read_as_rfc_6750_says(a
     shaped(httpx.get(f"{v1}/models"), 401, "invalid_api_key")
     wrong_method = shaped(httpx.get(f"{v1}/chat/completions", headers=key), 405, "method_not_allowed")
     assert wrong_method.headers["allow"] == "POST"
-    assert shaped(httpx.delete(f"{v1}/models", headers=key), 405, "method_not_allowed").headers["allow"] == "GET, HEAD"
+    assert shaped(httpx.delete(f"{v1}/models", headers=key), 405, "method_not_allowed").headers["allow"] == "GET"
     unknown = shaped(httpx.post(f"{v1}/embeddings", headers=key, json={"model": MODEL, "input": "hi"}), 404, "not_found")
     assert "POST /v1/chat/completions" in unknown.json()["error"]["message"]
     shaped(httpx.get(f"{v1}/models/gpt-4o", headers=key), 404, "model_not_found")
+
+
+def test_the_openapi_document_describes_the_request_with_its_extensions(app: App) -> None:
+    document = httpx.get(app.url + "v1/openapi.json").json()
+    operation = document["paths"]["/chat/completions"]["post"]
+    assert document["servers"] == [{"url": "/v1"}]
+    assert operation["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ChatCompletionRequest"}
+    assert operation["responses"]["400"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ErrorResponse"}
+    assert operation["security"] == [{"HTTPBearer": []}], "the key this app was started with"
+    schemas = document["components"]["schemas"]
+    request = schemas["ChatCompletionRequest"]["properties"]
+    assert request["messages"]["maxItems"] == 10_000 and "weights" in request and "Extension" in request["weights"]["description"]
+    assert {"text", "image_url", "video_url", "input_audio", "file"} <= {
+        s["properties"]["type"]["const"] for s in schemas.values() if "Part" in str(s.get("title"))
+    }
+    assert "modality" in schemas["FilePart"]["properties"]
+    assert httpx.get(app.url + "v1/docs").status_code == 200
 
 
 def test_a_greedy_answer_equals_chat_with_real_usage_and_the_stream_joins_to_it(app: App, tiny_model: PandaGPT) -> None:
@@ -155,20 +170,43 @@ def test_a_seed_makes_a_sampled_answer_repeatable(app: App) -> None:
 
 
 @pytest.mark.parametrize(
-    ("settings", "content", "message"),
+    ("settings", "content", "message", "param"),
     [
-        ({"temperature": 5}, "Hi", "temperature must be a number from 0 to 2, not 5"),
-        ({"n": 2}, "Hi", "n must be 1"),
-        ({"max_tokens": 0}, "Hi", "max_tokens must be a number from 1 to 1024"),
-        ({}, [{"type": "text", "text": "Hi"}, {"type": "image_url", "image_url": {"url": "data:image/png;base64,bm90IGFuIGltYWdl"}}], "image-1.png"),
-        ({}, [{"type": "text", "text": "Hi"}, {"type": "image_url", "image_url": {"url": "not a url"}}], r"content\[1\].image_url.url"),
-        ({}, [image_part()], "no text"),
-        ({}, [{"type": "text", "text": "Hi"}, {"type": "file", "file": {"file_data": "AAAA", "filename": "x.png"}, "modality": "smell"}], "modality"),
+        ({"temperature": 5}, "Hi", "temperature must be at most 2, not 5", "temperature"),
+        ({"n": 2}, "Hi", "n must be 1", "n"),
+        ({"max_tokens": 0}, "Hi", "max_tokens: Input should be greater than or equal to 1", "max_tokens"),
+        ({"max_tokens": 4096}, "Hi", "max_tokens must be at most 1024", "max_tokens"),
+        (
+            {},
+            [{"type": "text", "text": "Hi"}, {"type": "image_url", "image_url": {"url": "data:image/png;base64,bm90IGFuIGltYWdl"}}],
+            "image-1.png",
+            None,
+        ),
+        (
+            {},
+            [{"type": "text", "text": "Hi"}, {"type": "image_url", "image_url": {"url": "not a url"}}],
+            r"content\[1\].image_url.url",
+            "messages[0].content[1].image_url.url",
+        ),
+        (
+            {},
+            [{"type": "text", "text": "Hi"}, {"type": "image_url", "image_url": "data:..."}],
+            "valid dictionary",
+            "messages[0].content[1].image_url",
+        ),
+        ({}, [image_part()], "no text", "messages[0]"),
+        (
+            {},
+            [{"type": "text", "text": "Hi"}, {"type": "file", "file": {"file_data": "AAAA", "filename": "x.png"}, "modality": "smell"}],
+            "modality",
+            "messages[0].content[1].modality",
+        ),
     ],
 )
-def test_a_bad_setting_or_file_is_a_400_that_names_it(app: App, settings: dict, content: object, message: str) -> None:
-    with pytest.raises(openai.BadRequestError, match=message):
+def test_a_bad_setting_or_file_is_a_400_that_names_it(app: App, settings: dict, content: object, message: str, param: str | None) -> None:
+    with pytest.raises(openai.BadRequestError, match=message) as refused:
         ask(app, content, **settings)
+    assert refused.value.param == param
 
 
 def test_a_file_over_the_limit_is_a_413(app: App, tmp_path: Path) -> None:
@@ -179,11 +217,12 @@ def test_a_file_over_the_limit_is_a_413(app: App, tmp_path: Path) -> None:
     assert caught.value.status_code == 413
 
 
-def test_a_history_of_10_001_messages_is_answered_from_its_newest_turns_and_a_huge_question_refused(app: App, tiny_config: ModelConfig) -> None:
-    """Work bounded by the context, not the request: the oldest turns give way (context.py), and a
-    question longer than any prompt could be is refused before it is tokenized. Raw HTTP: the
-    `openai` SDK's own preparation of 10,001 messages takes longer than the server's answer."""
-    messages = [{"role": role, "content": f"{role} turn {i}"} for i in range(5_000) for role in ("user", "assistant")]
+def test_a_history_of_9_999_messages_is_answered_from_its_newest_turns_and_a_huge_question_refused(app: App, tiny_config: ModelConfig) -> None:
+    """Work bounded by the context, not the request: the oldest turns give way (context.py), a
+    question longer than any prompt could be is refused before it is tokenized, and past the
+    schema's 10,000 messages or the server's million characters nothing is read further. Raw HTTP:
+    the `openai` SDK's own preparation of 10,000 messages takes longer than the server's answer."""
+    messages = [{"role": role, "content": f"{role} turn {i}"} for i in range(4_999) for role in ("user", "assistant")]
     body = {"model": MODEL, "messages": [*messages, {"role": "user", "content": "And now?"}], "max_tokens": 4, **GREEDY}
     headers = {"authorization": f"Bearer {KEY}"}
     answer = httpx.post(app.url + "v1/chat/completions", json=body, headers=headers, timeout=120)
@@ -191,9 +230,18 @@ def test_a_history_of_10_001_messages_is_answered_from_its_newest_turns_and_a_hu
     assert answer.json()["usage"]["prompt_tokens"] + 4 <= tiny_config.spec.context_length
     history = [[f"Question {i}?", f"Answer {i}."] for i in range(10_000)]
     assert chat(app, "And now?", max_new_tokens=4, history=history), "/chat's history takes the same path"
-    huge = {**body, "messages": [{"role": "user", "content": "word " * 2_000_000}]}
-    refused = httpx.post(app.url + "v1/chat/completions", json=huge, headers=headers, timeout=120)
-    assert refused.status_code == 400 and "the prompt needs at least" in refused.json()["error"]["message"]
+
+    def refused(messages: list[dict]) -> dict:
+        response = httpx.post(app.url + "v1/chat/completions", json={**body, "messages": messages}, headers=headers, timeout=120)
+        assert response.status_code in (400, 413), response.text
+        return {"status": response.status_code, **response.json()["error"]}
+
+    too_many = refused([{"role": "user", "content": "Hi"}] * 10_001)
+    assert (too_many["status"], too_many["param"]) == (400, "messages") and "at most 10000 items" in too_many["message"]
+    long = refused([{"role": "user", "content": "word " * 190_000}])
+    assert long["status"] == 400 and "the prompt needs at least" in long["message"]
+    huge = refused([{"role": "user", "content": "word " * 2_000_000}])
+    assert (huge["status"], huge["param"]) == (413, "messages") and "this server takes at most 1,000,000" in huge["message"]
 
 
 def test_a_remote_image_url_is_fetched_when_allowed(app: App) -> None:
@@ -258,28 +306,6 @@ def test_metrics_move_as_requests_are_served(app: App) -> None:
     assert after[names[3]] == before[names[3]] + 1 and after[names[4]] == before[names[4]] + 2 and after[names[5]] == before[names[5]] + 1
     text = httpx.get(app.url + "metrics").text
     assert "pandagpt_model_loaded 1.0" in text and "pandagpt_queue_depth" in text and "pandagpt_active_rows" in text
-
-
-def test_the_mcp_tool_answers_about_a_file_and_the_page_actions_are_not_tools(app: App) -> None:
-    from mcp import ClientSession
-    from mcp.client.streamable_http import streamable_http_client
-
-    async def round_trip() -> tuple[list, object]:
-        async with streamable_http_client(app.url + "gradio_api/mcp/") as (read, write, _):
-            async with ClientSession(read, write) as session:
-                await session.initialize()
-                tools = (await session.list_tools()).tools
-                arguments = {"question": "Describe this image.", "image": data_url(IMAGE, "image/jpeg"), "max_new_tokens": 8, **GREEDY}
-                return tools, await session.call_tool("ask_pandagpt", arguments)
-
-    tools, result = asyncio.run(round_trip())
-    names = [tool.name for tool in tools]
-    assert "ask_pandagpt" in names and not {"send", "regenerate", "undo", "clear"} & set(names)
-    tool = next(t for t in tools if t.name == "ask_pandagpt")
-    assert "sees and hears" in tool.description and tool.inputSchema["properties"]["question"]["description"]
-    assert not result.isError
-    answer = json.loads(result.content[0].text) if result.content[0].text.startswith('"') else result.content[0].text
-    assert answer.strip() == chat(app, "Describe this image.", image=handle_file(str(IMAGE)), max_new_tokens=8)
 
 
 def test_while_draining_v1_answers_503(tiny_config: ModelConfig, tmp_path: Path) -> None:

@@ -1,14 +1,19 @@
-"""Reading an OpenAI chat-completions body, without a server: turns, media parts, settings, stops."""
+"""Reading an OpenAI chat-completions body, without a server: its schema's refusals as /v1 words
+them (the field at fault as `param`), then turns, media parts, settings, stops."""
 
 from __future__ import annotations
 
 import base64
 
 import pytest
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 
 from pandagpt_demo.app.answering.settings import AnswerSettings
+from pandagpt_demo.app.api.openai.protocol import ChatCompletionRequest
+from pandagpt_demo.app.api.openai.refusals import HttpError, body_refusal, error_body
 from pandagpt_demo.app.api.openai.request import read_request
-from pandagpt_demo.app.api.openai.routes import StopStrings, error_body
+from pandagpt_demo.app.api.openai.routes import StopStrings
 from pandagpt_demo.config import SamplingParams
 from pandagpt_demo.errors import BadInput, BadSetting, Busy, TooLarge, Unavailable
 from pandagpt_demo.model.modalities import Modality
@@ -20,8 +25,13 @@ def body(*messages: dict, **fields: object) -> dict:
     return {"model": "pandagpt-7b", "messages": list(messages), **fields}
 
 
-def read(payload: dict, max_file_bytes: int = 1000):
-    return read_request(payload, AnswerSettings(), max_file_bytes)
+def read(payload: object, max_file_bytes: int = 1000, max_text_chars: int = 1000):
+    """`payload` validated as FastAPI validates it (its errors located under `body`), then read."""
+    try:
+        request = ChatCompletionRequest.model_validate(payload)
+    except ValidationError as error:
+        raise body_refusal(RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in error.errors()], body=payload)) from error
+    return read_request(request, AnswerSettings(), max_file_bytes, max_text_chars)
 
 
 def test_turns_pair_up_system_messages_are_ignored_and_every_users_media_are_kept() -> None:
@@ -79,78 +89,105 @@ def test_settings_the_extension_file_part_and_a_remote_url() -> None:
     assert request.stop == ("###",) and request.stream and request.include_usage and request.weights == {"imu": 0.5}
 
 
+TEXT = {"type": "text", "text": "a"}
+
+
+def user(*parts: dict) -> dict:
+    return {"role": "user", "content": [TEXT, *parts]}
+
+
 @pytest.mark.parametrize(
-    ("payload", "error", "message"),
+    ("payload", "error", "message", "param"),
     [
-        ([], BadSetting, "JSON object"),
-        (body(), BadSetting, "messages must be a non-empty list"),
-        (body({"role": "assistant", "content": "Hi"}), BadSetting, r"messages\[0\]: an assistant message must follow a user message"),
-        (body({"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo"}), BadSetting, "last message must be the user's"),
-        (body({"role": "tool", "content": "x"}), BadSetting, r"messages\[0\]: role must be"),
-        (body({"role": "user", "content": [{"type": "image_url", "image_url": {"url": PNG}}]}), BadInput, "no text"),
+        ([], HttpError, "The request body: Input should be a valid dictionary", None),
+        (body(), HttpError, "List should have at least 1 item", "messages"),
+        ({"messages": [{"role": "user", "content": "a"}]}, HttpError, "model: Field required", "model"),
+        (body({"role": "assistant", "content": "Hi"}), BadSetting, r"messages\[0\]: an assistant message must follow a user message", "messages[0]"),
         (
-            body({"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "refusal"}]}),
+            body({"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo"}),
             BadSetting,
-            r"content\[1\]: unsupported content part",
+            "last message must be the user's",
+            "messages[1]",
         ),
+        (body({"role": "tool", "content": "x"}), HttpError, "Input tag 'tool' found using 'role' does not match", "messages[0]"),
+        (body({"role": "user", "content": 5}), HttpError, "Input should be a valid string or Input should be a valid list", "messages[0].content"),
+        (body({"role": "user", "content": [{"type": "image_url", "image_url": {"url": PNG}}]}), BadInput, "no text", "messages[0]"),
+        (body(user({"type": "refusal"})), HttpError, "Input tag 'refusal' found using 'type'", "messages[0].content[1]"),
+        (body(user({"type": "image_url", "image_url": 5})), HttpError, "valid dictionary", "messages[0].content[1].image_url"),
+        (body(user({"type": "image_url"})), HttpError, "Field required", "messages[0].content[1].image_url"),
         (
-            body(
-                {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "image_url", "image_url": {"url": "data:image/png;base64,@@"}}]}
-            ),
+            body(user({"type": "image_url", "image_url": {"url": "data:image/png;base64,@@"}})),
             BadInput,
             "not valid base64",
+            "messages[0].content[1].image_url.url",
         ),
         (
-            body(
-                {
-                    "role": "user",
-                    "content": [{"type": "text", "text": "a"}, {"type": "image_url", "image_url": {"url": "data:audio/wav;base64,AAAA"}}],
-                }
-            ),
+            body(user({"type": "image_url", "image_url": {"url": "data:audio/wav;base64,AAAA"}})),
             BadInput,
             "'audio/wav' is not one PandaGPT reads as image",
+            "messages[0].content[1].image_url.url",
         ),
         (
-            body(
-                {
-                    "role": "user",
-                    "content": [{"type": "text", "text": "a"}, {"type": "image_url", "image_url": {"url": "data:image/png;base64," + "A" * 2000}}],
-                }
-            ),
+            body(user({"type": "image_url", "image_url": {"url": "data:image/png;base64," + "A" * 2000}})),
             TooLarge,
             "larger than",
+            "messages[0].content[1].image_url.url",
         ),
         (
-            body(
-                {
-                    "role": "user",
-                    "content": [{"type": "text", "text": "a"}, {"type": "input_audio", "input_audio": {"data": "AAAA", "format": "ogg"}}],
-                }
-            ),
-            BadSetting,
-            "wav or mp3",
+            body(user({"type": "input_audio", "input_audio": {"data": "AAAA", "format": "ogg"}})),
+            HttpError,
+            "'wav' or 'mp3'",
+            "messages[0].content[1].input_audio.format",
         ),
+        (body(user({"type": "file", "file": {"file_id": "file-1"}})), HttpError, "file ids are not supported", "messages[0].content[1].file"),
         (
-            body({"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "file", "file": {"file_id": "file-1"}}]}),
-            BadSetting,
-            "file ids are not supported",
-        ),
-        (
-            body({"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "file", "file": {"file_data": "AAAA", "filename": "walk"}}]}),
+            body(user({"type": "file", "file": {"file_data": "AAAA", "filename": "walk"}})),
             BadSetting,
             "must end in the file's suffix",
+            "messages[0].content[1].file.filename",
         ),
-        (body({"role": "user", "content": "a"}, n=3), BadSetting, "n must be 1"),
-        (body({"role": "user", "content": "a"}, stop=["a", "b", "c", "d", "e"]), BadSetting, "at most 4"),
-        (body({"role": "user", "content": "a"}, seed=1.5), BadSetting, "seed must be an integer"),
-        (body({"role": "user", "content": "a"}, max_tokens=2.5), BadSetting, "max_tokens must be a whole number"),
-        (body({"role": "user", "content": "a"}, tools=[{"type": "function"}]), BadSetting, "tools are not supported"),
-        (body({"role": "user", "content": "a"}, response_format={"type": "json_object"}), BadSetting, "only text answers"),
+        (
+            body(user({"type": "file", "file": {"file_data": "AAAA"}, "modality": "smell"})),
+            HttpError,
+            "Input should be 'image'",
+            "messages[0].content[1].modality",
+        ),
+        (
+            body(user(*[{"type": "input_audio", "input_audio": {"data": "AAAA", "format": "wav"}}] * 17)),
+            BadSetting,
+            "at most 16 files, not 17",
+            "messages",
+        ),
+        (body({"role": "user", "content": "a" * 1001}), TooLarge, "1,001 characters", "messages"),
+        (body({"role": "user", "content": "a"}, n=3), HttpError, "n must be 1", "n"),
+        (body({"role": "user", "content": "a"}, stop=["a", "b", "c", "d", "e"]), HttpError, "at most 4 items", "stop"),
+        (body({"role": "user", "content": "a"}, seed=1.5), HttpError, "valid integer", "seed"),
+        (body({"role": "user", "content": "a"}, seed=2**64), HttpError, "less than or equal to 9223372036854775807", "seed"),
+        (body({"role": "user", "content": "a"}, max_tokens=2.5), HttpError, "valid integer", "max_tokens"),
+        (body({"role": "user", "content": "a"}, max_tokens=5000), BadSetting, "max_tokens must be at most 1024", "max_tokens"),
+        (body({"role": "user", "content": "a"}, temperature=float("inf")), HttpError, "finite number", "temperature"),
+        (body({"role": "user", "content": "a"}, temperature=3), BadSetting, "temperature must be at most 2", "temperature"),
+        (body({"role": "user", "content": "a"}, weights={"smell": 1}), HttpError, "Input should be 'image'", "weights.smell"),
+        (body({"role": "user", "content": "a"}, tools=[{"type": "function"}]), HttpError, "PandaGPT does not call tools", "tools"),
+        (
+            body({"role": "user", "content": "a"}, response_format={"type": "json_object"}),
+            HttpError,
+            "Input should be 'text'",
+            "response_format.type",
+        ),
+        (
+            body({"role": "user", "content": "a"}, {"role": "assistant", "content": "b", "tool_calls": [{}]}),
+            HttpError,
+            "tool calls are not supported",
+            "messages[1]",
+        ),
     ],
 )
-def test_a_bad_body_is_refused_naming_what_is_wrong(payload: object, error: type, message: str) -> None:
-    with pytest.raises(error, match=message):
+def test_a_bad_body_is_refused_naming_the_field(payload: object, error: type, message: str, param: str | None) -> None:
+    with pytest.raises(error, match=message) as refused:
         read(payload)
+    assert refused.value.param == param
+    assert error_body(refused.value)[1]["error"]["param"] == param
 
 
 def test_stop_strings_cut_at_the_first_and_hold_back_a_possible_beginning() -> None:
@@ -167,6 +204,7 @@ def test_errors_map_to_openai_statuses_and_types() -> None:
     assert error_body(BadSetting("x"))[0] == 400 and error_body(BadSetting("x"))[1]["error"]["type"] == "invalid_request_error"
     assert error_body(TooLarge("x"))[0] == 413
     assert error_body(Busy("x")) == (429, {"error": {"message": "x", "type": "rate_limit_error", "param": None, "code": "busy"}})
+    assert error_body(BadSetting("x", param="top_p"))[1]["error"]["param"] == "top_p"
     assert error_body(Unavailable("x"))[0] == 503 and error_body(Unavailable("x"))[1]["error"]["type"] == "server_error"
     status, document = error_body(RuntimeError("secret detail"))
     assert status == 500 and "secret detail" not in document["error"]["message"] and "Internal error (logged as" in document["error"]["message"]

@@ -1,14 +1,16 @@
-"""`POST /v1/chat/completions` and `GET /v1/models`: OpenAI's protocol on the page's own server and
-port, served by the same model, engine and batching as the page (request.py reads a body).
+"""`/v1`: OpenAI's chat-completions protocol on the page's own server and port, served by the same
+model, engine and batching as the page. A FastAPI application mounted at `/v1`, so that the request
+is validated by its schema (protocol.py) and the schema is published: `/v1/openapi.json`, `/v1/docs`.
 
 A request is one-shot, like `/chat`: its media are written to the upload folder under its own
 name (counted against the disk budget, held while it answers, deleted after), its turns become a
 `ChatSession`, and its answer streams as server-sent events in OpenAI's chunk format or comes
-whole. Every answer on `/v1` that is not a success is OpenAI's error shape: 400 for a bad file or setting
-(naming it), 401 without the `--api-key` (with `WWW-Authenticate: Bearer`), 404 for another model
-or a path OpenAI's API has and this server does not serve, 405 for a method a path does not take,
-413 over the size limit, 429 for a full queue, 503 while loading or draining, 504 past a timeout;
-500 for our own faults (logged, never blamed on the user).
+whole. Every answer on `/v1` that is not a success is OpenAI's error shape (refusals.py): 400 for a
+bad body, file or setting (naming it in `param`), 401 without the `--api-key` (with
+`WWW-Authenticate: Bearer`), 404 for another model or a path this server does not serve, 405 for a
+method a path does not take, 413 over the size limit (a declared length refused before the body is
+read), 429 for a full queue, 503 while loading or draining, 504 past a timeout; 500 for our own
+faults (logged, never blamed on the user).
 """
 
 from __future__ import annotations
@@ -19,26 +21,35 @@ import logging
 import shutil
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
+from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx
+from fastapi import FastAPI, Security
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
+from fastapi.security import HTTPBearer
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import Route
+from starlette.routing import Mount
 
 from pandagpt_demo.app.answering.core import Answering
 from pandagpt_demo.app.answering.metrics import error_kind
 from pandagpt_demo.app.api.attachments import api_attachments
 from pandagpt_demo.app.conversation.session import ChatSession
 from pandagpt_demo.app.public.uploads import FULL
-from pandagpt_demo.errors import BadInput, BadSetting, Busy, OutOfMemory, TimedOut, TooLarge, Unavailable, UserError, internal_error
+from pandagpt_demo.errors import BadInput, BadSetting, TooLarge, Unavailable
 from pandagpt_demo.model.generation import partial_stop
 from pandagpt_demo.model.kinds import guess_kind
 from pandagpt_demo.model.modalities import Modality
 
+from .protocol import ChatCompletionRequest, ErrorResponse
+from .refusals import HttpError, body_refusal, error_body, error_response
 from .request import CompletionRequest, Medium, read_request
 
 log = logging.getLogger(__name__)
@@ -53,43 +64,7 @@ class ApiConfig:
     allow_remote_media: bool = False  # fetch http(s) media URLs (off: a public server would fetch any URL it is given)
     remote_timeout: float = 10.0  # seconds for fetching one remote file
     max_file_bytes: int = 200 * 2**20  # one file, decoded; the app passes --max-file-mb
-
-
-class HttpError(Exception):
-    """A refusal that is about HTTP itself (the key, the model name), with its status and code."""
-
-    def __init__(self, status: int, message: str, code: str, allow: tuple[str, ...] = ()) -> None:
-        """`allow`: for a 405, the methods the path takes."""
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.allow = allow
-
-
-STATUS = {TooLarge: 413, Busy: 429, Unavailable: 503, OutOfMemory: 503, TimedOut: 504}  # other user errors: 400
-
-
-def error_body(error: BaseException) -> tuple[int, dict]:
-    """The HTTP status and OpenAI-format body for an error (an internal fault is logged with its id)."""
-    if isinstance(error, HttpError):
-        status, code, message = error.status, error.code, str(error)
-    elif isinstance(error, UserError):
-        status = next((s for kind, s in STATUS.items() if isinstance(error, kind)), 400)
-        code, message = error_kind(error), str(error)
-    else:
-        status, code, message = 500, "internal", internal_error(error)
-    kind = "invalid_request_error" if status < 429 else "rate_limit_error" if status == 429 else "server_error"
-    return status, {"error": {"message": message, "type": kind, "param": None, "code": code}}
-
-
-def error_response(error: BaseException) -> JSONResponse:
-    status, body = error_body(error)
-    headers = {"Retry-After": "1" if status == 429 else "5"} if status in (429, 503) else {}
-    if status == 401:
-        headers["WWW-Authenticate"] = "Bearer"
-    if isinstance(error, HttpError) and error.allow:
-        headers["Allow"] = ", ".join(error.allow)
-    return JSONResponse(body, status_code=status, headers=headers)
+    max_text_chars: int = 1_000_000  # a request's text in all, counted before tokenizing (hundreds of times a context)
 
 
 @dataclass
@@ -124,8 +99,46 @@ class StopStrings:
         return text[:safe], False
 
 
+class LimitedRequest(Request):
+    """A request whose body is read only up to a limit: a declared length over it is refused before
+    any byte is read, a body that outgrows it as soon as it does."""
+
+    def __init__(self, request: Request, limit: int) -> None:
+        super().__init__(request.scope, request.receive)
+        self.limit = limit
+
+    async def body(self) -> bytes:
+        if not hasattr(self, "_body"):
+            too_large = TooLarge(f"The request is larger than the {self.limit / 2**20:.0f} MB this server accepts.")
+            length = self.headers.get("content-length", "")
+            if length.isdigit() and int(length) > self.limit:
+                raise too_large
+            body = bytearray()
+            async for chunk in self.stream():
+                body += chunk
+                if len(body) > self.limit:
+                    raise too_large
+            self._body = bytes(body)
+        return self._body
+
+
+class CompletionsRoute(APIRoute):
+    """`POST /v1/chat/completions` as FastAPI serves it, with what the protocol needs around it
+    (OpenAIApi.guarded): the key checked before the body is read, the body's size bounded while it
+    is read, and every refusal, the schema's included, counted, logged once and in OpenAI's shape."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def guarded(request: Request) -> Response:
+            api: OpenAIApi = request.app.state.openai
+            return await api.guarded(handler, request)
+
+        return guarded
+
+
 class OpenAIApi:
-    """The `/v1` routes of one app, answered through the core every endpoint shares."""
+    """The `/v1` application of one app, answered through the core every endpoint shares."""
 
     def __init__(self, core: Answering, config: ApiConfig) -> None:
         self.core = core
@@ -138,19 +151,43 @@ class OpenAIApi:
         # A thread per answer waiting for its next token; beyond what the engine takes, it says Busy first.
         self.limiter = anyio.CapacityLimiter((serving.max_batch or 1) + serving.max_waiting + 4)
         self.max_request_bytes = int(config.max_file_bytes * 4 / 3) * self.settings.max_files + 2**20
-        self._served = [
-            Route("/v1/models", self.models, methods=["GET"]),
-            Route("/v1/models/{model:path}", self.model, methods=["GET"]),
-            Route("/v1/chat/completions", self.completions, methods=["POST"]),
-        ]
+        self.app = self._app()
 
     @property
     def model_id(self) -> str:
         return f"pandagpt-{self.handle.choice.config.name}"
 
-    def routes(self) -> list[Route]:
-        """The served paths, then every other `/v1` path and method, refused in OpenAI's shape."""
-        return [*self._served, Route("/v1/{rest:path}", self.elsewhere, methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD"])]
+    def routes(self) -> list[Mount]:
+        return [Mount("/v1", app=self.app)]
+
+    def _app(self) -> FastAPI:
+        """The application mounted at /v1: its three routes, its schema, and OpenAI's shape for a
+        path or method it does not serve."""
+        app = FastAPI(
+            title="PandaGPT: OpenAI-compatible API",
+            version=version("pandagpt-demo"),
+            description="OpenAI's chat completions for PandaGPT, with media parts for the six kinds it takes.",
+            docs_url="/docs",
+            redoc_url=None,
+        )
+        app.state.openai = self
+        refusals = {status: {"model": ErrorResponse} for status in (400, 401, 404, 413, 429, 503, 504)}
+        secured = [Security(HTTPBearer(auto_error=False, description="The server's --api-key."))] if self.config.api_key else []
+        app.router.add_api_route("/models", self.models, methods=["GET"], dependencies=secured, responses=refusals)
+        app.router.add_api_route("/models/{model:path}", self.model, methods=["GET"], dependencies=secured, responses=refusals)
+        app.router.add_api_route(
+            "/chat/completions",
+            self.completions,
+            methods=["POST"],
+            dependencies=secured,
+            responses=refusals,
+            route_class_override=CompletionsRoute,
+            strict_content_type=False,  # a body without a Content-Type is read as JSON, as OpenAI does
+            summary="Answer a conversation about images, sounds, videos, thermal images, depth maps and IMU recordings",
+        )
+        app.add_exception_handler(HttpError, lambda request, error: error_response(error))
+        app.add_exception_handler(HTTPException, self.elsewhere)
+        return app
 
     def _authorize(self, request: Request) -> None:
         """The key as RFC 6750 sends it: `Authorization: Bearer <key>`, the scheme in any case."""
@@ -163,57 +200,57 @@ class OpenAIApi:
     def _card(self) -> dict:
         return {"id": self.model_id, "object": "model", "created": 0, "owned_by": "pandagpt-demo"}
 
-    async def models(self, request: Request) -> Response:
-        try:
-            self._authorize(request)
-        except HttpError as error:
-            return error_response(error)
+    async def models(self, request: Request) -> JSONResponse:
+        """The one model served."""
+        self._authorize(request)
         return JSONResponse({"object": "list", "data": [self._card()]})
 
-    async def model(self, request: Request) -> Response:
-        """`GET /v1/models/{id}`: the served model's card, or a 404 naming the one that is served."""
-        try:
-            self._authorize(request)
-            self._check_model(request.path_params["model"])
-        except HttpError as error:
-            return error_response(error)
+    async def model(self, request: Request, model: str) -> JSONResponse:
+        """The served model's card, or a 404 naming the one that is served."""
+        self._authorize(request)
+        self._check_model(model)
         return JSONResponse(self._card())
 
-    async def elsewhere(self, request: Request) -> Response:
-        """Any other `/v1` request: a 405 on a served path asked with another method, else a 404."""
-        for route in self._served:
-            if route.path_regex.match(request.url.path):
-                methods = tuple(sorted(route.methods or ()))
-                message = f"{request.method} is not allowed on {request.url.path}; it takes {', '.join(methods)}."
-                return error_response(HttpError(405, message, "method_not_allowed", methods))
-        served = "GET /v1/models, GET /v1/models/{id}, POST /v1/chat/completions"
-        return error_response(HttpError(404, f"{request.url.path} is not served here; this server serves {served}.", "not_found"))
+    async def elsewhere(self, request: Request, error: HTTPException) -> Response:
+        """A path or method FastAPI does not route here: a 405 naming the methods a served path
+        takes, else a 404 naming what is served."""
+        if error.status_code == 405:
+            allow = tuple((error.headers or {}).get("Allow", "").replace(" ", "").split(","))
+            message = f"{request.method} is not allowed on {request.url.path}; it takes {', '.join(allow)}."
+            return error_response(HttpError(405, message, "method_not_allowed", allow))
+        if error.status_code == 404:
+            served = "GET /v1/models, GET /v1/models/{id}, POST /v1/chat/completions"
+            return error_response(HttpError(404, f"{request.url.path} is not served here; this server serves {served}.", "not_found"))
+        return error_response(HttpError(error.status_code, str(error.detail), "http_error"))
 
-    async def completions(self, request: Request) -> Response:
+    async def guarded(self, handler: Callable[[Request], Coroutine[Any, Any, Response]], request: Request) -> Response:
+        """A completions request through FastAPI's `handler`, which reads and validates its body and
+        calls `completions`; every refusal on the way is one response in OpenAI's shape."""
         self.metrics.started(ENDPOINT)
-        owner = f"openai-{uuid.uuid4().hex}"  # the request's id: its files' folder, its log lines
+        request.state.owner = owner = f"openai-{uuid.uuid4().hex}"  # the request's id: its files' folder, its log lines
         try:
             self._authorize(request)
-            parsed = read_request(json.loads(await self._body(request) or b"null"), self.settings, self.config.max_file_bytes)
-            self._check(parsed)
-            outcome = Outcome()
-            pieces = self._answer(parsed, owner, outcome)
-            first = await self._next(pieces)  # before the headers: a refusal still gets its own status
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            return self._failed(HttpError(400, f"The request body is not valid JSON in UTF-8 ({error}).", "bad_json"), owner)
-        except RecursionError:  # the parser's own bound on nesting, reached in linear time
-            return self._failed(HttpError(400, "The request body nests deeper than this server's JSON parser goes.", "bad_json"), owner)
+            return await handler(LimitedRequest(request, self.max_request_bytes))
+        except (RequestValidationError, HTTPException) as error:
+            return self._failed(body_refusal(error), owner)
         except Exception as error:  # noqa: BLE001 - every failure becomes an OpenAI-format error
             return self._failed(error, owner)
+
+    async def completions(self, request: Request, body: ChatCompletionRequest) -> Response:
+        """Answer the conversation, streamed as server-sent events with `stream`, else whole."""
+        owner = request.state.owner
+        self._check(body)
+        parsed = read_request(body, self.settings, self.config.max_file_bytes, self.config.max_text_chars)
+        self._check_media(parsed)
+        outcome = Outcome()
+        pieces = self._answer(parsed, owner, outcome)
+        first = await self._next(pieces)  # before the headers: a refusal still gets its own status
         reply = Reply(self.model_id)
         if parsed.stream:
             return StreamingResponse(self._events(reply, pieces, first, outcome, parsed.include_usage, owner), media_type="text/event-stream")
-        try:
-            while first is not None:
-                outcome.text.append(first)
-                first = await self._next(pieces)
-        except Exception as error:  # noqa: BLE001
-            return self._failed(error, owner)
+        while first is not None:
+            outcome.text.append(first)
+            first = await self._next(pieces)
         return JSONResponse(reply.whole("".join(outcome.text), outcome))
 
     def _failed(self, error: BaseException, owner: str) -> JSONResponse:
@@ -221,35 +258,25 @@ class OpenAIApi:
         self.core.failed(ENDPOINT, error.code if isinstance(error, HttpError) else error_kind(error), owner, error)
         return response
 
-    async def _body(self, request: Request) -> bytes:
-        too_large = TooLarge(f"The request is larger than the {self.max_request_bytes / 2**20:.0f} MB this server accepts.")
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > self.max_request_bytes:
-            raise too_large
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > self.max_request_bytes:
-                raise too_large
-        return bytes(body)
-
     def _check_model(self, model: object) -> None:
         if model != self.model_id:
             raise HttpError(
                 404, f"The model {model!r} does not exist here; this server serves {self.model_id!r} (GET /v1/models).", "model_not_found"
             )
 
-    def _check(self, parsed: CompletionRequest) -> None:
-        self._check_model(parsed.model)
-        if len(parsed.media) > self.settings.max_files:
-            raise BadSetting(f"A request takes at most {self.settings.max_files} files, not {len(parsed.media)}.")
-        if any(m.url for m in parsed.media) and not self.config.allow_remote_media:
-            raise BadSetting(
-                "Remote media URLs are off on this server (an operator turns them on with --allow-remote-media); send the file as a base64 data URL."
-            )
+    def _check(self, body: ChatCompletionRequest) -> None:
+        """What refuses a request before any of its media is decoded."""
+        self._check_model(body.model)
         if self.handle.serving.max_batch is None:
             raise Unavailable(
                 "The OpenAI-compatible API is not available on a ZeroGPU Space (the GPU exists only inside the page's requests); use /chat."
+            )
+
+    def _check_media(self, parsed: CompletionRequest) -> None:
+        if any(m.url for m in parsed.media) and not self.config.allow_remote_media:
+            raise BadSetting(
+                "Remote media URLs are off on this server (an operator turns them on with --allow-remote-media); send the file as a base64 data URL.",
+                param=next(m.where for m in parsed.media if m.url),
             )
 
     async def _next(self, pieces: Iterator[str]) -> str | None:
@@ -322,7 +349,7 @@ class OpenAIApi:
                 self.house.uploads.unreserve(len(data))
             kind = medium.kind or guess_kind(path)
             if kind is None:
-                raise BadInput(f"'{medium.name}' is not a kind of file PandaGPT takes; give its `modality`.")
+                raise BadInput(f"'{medium.name}' is not a kind of file PandaGPT takes; give its `modality`.", param=medium.where)
             files[kind].append({"path": str(path), "orig_name": medium.name})
         return files
 
