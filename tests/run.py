@@ -29,6 +29,7 @@ DEBIAN = {  # package -> the command it provides, and what needs it
     "sox": ("sox", "the example sounds"),
     "espeak-ng": ("espeak-ng", "the example speech"),
     "g++": ("g++", "torch.compile's CPU kernels in the compiled-decode test"),
+    "npm": ("npx", "the MCP Inspector's CLI (npm @modelcontextprotocol/inspector) in the MCP test"),
 }
 
 

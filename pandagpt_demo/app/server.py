@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> None:
     core = Answering(handle, house, metrics, settings, in_gpu_call)
     demo = build_demo(core)
     with demo:
-        gr.api(ChatTool(core).ask_pandagpt, api_name="chat")
+        gr.api(ChatTool(core).ask_pandagpt, api_name="chat", api_description=ChatTool.description())
     demo.queue(default_concurrency_limit=args.concurrency, max_size=args.queue_size)
     max_file_size = int(args.max_file_mb * 1024 * 1024)  # bytes; Gradio refuses larger uploads unread
     api = OpenAIApi(core, ApiConfig(args.api_key or None, args.allow_remote_media, args.remote_timeout, max_file_size))

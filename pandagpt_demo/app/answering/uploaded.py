@@ -4,10 +4,12 @@ public URL, as Gradio fetches for its own components), never any other path on t
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from gradio import processing_utils
 from gradio import utils as gradio_utils
 from gradio.data_classes import FileData
+from gradio.route_utils import API_PREFIX
 from gradio_client import utils as client_utils
 
 from pandagpt_demo.config import EXAMPLES_FILE
@@ -38,13 +40,29 @@ def uploaded_path(modality: Modality, value: str | dict | FileData | None) -> st
     else:
         raise BadInput(f"The {modality.value} input must be a file (gradio_client.handle_file(...)), not {type(value).__name__}.")
     if path.startswith(("http://", "https://", "data:")):  # what an MCP agent gives: a URL, or the file as a data URL
-        path = _fetched(modality, path)
+        path = _own_file(path) or _fetched(modality, path)
     resolved = Path(path).resolve()
     if not any(resolved.is_relative_to(root) for root in _upload_roots()):
         raise MediaError(modality, path, "it is a path on the server, not an uploaded file; send the file itself (gradio_client.handle_file)")
     if not resolved.exists():
         raise MediaError(modality, path, "it is no longer on the server (uploads nobody is using are deleted after a while); please attach it again")
     return path
+
+
+def _own_file(url: str) -> str | None:
+    """The upload behind a URL of a Gradio server's own file route, if it is one of this server's.
+
+    `gradio upload-mcp` (Gradio's upload route for MCP clients) uploads a client's file and hands
+    back `<app>/gradio_api/file=<path>`. Fetching that URL would leave and re-enter the server (and
+    is refused on a private address, as Gradio refuses it for its own components); the path it names
+    is already here when it is in the upload folder, under a directory name nobody can guess.
+    """
+    parts = urlsplit(url)
+    _, route, encoded = parts.path.partition(f"{API_PREFIX}/file=")
+    if not route or parts.query or parts.fragment:
+        return None
+    path = Path(unquote(encoded)).resolve()
+    return str(path) if path.is_relative_to(_upload_roots()[0]) and path.is_file() else None
 
 
 def _fetched(modality: Modality, url: str) -> str:

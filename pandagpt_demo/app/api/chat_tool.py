@@ -9,6 +9,7 @@ description).
 
 from __future__ import annotations
 
+import inspect
 import uuid
 from collections.abc import Iterator
 
@@ -23,12 +24,23 @@ from pandagpt_demo.model.modalities import Modality
 
 from .attachments import api_attachments
 
+FILES = (
+    "Each file argument is a URL: an http(s) URL of a public host, or the file itself as a data URL "
+    "(data:<media type>;base64,...). An MCP client holding a local file can run Gradio's upload route for MCP clients beside "
+    "this server, `gradio upload-mcp <this app's URL> <folder>`, and pass the URL its upload_file_to_gradio tool returns."
+)
+
 
 class ChatTool:
     """The `/chat` endpoint of one app."""
 
     def __init__(self, core: Answering) -> None:
         self.core = core
+
+    @classmethod
+    def description(cls) -> str:
+        """The MCP tool's description: what it does, and how its files arrive."""
+        return f"{inspect.getdoc(cls.ask_pandagpt).split(chr(10) * 2)[0]} {FILES}"
 
     def ask_pandagpt(
         self,
@@ -45,7 +57,7 @@ class ChatTool:
         temperature: float = SamplingParams.temperature,
         history: list[list[str]] | None = None,
     ) -> Iterator[str]:
-        """Ask PandaGPT, a model that sees and hears, a question about images, sounds, videos, thermal images, depth maps or IMU motion recordings; returns its answer (streamed as the text so far). Every file's embedding is summed with its weight, so two images with weights 1 and -1 ask about their difference.
+        """Ask PandaGPT, a model that sees and hears, a question about images, sounds, videos, thermal images, depth maps or IMU motion recordings; returns its answer (gradio_client's submit streams it as the text so far; an MCP client gets it whole). Every file's embedding is summed with its weight, so two images with weights 1 and -1 ask about their difference.
 
         Args:
             question: what to ask about the files, in English.

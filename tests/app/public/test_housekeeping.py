@@ -95,6 +95,19 @@ def test_a_removed_upload_asks_the_user_to_attach_it_again(tmp_path: Path, monke
         uploaded_path(Modality.IMAGE, str(path))
 
 
+def test_a_url_of_the_servers_own_file_route_names_only_an_upload(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What `gradio upload-mcp` returns maps to the upload itself; any other path behind that route is
+    fetched as a URL, and a private address is refused as Gradio refuses it."""
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "uploads"))
+    path = upload(tmp_path / "uploads", "a photo#1.png", 10)
+    own = "http://127.0.0.1:7860/gradio_api/file=" + str(path).replace(" ", "%20").replace("#", "%23")
+    assert uploaded_path(Modality.IMAGE, own) == str(path)
+    outside = upload(tmp_path, "secret.png", 10)
+    for url in ("http://127.0.0.1:7860/gradio_api/file=" + str(outside), own + "?x=1", own.replace("file=", "files=")):
+        with pytest.raises(MediaError, match="could not be read"):
+            uploaded_path(Modality.IMAGE, url)
+
+
 class Clock:
     def __init__(self) -> None:
         self.now = 0.0
