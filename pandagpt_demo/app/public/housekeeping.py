@@ -28,7 +28,8 @@ class Housekeeping:
         self.lifecycle = Lifecycle(limits.drain_seconds)
         self._keep: Callable[[], set[Path]] = set
         self.uploads = UploadStore(Path(upload_root), int(limits.max_upload_disk_gb * 1e9), limits.upload_grace, keep=lambda: self._keep())
-        self.sessions = SessionRegistry(limits.max_sessions, limits.session_ttl, on_end=lambda key: self.uploads.release(key, linger=True))
+        self._session_ends: list[Callable[[str], None]] = [lambda key: self.uploads.release(key, linger=True)]
+        self.sessions = SessionRegistry(limits.max_sessions, limits.session_ttl, on_end=self._session_ended)
         self._contents: dict[str, Path] = {}  # sha256 -> a file with that content, for resuming chats
         self._stopped = threading.Event()
         self._lock = threading.Lock()
@@ -37,6 +38,14 @@ class Housekeeping:
         """Never delete the files Gradio keeps for these components (their examples' and defaults' copies)."""
         blocks = list(blocks)
         self._keep = lambda: {Path(path) for block in blocks for path in getattr(block, "keep_in_cache", ())}
+
+    def on_session_end(self, callback: Callable[[str], None]) -> None:
+        """`callback(key)` is called, after the session's files are released, whenever a session ends."""
+        self._session_ends.append(callback)
+
+    def _session_ended(self, key: str) -> None:
+        for callback in self._session_ends:
+            callback(key)
 
     def enter(self, key: str, session: ChatSession) -> str | None:
         """A page action of session `key` (see SessionRegistry.enter)."""
@@ -90,6 +99,8 @@ class Housekeeping:
     def sweep(self) -> None:
         self.sessions.sweep()
         self.uploads.sweep()
+        with self._lock:  # contents whose file was deleted can never be found again
+            self._contents = {sha: path for sha, path in self._contents.items() if path.exists()}
 
     def stop(self) -> None:
         self._stopped.set()

@@ -21,6 +21,7 @@ from pandagpt_demo.config import EXAMPLES_FILE
 from pandagpt_demo.files import sha256_file
 from pandagpt_demo.model.modalities import Modality
 
+from .gradio_state import forget_ended_sessions, keep_component_ids
 from .handlers import PageHandlers
 
 STORAGE_KEY = "pandagpt-demo-chat"
@@ -119,6 +120,7 @@ def build_demo(core: Answering) -> gr.Blocks:
     settings, house, handle = core.settings, core.house, core.handle
     examples, kinds = example_messages()
     app = PageHandlers(core, kinds)
+    keep_component_ids()
     with gr.Blocks(title="PandaGPT") as demo:  # its CSS goes to launch(), as Gradio 6 asks
         session = gr.State(ChatSession())
         strip = gr.State([])
@@ -210,4 +212,5 @@ def build_demo(core: Answering) -> gr.Blocks:
 
         timer = gr.Timer(1.0)
         timer.tick(lambda: (app.status(), gr.Timer(active=handle.changing)), None, [status, timer], api_visibility="private")
+    forget_ended_sessions(demo, house)
     return demo
