@@ -1,7 +1,8 @@
 """What a public demo does besides answering: sessions, uploads and the process's life, in one place.
 
 The page's handlers talk to this object only (`enter`, `answering`, `release`, `leave`);
-a daemon thread sweeps idle sessions and unused files every `PublicLimits.sweep_every` seconds.
+a daemon thread sweeps idle sessions and unused files every `PublicLimits.sweep_every` seconds,
+and hands the memory freed meanwhile back to the system (heap.py).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 from pandagpt_demo.app.conversation.session import ChatSession
 from pandagpt_demo.config import PublicLimits
 
+from .heap import give_back_freed_memory
 from .lifecycle import Lifecycle
 from .sessions import SessionRegistry
 from .uploads import UploadStore
@@ -101,6 +103,7 @@ class Housekeeping:
         self.uploads.sweep()
         with self._lock:  # contents whose file was deleted can never be found again
             self._contents = {sha: path for sha, path in self._contents.items() if path.exists()}
+        give_back_freed_memory()
 
     def stop(self) -> None:
         self._stopped.set()

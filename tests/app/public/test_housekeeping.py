@@ -12,11 +12,12 @@ import pytest
 from pandagpt_demo.app.answering.uploaded import uploaded_path
 from pandagpt_demo.app.api.monitoring import readiness
 from pandagpt_demo.app.conversation.session import ChatSession
+from pandagpt_demo.app.public.housekeeping import Housekeeping
 from pandagpt_demo.app.public.lifecycle import RESTARTING, Lifecycle
 from pandagpt_demo.app.public.sessions import SessionRegistry
 from pandagpt_demo.app.public.uploads import UploadStore
 from pandagpt_demo.app.runtime import ModelChoice, ModelHandle
-from pandagpt_demo.config import ModelConfig, ServingConfig
+from pandagpt_demo.config import ModelConfig, PublicLimits, ServingConfig
 from pandagpt_demo.errors import Unavailable
 from pandagpt_demo.model.modalities import MediaError, Modality
 
@@ -136,6 +137,19 @@ def test_sessions_are_capped_and_idle_ones_expire_with_their_files(tmp_path: Pat
     assert notice and "idle for more than 10 minutes and was cleared" in notice
     registry.leave("a")
     assert len(registry) == 0 and ended[-1] == "a"
+
+
+def test_a_sweep_forgets_contents_whose_file_is_gone(tmp_path: Path) -> None:
+    """A reloaded tab finds its files by content; entries for deleted files do not pile up between finds."""
+    house = Housekeeping(PublicLimits(), tmp_path)
+    kept, gone = tmp_path / "kept.png", tmp_path / "gone.png"
+    kept.write_bytes(b"k")
+    gone.write_bytes(b"g")
+    house.hold("tab", [kept, gone], {"k" * 64: kept, "g" * 64: gone})
+    gone.unlink()
+    house.sweep()
+    assert house._contents == {"k" * 64: kept}
+    assert house.find("k" * 64) == kept
 
 
 def test_draining_refuses_new_answers_and_waits_for_those_in_flight() -> None:
