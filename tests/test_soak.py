@@ -3,7 +3,8 @@
 2,000 requests (`SOAK_REQUESTS`), half through `/chat` and half through the page's `/send`, from 8
 clients at once, each with an image never seen before. Nothing may fail, the upload folder may
 never exceed its budget (sampled every 20 ms), and the app's resident memory may grow by less
-than 10% between request 200 and the last. Marked `soak`: the default run skips it, CI runs it.
+than 5% between request 200 and the last (gradio_state.py and heap.py keep it level). Marked
+`soak`: the default run skips it, CI runs it.
 """
 
 from __future__ import annotations
@@ -99,4 +100,4 @@ def test_soak_many_clients_with_distinct_uploads(tiny_config: ModelConfig, tmp_p
     )
     assert not failures, f"{len(failures)} failures, the first: {failures[:3]}"
     assert largest[0] <= BUDGET
-    assert end < 1.10 * baseline[0]
+    assert end < 1.05 * baseline[0]

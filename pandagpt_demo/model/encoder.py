@@ -46,6 +46,14 @@ class ImageBindEncoder(nn.Module):
         return postprocessor(x)
 
     @torch.inference_mode()
+    def full_postprocess(self, modality_key: str, vector: torch.Tensor) -> torch.Tensor:
+        """ImageBind's own output for an input `forward` embedded as `vector`: the audio logit scale
+        PandaGPT skips, put back (every other modality's postprocessing is ImageBind's already)."""
+        if modality_key == "audio":
+            return self.model.modality_postprocessors[modality_key][1](vector)
+        return vector
+
+    @torch.inference_mode()
     def forward(self, modality_key: str, batch: torch.Tensor) -> torch.Tensor:
         """Embed a batch of one modality: (B, ...) -> (B, out_embed_dim).
 
@@ -57,7 +65,7 @@ class ImageBindEncoder(nn.Module):
             n_inputs, n_clips = batch.shape[:2]
             batch = batch.reshape(n_inputs * n_clips, *batch.shape[2:])
         parameter = next(self.model.parameters())
-        batch = batch.to(device=parameter.device, dtype=parameter.dtype)
+        batch = batch.to(device=parameter.device, dtype=parameter.dtype if batch.is_floating_point() else batch.dtype)  # text: token ids
         prepared = self.model.modality_preprocessors[modality_key](**{modality_key: batch})
         hidden = self.model.modality_trunks[modality_key](**prepared["trunk"])
         embedding = self.model.modality_heads[modality_key](hidden, **prepared["head"])

@@ -1,0 +1,79 @@
+"""ImageBind's own view of the inputs: how alike they are, and which of a user's labels each one is.
+
+PandaGPT answers from ImageBind's 1024-d vectors; this module shows those same vectors to the user.
+- `similarity`: the cosine of every pair of vectors (cosine ignores the per-modality logit scales).
+- `label_probabilities`: zero-shot labels as ImageBind's own example computes them: each label
+  tokenized by ImageBind's text loader (`SimpleTokenizer`, 77 tokens with its start and end) and
+  embedded by the text tower, then a softmax over the labels of `input @ labels.T`, where the input
+  is ImageBind's own output. PandaGPT's audio vector skips ImageBind's ×20 audio scale
+  (encoder.py); here it is put back, so the probabilities equal ImageBind's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cache
+
+import torch
+
+from pandagpt_demo.errors import BadInput
+
+from .encoder import ImageBindEncoder
+from .modalities import Modality
+
+TEXT = "text"  # ImageBind's modality key of its text tower
+MAX_LABELS = 64  # labels one request may ask about: each is a pass of the text tower
+
+
+@cache
+def _tokenizer():  # noqa: ANN202 - ImageBind's SimpleTokenizer, imported only when labels are asked for
+    from importlib.resources import files
+
+    from imagebind.models.multimodal_preprocessors import SimpleTokenizer
+
+    return SimpleTokenizer(bpe_path=str(files("imagebind") / "bpe" / "bpe_simple_vocab_16e6.txt.gz"))
+
+
+def parse_labels(text: str) -> list[str]:
+    """Comma-separated labels as a user types them: trimmed, empty ones and repeats dropped, order kept."""
+    labels = [label.strip() for label in text.split(",")]
+    return list(dict.fromkeys(label for label in labels if label))
+
+
+def label_tokens(labels: Sequence[str]) -> torch.Tensor:
+    """(len(labels), 77) token ids, as ImageBind's `load_and_transform_text` makes them; a label the
+    tokenizer would cut (it keeps 75 tokens between its start and end) is refused by name."""
+    if not labels:
+        raise BadInput("Type at least one label (labels are separated by commas).")
+    if len(labels) > MAX_LABELS:
+        raise BadInput(f"{len(labels)} labels is too many; at most {MAX_LABELS} at once.")
+    tokenizer = _tokenizer()
+    room = tokenizer.context_length - 2
+    for label in labels:
+        if len(tokenizer.encode(label)) > room:
+            raise BadInput(f"The label {label[:40]!r}… is longer than ImageBind's text tower reads ({room} tokens); shorten it.")
+    return torch.stack([tokenizer(label) for label in labels])
+
+
+def label_vectors(encoder: ImageBindEncoder, labels: Sequence[str]) -> torch.Tensor:
+    """ImageBind's text embeddings of `labels`, (len(labels), 1024), with the text tower's own
+    postprocessing (normalized, times its learned logit scale)."""
+    return encoder(TEXT, label_tokens(labels))
+
+
+def imagebind_output(encoder: ImageBindEncoder, modality: Modality, vector: torch.Tensor) -> torch.Tensor:
+    """What ImageBind's own forward returns for an input whose PandaGPT vector is `vector`."""
+    return encoder.full_postprocess(modality.encoder_key, vector)
+
+
+def similarity(vectors: torch.Tensor) -> torch.Tensor:
+    """(n, n) cosine similarity of n ImageBind vectors, (n, 1024), computed in float32."""
+    unit = torch.nn.functional.normalize(vectors.float(), dim=-1)
+    return unit @ unit.T
+
+
+def label_probabilities(encoder: ImageBindEncoder, inputs: Sequence[tuple[Modality, torch.Tensor]], labels: torch.Tensor) -> torch.Tensor:
+    """(len(inputs), n_labels): for each (modality, PandaGPT vector), the softmax over the labels'
+    vectors (`label_vectors`) of ImageBind's scaled similarities, as its own example computes them."""
+    outputs = torch.stack([imagebind_output(encoder, modality, vector) for modality, vector in inputs]).float()
+    return torch.softmax(outputs @ labels.float().T, dim=-1)

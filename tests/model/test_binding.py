@@ -1,0 +1,85 @@
+"""ImageBind's view (binding.py) against ImageBind itself: its package's model, loaders and example.
+
+The reference is a fresh `ImageBindModel` given the tiny checkpoint's weights, run by its own
+`forward` (its own postprocessing: audio times 20, text times its learned scale) on inputs made by
+its own loaders (`load_and_transform_vision_data`, `load_and_transform_text`); audio goes in as
+this app's loader makes it (ImageBind's audio loader needs torchcodec, which is not installed;
+tests/model/test_modalities.py holds that loader to ImageBind's preprocessing).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from pandagpt_demo.config import ImageBindArch, ModelConfig
+from pandagpt_demo.errors import BadInput
+from pandagpt_demo.model.binding import label_probabilities, label_tokens, label_vectors, parse_labels, similarity
+from pandagpt_demo.model.encoder import imagebind_model_class
+from pandagpt_demo.model.modalities import Modality, load_modality
+from pandagpt_demo.model.pandagpt import PandaGPT
+from tests.conftest import REPO_ROOT
+
+IMAGE = REPO_ROOT / "examples" / "sunset.jpg"
+AUDIO = REPO_ROOT / "examples" / "dog_bark.wav"
+LABELS = ["a sunset over the sea", "a dog barking", "rain on a roof"]
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_config: ModelConfig) -> torch.nn.Module:
+    model = imagebind_model_class()(**ImageBindArch.tiny().kwargs())
+    model.load_state_dict(torch.load(tiny_config.files.imagebind_path, map_location="cpu"))
+    return model.eval()
+
+
+def ours(model: PandaGPT, modality: Modality, path: Path) -> torch.Tensor:
+    """The 1024-d vector PandaGPT's answers start from (before llama_proj)."""
+    return model.encoder(modality.encoder_key, load_modality(modality, path).unsqueeze(0))[0]
+
+
+@torch.inference_mode()
+def test_similarity_and_label_probabilities_are_imagebinds(tiny_model: PandaGPT, reference: torch.nn.Module) -> None:
+    from imagebind import data
+
+    theirs = reference(
+        {
+            "vision": data.load_and_transform_vision_data([str(IMAGE)], "cpu"),
+            "audio": load_modality(Modality.AUDIO, AUDIO).unsqueeze(0),
+            "text": data.load_and_transform_text(LABELS, "cpu"),
+        }
+    )
+    image, audio = ours(tiny_model, Modality.IMAGE, IMAGE), ours(tiny_model, Modality.AUDIO, AUDIO)
+
+    expected_cosine = torch.nn.functional.cosine_similarity(theirs["vision"], theirs["audio"])[0]
+    matrix = similarity(torch.stack([image, audio]))
+    torch.testing.assert_close(matrix[0, 1], expected_cosine, atol=1e-5, rtol=0)
+    torch.testing.assert_close(matrix.diagonal(), torch.ones(2), atol=1e-5, rtol=0)
+
+    labels = label_vectors(tiny_model.encoder, LABELS)
+    torch.testing.assert_close(labels, theirs["text"], atol=1e-5, rtol=1e-5)
+    probabilities = label_probabilities(tiny_model.encoder, [(Modality.IMAGE, image), (Modality.AUDIO, audio)], labels)
+    expected = torch.cat([torch.softmax(theirs["vision"] @ theirs["text"].T, dim=-1), torch.softmax(theirs["audio"] @ theirs["text"].T, dim=-1)])
+    torch.testing.assert_close(probabilities, expected, atol=1e-5, rtol=0)
+    # the audio scale matters: without it (PandaGPT's vector as it is) the probabilities differ
+    unscaled = torch.softmax(audio @ theirs["text"].T, dim=-1)
+    assert not torch.allclose(unscaled, expected[1], atol=1e-5)
+
+
+def test_labels_are_tokenized_as_imagebinds_text_loader_does() -> None:
+    from imagebind import data
+
+    torch.testing.assert_close(label_tokens(LABELS), data.load_and_transform_text(LABELS, "cpu"))
+
+
+def test_labels_as_typed_and_those_refused() -> None:
+    assert parse_labels(" dog barking, rain,, car engine ,rain ") == ["dog barking", "rain", "car engine"]
+    with pytest.raises(BadInput, match="at least one label"):
+        label_tokens(parse_labels(" , ,"))
+    with pytest.raises(BadInput, match="500 labels is too many"):
+        label_tokens([f"label {i}" for i in range(500)])
+    long = "a dog " * 40  # 80 tokens: ImageBind's tokenizer would cut it silently
+    with pytest.raises(BadInput, match="longer than ImageBind's text tower reads \\(75 tokens\\)"):
+        label_tokens(["rain", long])
+    assert label_tokens(["a dog " * 37 + "a"]).shape == (1, 77)  # 75 tokens: read whole
