@@ -45,6 +45,12 @@ class ImageBindEncoder(nn.Module):
             return postprocessor[0](x)  # L2-normalize only: PandaGPT skips the x20 logit scale
         return postprocessor(x)
 
+    def tower_bytes(self, modality_key: str) -> int:
+        """Memory held by one modality's preprocessor, trunk, head and postprocessor (parameters and buffers)."""
+        parts = (self.model.modality_preprocessors, self.model.modality_trunks, self.model.modality_heads, self.model.modality_postprocessors)
+        tensors = [t for part in parts for t in (*part[modality_key].parameters(), *part[modality_key].buffers())]
+        return sum(t.numel() * t.element_size() for t in tensors)
+
     @torch.inference_mode()
     def full_postprocess(self, modality_key: str, vector: torch.Tensor) -> torch.Tensor:
         """ImageBind's own output for an input `forward` embedded as `vector`: the audio logit scale

@@ -70,6 +70,7 @@ class PandaGPT:
         device = config.run.device
         progress(f"ImageBind from {config.files.imagebind_path} to {device} as {dtype}")
         encoder = checkpoints.load_imagebind(config, dtype)
+        log.info("ImageBind's text tower (zero-shot labels): %.1f MB on %s", encoder.tower_bytes("text") / 1e6, device)
         progress(f"PandaGPT delta from {config.files.delta_path}")
         delta = checkpoints.read_delta(config)
         progress(f"Vicuna from {config.files.vicuna_dir} to {device} as {dtype}")

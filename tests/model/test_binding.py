@@ -83,3 +83,15 @@ def test_labels_as_typed_and_those_refused() -> None:
     with pytest.raises(BadInput, match="longer than ImageBind's text tower reads \\(75 tokens\\)"):
         label_tokens(["rain", long])
     assert label_tokens(["a dog " * 37 + "a"]).shape == (1, 77)  # 75 tokens: read whole
+
+
+def test_the_text_tower_is_loaded_and_its_memory_reported(tiny_config: ModelConfig, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("INFO", logger="pandagpt_demo.model.pandagpt"):
+        model = PandaGPT.load(tiny_config)
+    encoder = model.encoder
+    towers = sum(encoder.tower_bytes(key) for key in ("vision", "text", "audio", "depth", "thermal", "imu"))
+    everything = sum(t.numel() * t.element_size() for t in (*encoder.parameters(), *encoder.buffers()))
+    assert towers == everything  # the six towers are the whole of ImageBind: nothing counted twice or left out
+    text = encoder.tower_bytes("text")
+    assert text > 0
+    assert f"ImageBind's text tower (zero-shot labels): {text / 1e6:.1f} MB on cpu" in caplog.text
