@@ -116,7 +116,7 @@ def image_prompt(model: PandaGPT) -> torch.Tensor:
     """File decode + ImageBind + projection + prompt embeddings for one image question."""
     conversation = Conversation()
     conversation.ask(QUESTION)
-    return model.prompt_embeds(conversation, model.embed_file(Modality.IMAGE, EXAMPLE_FILES[Modality.IMAGE]))
+    return model.prompt_embeds(conversation, model.fuse([model.embed_file(Modality.IMAGE, EXAMPLE_FILES[Modality.IMAGE])]))
 
 
 def original_generate(model: PandaGPT, embeds: torch.Tensor, new_tokens: int) -> int:

@@ -93,34 +93,39 @@ class PandaGPT:
     # --- multimodal inputs -------------------------------------------------------------------
 
     @torch.inference_mode()
-    def project(self, modality: Modality, data: torch.Tensor) -> torch.Tensor:
-        """One preprocessed input -> ImageBind -> llama_proj: a (hidden,) vector."""
-        embedding = self.encoder(modality.encoder_key, data.unsqueeze(0))
-        return self.llama_proj(embedding.to(self.dtype))[0]
+    def encode(self, modality: Modality, data: torch.Tensor) -> torch.Tensor:
+        """One preprocessed input -> ImageBind: its (1024,) vector, what answers and ImageBind's view start from."""
+        return self.encoder(modality.encoder_key, data.unsqueeze(0))[0]
+
+    @torch.inference_mode()
+    def project(self, vector: torch.Tensor) -> torch.Tensor:
+        """One ImageBind vector -> llama_proj: a (hidden,) vector in Vicuna's embedding space."""
+        return self.llama_proj(vector.to(self.device, self.dtype).unsqueeze(0))[0]
 
     def embed_file(self, modality: Modality, path: str | Path) -> torch.Tensor:
-        """A file's projected vector; one that is not finite (the encoder overflowed) is refused by the file's name."""
+        """A file's ImageBind vector; one whose projection is not finite (the model overflows on it) is
+        refused by the file's name, before any prompt is built from it."""
         data = load_modality(modality, path)
         with fits_on_gpu(f"your {modality.value} file"):
-            vector = self.project(modality, data)
-        if not torch.isfinite(vector).all():
+            vector = self.encode(modality, data)
+            projected = self.project(vector)
+        if not torch.isfinite(projected).all():
             log.warning("non-finite %s embedding of %s", modality.value, path)
             raise MediaError(modality, path, f"its embedding is not finite (the model overflows on it in {self.dtype}); try another file")
         return vector
 
-    @staticmethod
-    def fuse(projected: Sequence[torch.Tensor], weights: Sequence[float] | None = None) -> torch.Tensor | None:
-        """Multimodal arithmetic: the weighted sum of the projected vectors (weights default 1), any
-        number of each modality (the original's answer to several images: sum their embeddings),
-        checked finite before any prompt is built from it."""
-        if not projected:
+    def fuse(self, vectors: Sequence[torch.Tensor], weights: Sequence[float] | None = None) -> torch.Tensor | None:
+        """Multimodal arithmetic: the weighted sum of the files' projected vectors (weights default 1),
+        any number of each modality (the original's answer to several images: sum their projected
+        embeddings, each projected alone as the original did), checked finite before any prompt is built."""
+        if not vectors:
             return None
-        weights = [1.0] * len(projected) if weights is None else list(weights)
-        if len(weights) != len(projected):
-            raise ValueError(f"{len(projected)} vectors but {len(weights)} weights")
-        fused = sum(vector * weight for vector, weight in zip(projected, weights))
+        weights = [1.0] * len(vectors) if weights is None else list(weights)
+        if len(weights) != len(vectors):
+            raise ValueError(f"{len(vectors)} vectors but {len(weights)} weights")
+        fused = sum(self.project(vector) * weight for vector, weight in zip(vectors, weights))
         if not torch.isfinite(fused).all():
-            raise BadInput(f"The weighted sum of the {len(projected)} embedding(s) is not finite; lower the weights.")
+            raise BadInput(f"The weighted sum of the {len(vectors)} embedding(s) is not finite; lower the weights.")
         return fused
 
     # --- prompt -------------------------------------------------------------------------------

@@ -48,14 +48,26 @@ class _InputEmbeddings(nn.Module):
 class RemoteModel(PandaGPT):
     """PandaGPT whose encoder and LLM live in replicas; prompts and preprocessing happen here."""
 
-    def __init__(self, config: ModelConfig, tokenizer, embedding: torch.Tensor, project: Callable[[Modality, torch.Tensor], torch.Tensor]) -> None:
+    def __init__(
+        self,
+        config: ModelConfig,
+        tokenizer,
+        embedding: torch.Tensor,
+        encode: Callable[[Modality, torch.Tensor], torch.Tensor],
+        project: Callable[[torch.Tensor], torch.Tensor],
+    ) -> None:
+        """`encode` and `project` run a replica's ImageBind and llama_proj (its weights, its device and dtype)."""
         super().__init__(config, encoder=None, llama_proj=None, llm=_InputEmbeddings(embedding), tokenizer=tokenizer)
         self.device = torch.device("cpu")
         self.dtype = embedding.dtype  # the replicas' own, so prompts are the ones a replica would build
+        self._encode = encode
         self._project = project
 
-    def project(self, modality: Modality, data: torch.Tensor) -> torch.Tensor:
-        return self._project(modality, data)
+    def encode(self, modality: Modality, data: torch.Tensor) -> torch.Tensor:
+        return self._encode(modality, data)
+
+    def project(self, vector: torch.Tensor) -> torch.Tensor:
+        return self._project(vector)
 
 
 @dataclass(frozen=True)

@@ -54,10 +54,13 @@ class Replica:
         embedding = self.model.llm.get_input_embeddings().weight.detach().to("cpu", self.model.dtype)
         return {"tokenizer": self.model.tokenizer, "embedding": embedding, "replica": self.id}
 
-    def project(self, modality: str, data: torch.Tensor) -> torch.Tensor:
+    def encode(self, modality: str, data: torch.Tensor) -> torch.Tensor:
         kind = Modality(modality)
         with fits_on_gpu(f"your {kind.value} file"):
-            return self.model.project(kind, data).cpu()
+            return self.model.encode(kind, data).cpu()
+
+    def project(self, vector: torch.Tensor) -> torch.Tensor:
+        return self.model.project(vector).cpu()
 
     async def generate(self, embeds: torch.Tensor, params: SamplingParams) -> AsyncIterator[object]:
         """`{"replica": id}`, then the answer's token ids as this replica's engine decodes them."""
@@ -131,13 +134,19 @@ class Cluster:
         info = handle.describe.remote().result(timeout_s=self.replicas.start_timeout)
         self.handle = handle
 
-        def project(modality: Modality, data: torch.Tensor) -> torch.Tensor:
+        def encode(modality: Modality, data: torch.Tensor) -> torch.Tensor:
             try:
-                return handle.project.remote(modality.value, data).result()
+                return handle.encode.remote(modality.value, data).result()
             except RayTaskError as error:
                 raise _cause(error) from None
 
-        model = RemoteModel(self.config, info["tokenizer"], info["embedding"], project)
+        def project(vector: torch.Tensor) -> torch.Tensor:
+            try:
+                return handle.project.remote(vector).result()
+            except RayTaskError as error:
+                raise _cause(error) from None
+
+        model = RemoteModel(self.config, info["tokenizer"], info["embedding"], encode, project)
         engine = RemoteEngine(self._open, self.status, lost=RayActorError)
         log.info("replicas ready: %s", self.status())
         return model, engine

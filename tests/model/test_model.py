@@ -81,15 +81,17 @@ def test_files_are_summed_with_their_weights(tiny_model: PandaGPT, media_dir: Pa
     write_image(other, seed=7)
     t = np.linspace(0, 1.5, 24000, endpoint=False)
     write_samples(sound, 0.5 * np.sin(2 * np.pi * 440 * t), 16000)
-    v1, v2 = tiny_model.embed_file(Modality.IMAGE, image), tiny_model.embed_file(Modality.IMAGE, other)
-    audio = tiny_model.embed_file(Modality.AUDIO, sound)
+    i1, i2 = tiny_model.embed_file(Modality.IMAGE, image), tiny_model.embed_file(Modality.IMAGE, other)
+    sound_vector = tiny_model.embed_file(Modality.AUDIO, sound)
+    assert i1.shape == (tiny_model.config.spec.imagebind.out_embed_dim,)  # ImageBind's vector: each is projected alone when summed
+    v1, v2, audio = (tiny_model.project(vector) for vector in (i1, i2, sound_vector))
     assert not torch.allclose(v1, v2) and not torch.allclose(v1, audio)
-    torch.testing.assert_close(PandaGPT.fuse([v1, audio]), v1 + audio)
-    torch.testing.assert_close(PandaGPT.fuse([v1, v2], [0.7, -0.3]), 0.7 * v1 - 0.3 * v2)
-    torch.testing.assert_close(PandaGPT.fuse([v1, v2, audio], [1.0, 0.5, 1.0]), v1 + 0.5 * v2 + audio)
-    assert PandaGPT.fuse([]) is None
+    torch.testing.assert_close(tiny_model.fuse([i1, sound_vector]), v1 + audio)
+    torch.testing.assert_close(tiny_model.fuse([i1, i2], [0.7, -0.3]), 0.7 * v1 - 0.3 * v2)
+    torch.testing.assert_close(tiny_model.fuse([i1, i2, sound_vector], [1.0, 0.5, 1.0]), v1 + 0.5 * v2 + audio)
+    assert tiny_model.fuse([]) is None
     with pytest.raises(ValueError):
-        PandaGPT.fuse([v1, v2], [1.0])
+        tiny_model.fuse([i1, i2], [1.0])
 
 
 def test_non_finite_embeddings_are_refused_before_any_prompt(tiny_model: PandaGPT, media_dir: Path) -> None:
@@ -103,10 +105,12 @@ def test_non_finite_embeddings_are_refused_before_any_prompt(tiny_model: PandaGP
         overflowing.llama_proj.weight.mul_(torch.inf)
     with pytest.raises(MediaError, match=r"image file 'overflow.png': its embedding is not finite"):
         overflowing.embed_file(Modality.IMAGE, image)
+    as_projected = copy.copy(tiny_model)
+    as_projected.project = lambda vector: vector  # the vectors below stand for projected ones
     near_limit = [torch.full((8,), 60000.0, dtype=torch.float16), torch.full((8,), 1.0, dtype=torch.float16)]
-    assert torch.isfinite(PandaGPT.fuse(near_limit)).all()
+    assert torch.isfinite(as_projected.fuse(near_limit)).all()
     with pytest.raises(BadInput, match=r"weighted sum of the 2 embedding\(s\) is not finite; lower the weights"):
-        PandaGPT.fuse(near_limit, [2.0, 1.0])
+        as_projected.fuse(near_limit, [2.0, 1.0])
 
 
 def test_audio_embedding_is_not_scaled_by_20(tiny_model: PandaGPT) -> None:
@@ -362,7 +366,7 @@ def test_bad_file_leaves_the_model_usable(tiny_model: PandaGPT, media_dir: Path)
         tiny_model.embed_file(Modality.AUDIO, bad)
     image = media_dir / "after_bad.png"
     write_image(image)
-    assert answer(tiny_model, GREEDY, tiny_model.embed_file(Modality.IMAGE, image))
+    assert answer(tiny_model, GREEDY, tiny_model.fuse([tiny_model.embed_file(Modality.IMAGE, image)]))
 
 
 def test_concurrent_video_embeddings_match_sequential(tiny_model: PandaGPT, media_dir: Path) -> None:

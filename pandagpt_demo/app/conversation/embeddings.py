@@ -1,4 +1,5 @@
-"""Per-session embedding cache keyed by file content.
+"""Per-session embedding cache keyed by file content: ImageBind's vector of each file (before
+llama_proj), what the answers and ImageBind's view of the inputs both start from.
 
 The original demo kept an embedding as long as *some* file was given, so a replaced file kept its
 stale embedding. Here each vector is keyed by (modality, sha256 of the bytes): a changed file is

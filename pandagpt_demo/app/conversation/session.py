@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+import torch
+
 from pandagpt_demo.config import PromptTemplate, SamplingParams
 from pandagpt_demo.errors import BadInput, UserError
 from pandagpt_demo.model.conversation import Conversation, Turn
@@ -132,6 +134,15 @@ class ChatSession:
         else:
             vector = model.fuse(self.cache.vectors(files, model.embed_file, source=model.config), weights)
         return vector, tuple(Used.of(a) for a in strip)
+
+    def vectors_in_use(self, model: PandaGPT) -> list[tuple[Attachment, torch.Tensor]]:
+        """ImageBind's vector of each file in use, from the cache the answers fill (a file an answer
+        used is not encoded again; one not yet used is encoded and kept for the next answer)."""
+        for attachment in self.in_use:
+            if attachment.path is None:
+                raise MediaError(attachment.kind, attachment.name, "it is no longer on the server; please attach it again")
+        files = [(a.kind, a.path) for a in self.in_use]
+        return list(zip(self.in_use, self.cache.vectors(files, model.embed_file, source=model.config)))
 
     # --- answering ------------------------------------------------------------------------------
 

@@ -83,7 +83,7 @@ def test_two_images_reach_the_model_as_their_weighted_sum(tiny_model: PandaGPT, 
     engine = Recording(tiny_engine)
     session = ChatSession()
     last(session.ask(tiny_model, engine, "Both?", GREEDY, attached=[first, second]))
-    v1, v2 = tiny_model.embed_file(Modality.IMAGE, first.path), tiny_model.embed_file(Modality.IMAGE, second.path)
+    v1, v2 = (tiny_model.project(tiny_model.embed_file(Modality.IMAGE, attached.path)) for attached in (first, second))
     before, _ = tiny_model.prompt_ids(session.conversation(upto=session.exchanges[0]), with_vector=True)
     torch.testing.assert_close(engine.prompts[-1][0, len(before)], (0.7 * v1 - 0.4 * v2).to(engine.prompts[-1].dtype))
     assert session.exchanges[0].answer.caption() == "one.png (image ×0.7) + two.png (image ×-0.4)"
@@ -216,3 +216,24 @@ def test_a_record_resumes_the_chat_and_a_missing_file_is_asked_for_by_name(tiny_
     assert lost.supply(Attachment.of(copy, Modality.IMAGE)), "matched by content, whatever its name"
     assert lost.missing() == [] and lost.in_use[0].path == copy and lost.in_use[0].weight == 0.5
     assert last(lost.ask(tiny_model, tiny_engine, "More?", GREEDY))
+
+
+def test_imagebinds_view_reads_the_vectors_the_answers_use(tiny_model: PandaGPT, tiny_engine: Engine, tmp_path: Path) -> None:
+    """ImageBind's vectors of the files in use come from the answers' cache: a file an answer used
+    is not encoded again, and one the view encoded first is not encoded again by the next answer."""
+    first = Attachment.of(image(tmp_path, "one.png", 1), Modality.IMAGE)
+    second = Attachment.of(image(tmp_path, "two.png", 2), Modality.IMAGE, weight=0.5)
+    session = ChatSession()
+    last(session.ask(tiny_model, tiny_engine, "One?", GREEDY, attached=[first]))
+    assert session.cache.encodes == 1
+    [(attachment, vector)] = session.vectors_in_use(tiny_model)
+    assert attachment is first and session.cache.encodes == 1
+    torch.testing.assert_close(vector, tiny_model.embed_file(Modality.IMAGE, first.path))
+    session.in_use.append(second)
+    vectors = session.vectors_in_use(tiny_model)
+    assert [a for a, _ in vectors] == [first, second] and session.cache.encodes == 2
+    last(session.ask(tiny_model, tiny_engine, "Both?", GREEDY))
+    assert session.cache.encodes == 2
+    session.in_use[0].path = None
+    with pytest.raises(MediaError, match="no longer on the server"):
+        session.vectors_in_use(tiny_model)
