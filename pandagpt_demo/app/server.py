@@ -23,6 +23,7 @@ from pandagpt_demo.app.answering.settings import AnswerSettings
 from pandagpt_demo.app.api.chat_tool import ChatTool
 from pandagpt_demo.app.api.monitoring import health_routes, metrics_route
 from pandagpt_demo.app.api.openai.routes import ApiConfig, OpenAIApi
+from pandagpt_demo.app.api.view_tool import ViewTool
 from pandagpt_demo.app.public.housekeeping import Housekeeping
 from pandagpt_demo.app.public.lifecycle import exit_process
 from pandagpt_demo.app.public.uploads import UploadBudget
@@ -193,6 +194,7 @@ def main(argv: list[str] | None = None) -> None:
     demo = build_demo(core)
     with demo:
         gr.api(ChatTool(core).ask_pandagpt, api_name="chat", api_description=ChatTool.description())
+        gr.api(ViewTool(core).imagebind_view, api_name="imagebind_view", api_description=ViewTool.description())
     demo.queue(default_concurrency_limit=args.concurrency, max_size=args.queue_size)
     max_file_size = int(args.max_file_mb * 1024 * 1024)  # bytes; Gradio refuses larger uploads unread
     api = OpenAIApi(core, ApiConfig(args.api_key or None, args.allow_remote_media, args.remote_timeout, max_file_size))

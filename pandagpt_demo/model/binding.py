@@ -69,7 +69,8 @@ def imagebind_output(encoder: ImageBindEncoder, modality: Modality, vector: torc
 def similarity(vectors: torch.Tensor) -> torch.Tensor:
     """(n, n) cosine similarity of n ImageBind vectors, (n, 1024), computed in float32."""
     unit = torch.nn.functional.normalize(vectors.float(), dim=-1)
-    return unit @ unit.T
+    cosine = unit @ unit.T
+    return (cosine + cosine.T) / 2  # exactly symmetric: a matmul's rounding need not be
 
 
 def label_probabilities(encoder: ImageBindEncoder, inputs: Sequence[tuple[Modality, torch.Tensor]], labels: torch.Tensor) -> torch.Tensor:

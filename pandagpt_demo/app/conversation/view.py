@@ -1,0 +1,50 @@
+"""ImageBind's view of a chat's files in use: how alike they are, and which of the user's labels
+each one is, from the very vectors the answers are made of (the session's embedding cache)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from pandagpt_demo.errors import BadInput, Unavailable
+from pandagpt_demo.model import binding
+from pandagpt_demo.model.pandagpt import PandaGPT
+
+from .session import ChatSession
+
+
+@dataclass(frozen=True)
+class ImageBindView:
+    """Plain data for a page, an API or a terminal: one row and column per file in use."""
+
+    files: list[str]  # each file's name and kind, e.g. "dog.wav (audio)"
+    similarity: list[list[float]]  # cosine of ImageBind's vectors, files x files
+    labels: list[str]  # as parsed from what the user typed; empty if none were asked for
+    probabilities: list[list[float]]  # files x labels, each row summing to 1
+
+    def as_dict(self) -> dict:
+        return {"files": self.files, "similarity": self.similarity, "labels": self.labels, "probabilities": self.probabilities}
+
+
+def imagebind_view(model: PandaGPT, session: ChatSession, labels: str = "") -> ImageBindView:
+    """The similarity of every pair of files in use and, if `labels` (comma-separated) are given,
+    each file's probabilities over them. Files not yet encoded are encoded once and kept for the
+    next answer. Raises BadInput (no files, bad labels) or Unavailable (no ImageBind in this process)."""
+    if getattr(model, "encoder", None) is None:
+        raise Unavailable("ImageBind's view needs ImageBind in the app's own process; with model replicas it is not available yet.")
+    if not session.in_use:
+        raise BadInput("No files are in use: attach a file first, then look at ImageBind's view of it.")
+    parsed = binding.parse_labels(labels)
+    if labels.strip() and not parsed:
+        raise BadInput("The labels are empty: type labels separated by commas, e.g. 'dog barking, rain, car engine'.")
+    label_vectors = binding.label_vectors(model.encoder, parsed) if parsed else None  # refused before any file is encoded
+    in_use = session.vectors_in_use(model)
+    names = [f"{attachment.name} ({attachment.kind.value})" for attachment, _ in in_use]
+    vectors = [vector for _, vector in in_use]
+    similarity = binding.similarity(torch.stack(vectors)).tolist()
+    probabilities = []
+    if label_vectors is not None:
+        inputs = [(attachment.kind, vector) for attachment, vector in in_use]
+        probabilities = binding.label_probabilities(model.encoder, inputs, label_vectors).tolist()
+    return ImageBindView(names, similarity, parsed, probabilities)
