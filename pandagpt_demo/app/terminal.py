@@ -1,7 +1,8 @@
 """Terminal chat without Gradio: `python -m pandagpt_demo.chat --image cat.jpg "Describe this"`.
 
-Streams the answer, then keeps a multi-turn prompt open (`/undo` drops the last turn, an empty line
-or Ctrl-D quits). Same model code and checkpoint flags as `app.py`.
+Streams the answer, then keeps a multi-turn prompt open (`/undo` drops the last turn, `/labels a, b`
+shows ImageBind's view of the files: how alike they are and each one's probabilities over the
+labels; an empty line or Ctrl-D quits). Same model code and checkpoint flags as `app.py`.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import sys
 
 from pandagpt_demo.app.conversation.chatlog import Attachment
 from pandagpt_demo.app.conversation.session import ChatSession
+from pandagpt_demo.app.conversation.view import ImageBindView, imagebind_view
 from pandagpt_demo.config import SamplingParams, ServingConfig
 from pandagpt_demo.errors import UserError
 from pandagpt_demo.model.modalities import Modality
@@ -70,6 +72,24 @@ def answer(session: ChatSession, model: PandaGPT, engine: Engine, question: str,
     print()
 
 
+def table(title: str, rows: list[str], columns: list[str], values: list[list[float]]) -> str:
+    """A plain-text table of `values` (rows x columns), three decimals, columns as wide as their names."""
+    first = max(len(title), *map(len, rows))
+    widths = [max(len(name), 5) for name in columns]
+    lines = ["  ".join([title.ljust(first), *(name.rjust(w) for name, w in zip(columns, widths))])]
+    for name, row in zip(rows, values):
+        lines.append("  ".join([name.ljust(first), *(f"{value:.3f}".rjust(w) for value, w in zip(row, widths))]))
+    return "\n".join(lines)
+
+
+def show_view(view: ImageBindView) -> str:
+    """ImageBind's view as the terminal prints it: the similarity table, then the labels' one."""
+    text = table("cosine similarity", view.files, view.files, view.similarity)
+    if view.labels:
+        text += "\n\n" + table("P(label)", view.files, view.labels, view.probabilities)
+    return text
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     setup_logging(args.log_level)
@@ -96,6 +116,13 @@ def main(argv: list[str] | None = None) -> None:
                 return
             if question == "/undo":
                 session.undo()
+                question = None
+                continue
+            if question.split(maxsplit=1)[0] == "/labels":
+                try:
+                    print(show_view(imagebind_view(model, session, question.removeprefix("/labels"))))
+                except UserError as error:
+                    print(f"error: {error}", file=sys.stderr)
                 question = None
                 continue
         print("panda> ", end="", flush=True)

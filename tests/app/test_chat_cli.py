@@ -47,3 +47,24 @@ def test_app_help_lists_every_flag() -> None:
     assert result.returncode == 0
     for flag in ("--checkpoints", "--model", "--device", "--dtype", "--host", "--port", "--share", "--concurrency", "--max-file-mb"):
         assert flag in result.stdout
+
+
+def test_terminal_chat_shows_imagebinds_view(tiny_config: ModelConfig) -> None:
+    """`/labels a, b`: the files' cosine similarities and their probabilities over the labels;
+    a label too long for the text tower is refused, and the chat goes on."""
+    long = "a dog " * 40
+    result = run_chat(
+        tiny_config, "--image", "examples/sunset.jpg", "--audio", "examples/rain.wav", stdin=f"/labels a sunset, rain\n/labels {long}\nWhat now?\n\n"
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if "cosine similarity" in line)
+    assert "sunset.jpg (image)" in lines[header] and "rain.wav (audio)" in lines[header]
+    (self_1, cross_1), (cross_2, self_2) = (lines[header + row].split()[-2:] for row in (1, 2))
+    assert self_1 == self_2 == "1.000" and cross_1 == cross_2
+    labels = next(i for i, line in enumerate(lines) if line.lstrip("you> ").startswith("P(label)"))
+    assert lines[labels].split()[-2:] == ["sunset", "rain"]
+    for row in lines[labels + 1 : labels + 3]:
+        assert abs(sum(float(value) for value in row.split()[-2:]) - 1) < 2e-3
+    assert "longer than ImageBind's text tower reads" in result.stderr
+    assert re.findall(r"panda> (.*)", result.stdout), "the chat goes on after a refused label"
