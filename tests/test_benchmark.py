@@ -101,3 +101,11 @@ def test_load_benchmark_smoke(tmp_path: Path) -> None:
     assert (before["loader"], after["loader"]) == ("before", "after")
     assert before["model_bytes"] == after["model_bytes"] > 0 and before["dtypes"] == after["dtypes"] == ["torch.bfloat16"]
     assert all(r["peak_rss"] >= r["rss_before"] > 0 and r["max_RssAnon"] > 0 for r in (before, after))
+
+
+def test_answer_each_benchmark_smoke() -> None:
+    """benchmarks/bench_each.py runs end to end, and its check (same greedy tokens both ways) holds."""
+    command = [sys.executable, "benchmarks/bench_each.py", "--files", "2", "--new-tokens", "6", "--repeats", "1"]
+    result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "answer each" in result.stdout and "ratio" in result.stdout
