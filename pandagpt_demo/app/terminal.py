@@ -2,15 +2,18 @@
 
 Streams the answer, then keeps a multi-turn prompt open (`/undo` drops the last turn, `/labels a, b`
 shows ImageBind's view of the files: how alike they are and each one's probabilities over the
-labels; an empty line or Ctrl-D quits). Same model code and checkpoint flags as `app.py`.
+labels; `/each` answers the last question again once per file alone and once with their sum,
+decoded together; an empty line or Ctrl-D quits). Same model code and checkpoint flags as `app.py`.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections import deque
 
 from pandagpt_demo.app.conversation.chatlog import Attachment
+from pandagpt_demo.app.conversation.each import answer_each
 from pandagpt_demo.app.conversation.session import ChatSession
 from pandagpt_demo.app.conversation.view import ImageBindView, imagebind_view
 from pandagpt_demo.config import SamplingParams, ServingConfig
@@ -22,6 +25,8 @@ from pandagpt_demo.serving.engine import Engine
 from pandagpt_demo.serving.start import start_engine
 
 from .runtime import add_model_arguments, choose_model, load_with_progress, local_device, setup_logging
+
+EACH_ROWS = 8  # rows /each decodes at once: files and their sum; more wait their turn
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -98,8 +103,9 @@ def main(argv: list[str] | None = None) -> None:
     choice = choose_model(args)
     print(choice.banner.replace("**", ""), file=sys.stderr)
     model = load_with_progress(choice)
-    # The app's decode path (on CUDA, the compiled static slot); one local user, so no time limits.
-    engine = start_engine(model, ServingConfig(max_batch=1, max_waiting=1, stall_timeout=None, answer_timeout=None))
+    # The app's decode path (on CUDA, a lone answer in the compiled static slot); one local user, so
+    # no time limits; a batch as wide as /each needs (every file and the sum, decoded together).
+    engine = start_engine(model, ServingConfig(max_batch=EACH_ROWS, max_waiting=EACH_ROWS, stall_timeout=None, answer_timeout=None))
     try:
         session = ChatSession(in_use=attachments(args))
     except UserError as error:
@@ -116,6 +122,14 @@ def main(argv: list[str] | None = None) -> None:
                 return
             if question == "/undo":
                 session.undo()
+                question = None
+                continue
+            if question == "/each":
+                try:
+                    rows = deque(answer_each(session, model, engine, params.max_new_tokens), maxlen=1)[0]
+                    print("\n".join(f"[{row.label}] {row.error or row.text.strip()}" for row in rows))
+                except UserError as error:
+                    print(f"error: {error}", file=sys.stderr)
                 question = None
                 continue
             if question.split(maxsplit=1)[0] == "/labels":

@@ -68,3 +68,18 @@ def test_terminal_chat_shows_imagebinds_view(tiny_config: ModelConfig) -> None:
         assert abs(sum(float(value) for value in row.split()[-2:]) - 1) < 2e-3
     assert "longer than ImageBind's text tower reads" in result.stderr
     assert re.findall(r"panda> (.*)", result.stdout), "the chat goes on after a refused label"
+
+
+def test_terminal_chat_answers_each_file_alone_and_together(tiny_config: ModelConfig) -> None:
+    """`/each`: one greedy answer per file alone and one with the sum; with greedy settings the sum's
+    row is the chat's own answer, and a file's row is the answer of a chat with that file alone."""
+    both = run_chat(
+        tiny_config, "--temperature", "0", "--image", "examples/sunset.jpg", "--audio", "examples/rain.wav", "What is it?", stdin="/each\n\n"
+    )
+    alone = run_chat(tiny_config, "--temperature", "0", "--audio", "examples/rain.wav", "What is it?", stdin="")
+    assert both.returncode == 0 and alone.returncode == 0, both.stderr + alone.stderr
+    answer = re.findall(r"panda> (.*)", both.stdout)[0].strip()
+    rows = dict(re.findall(r"\[([^\]]+)\] (.*)", both.stdout))
+    assert list(rows) == ["sunset.jpg (image)", "rain.wav (audio)", "all, weighted"]
+    assert rows["all, weighted"].strip() == answer
+    assert rows["rain.wav (audio)"].strip() == re.findall(r"panda> (.*)", alone.stdout)[0].strip()
