@@ -3,7 +3,8 @@
 Streams the answer, then keeps a multi-turn prompt open (`/undo` drops the last turn, `/labels a, b`
 shows ImageBind's view of the files: how alike they are and each one's probabilities over the
 labels; `/each` answers the last question again once per file alone and once with their sum,
-decoded together; an empty line or Ctrl-D quits). Same model code and checkpoint flags as `app.py`.
+`/blend 1 2` from a·file1 + (1 − a)·file2 for a = 0, ¼, ½, ¾, 1, each set decoded together; an
+empty line or Ctrl-D quits). Same model code and checkpoint flags as `app.py`.
 """
 
 from __future__ import annotations
@@ -13,11 +14,11 @@ import sys
 from collections import deque
 
 from pandagpt_demo.app.conversation.chatlog import Attachment
-from pandagpt_demo.app.conversation.each import answer_each
+from pandagpt_demo.app.conversation.each import Row, answer_blend, answer_each
 from pandagpt_demo.app.conversation.session import ChatSession
 from pandagpt_demo.app.conversation.view import ImageBindView, imagebind_view
 from pandagpt_demo.config import SamplingParams, ServingConfig
-from pandagpt_demo.errors import UserError
+from pandagpt_demo.errors import BadSetting, UserError
 from pandagpt_demo.model.modalities import Modality
 from pandagpt_demo.model.pandagpt import PandaGPT
 from pandagpt_demo.serving.compile_cache import use_compile_cache
@@ -95,6 +96,21 @@ def show_view(view: ImageBindView) -> str:
     return text
 
 
+def rows_for(command: str, session: ChatSession, model: PandaGPT, engine: Engine, max_new_tokens: int) -> list[Row]:
+    """`/each`, or `/blend [A B]` (files by their number in use, default 1 2): the finished rows."""
+    if command == "/each":
+        return deque(answer_each(session, model, engine, max_new_tokens), maxlen=1)[0]
+    numbers = command.split()[1:] or ["1", "2"]
+    if len(numbers) != 2 or not all(n.isdigit() for n in numbers):
+        raise BadSetting("Use /blend A B with the two files' numbers in use, e.g. /blend 1 2.")
+    pair = (int(numbers[0]) - 1, int(numbers[1]) - 1)
+    return deque(answer_blend(session, model, engine, max_new_tokens, pair), maxlen=1)[0]
+
+
+def show_rows(rows: list[Row]) -> str:
+    return "\n".join(f"[{row.label}] {row.error or row.text.strip()}" for row in rows)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     setup_logging(args.log_level)
@@ -124,10 +140,9 @@ def main(argv: list[str] | None = None) -> None:
                 session.undo()
                 question = None
                 continue
-            if question == "/each":
+            if question == "/each" or question.split(maxsplit=1)[0] == "/blend":
                 try:
-                    rows = deque(answer_each(session, model, engine, params.max_new_tokens), maxlen=1)[0]
-                    print("\n".join(f"[{row.label}] {row.error or row.text.strip()}" for row in rows))
+                    print(show_rows(rows_for(question, session, model, engine, params.max_new_tokens)))
                 except UserError as error:
                     print(f"error: {error}", file=sys.stderr)
                 question = None

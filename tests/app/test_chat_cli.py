@@ -72,14 +72,26 @@ def test_terminal_chat_shows_imagebinds_view(tiny_config: ModelConfig) -> None:
 
 def test_terminal_chat_answers_each_file_alone_and_together(tiny_config: ModelConfig) -> None:
     """`/each`: one greedy answer per file alone and one with the sum; with greedy settings the sum's
-    row is the chat's own answer, and a file's row is the answer of a chat with that file alone."""
+    row is the chat's own answer, and a file's row is the answer of a chat with that file alone.
+    `/blend`: five rows from the second file alone to the first alone."""
     both = run_chat(
-        tiny_config, "--temperature", "0", "--image", "examples/sunset.jpg", "--audio", "examples/rain.wav", "What is it?", stdin="/each\n\n"
+        tiny_config,
+        "--temperature",
+        "0",
+        "--image",
+        "examples/sunset.jpg",
+        "--audio",
+        "examples/rain.wav",
+        "What is it?",
+        stdin="/each\n/blend\n/blend 1 1\n\n",
     )
     alone = run_chat(tiny_config, "--temperature", "0", "--audio", "examples/rain.wav", "What is it?", stdin="")
     assert both.returncode == 0 and alone.returncode == 0, both.stderr + alone.stderr
     answer = re.findall(r"panda> (.*)", both.stdout)[0].strip()
     rows = dict(re.findall(r"\[([^\]]+)\] (.*)", both.stdout))
-    assert list(rows) == ["sunset.jpg (image)", "rain.wav (audio)", "all, weighted"]
+    blend = ["0·sunset.jpg + 1·rain.wav", "0.25·sunset.jpg + 0.75·rain.wav", "0.5·sunset.jpg + 0.5·rain.wav", "0.75·sunset.jpg + 0.25·rain.wav"]
+    assert list(rows) == ["sunset.jpg (image)", "rain.wav (audio)", "all, weighted", *blend, "1·sunset.jpg + 0·rain.wav"]
+    assert rows[blend[0]] == rows["rain.wav (audio)"] and rows["1·sunset.jpg + 0·rain.wav"] == rows["sunset.jpg (image)"]
+    assert "Blend two different files" in both.stderr
     assert rows["all, weighted"].strip() == answer
     assert rows["rain.wav (audio)"].strip() == re.findall(r"panda> (.*)", alone.stdout)[0].strip()

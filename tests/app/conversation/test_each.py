@@ -13,7 +13,7 @@ from typing import TypeVar
 import pytest
 
 from pandagpt_demo.app.conversation.chatlog import Attachment
-from pandagpt_demo.app.conversation.each import SUM, answer_each
+from pandagpt_demo.app.conversation.each import SUM, answer_blend, answer_each
 from pandagpt_demo.app.conversation.session import ChatSession
 from pandagpt_demo.config import SamplingParams, ServingConfig
 from pandagpt_demo.errors import BadInput
@@ -85,5 +85,32 @@ def test_stop_ends_every_row_and_bad_requests_change_nothing(tiny_model: PandaGP
         while engine.stats().active and time.monotonic() < deadline:  # cancelled rows leave at the engine's next step
             time.sleep(0.01)
         assert engine.stats().active == 0
+    finally:
+        engine.close()
+
+
+def test_a_blend_runs_from_one_file_to_the_other_decoded_together(tiny_model: PandaGPT, tmp_path: Path) -> None:
+    engine = start_engine(tiny_model, ServingConfig(max_batch=8))
+    try:
+        session = ChatSession()
+        last(session.ask(tiny_model, engine, "What is this?", GREEDY, attached=files(tmp_path)[:3]))
+        each = last(answer_each(session, tiny_model, engine, TOKENS))
+        active: list[int] = []
+        with Fault(tiny_model, lambda rows, length: active.append(engine.stats().active)):
+            blend = last(answer_blend(session, tiny_model, engine, TOKENS, pair=(0, 2)))
+        assert [row.label for row in blend] == [f"{w:g}·sunset.jpg + {1 - w:g}·dog_bark.wav" for w in (0, 0.25, 0.5, 0.75, 1)]
+        assert blend[0].text == each[2].text and blend[-1].text == each[0].text, "a blend's ends are the files alone"
+        assert max(active) == 5
+        for pair, steps, message in [
+            ((0, 0), 5, "two different files"),
+            ((0, 3), 5, "numbers 1 to 3"),
+            ((0, 1), 1, "2 to 9 steps"),
+            ((0, 1), 20, "2 to 9 steps"),
+        ]:
+            with pytest.raises(BadInput, match=message):
+                answer_blend(session, tiny_model, engine, TOKENS, pair=pair, steps=steps)
+        session.in_use[1:] = []
+        with pytest.raises(BadInput, match="Blend needs two files in use"):
+            answer_blend(session, tiny_model, engine, TOKENS)
     finally:
         engine.close()
