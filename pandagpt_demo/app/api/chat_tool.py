@@ -9,8 +9,6 @@ description).
 
 from __future__ import annotations
 
-import inspect
-import uuid
 from collections.abc import Iterator
 
 import gradio as gr
@@ -19,16 +17,11 @@ from gradio.data_classes import FileData
 from pandagpt_demo.app.answering.core import Answering
 from pandagpt_demo.app.conversation.session import ChatSession
 from pandagpt_demo.config import SamplingParams
-from pandagpt_demo.errors import BadSetting, UserError, internal_error
+from pandagpt_demo.errors import BadSetting
 from pandagpt_demo.model.modalities import Modality
 
 from .attachments import api_attachments
-
-FILES = (
-    "Each file argument is a URL: an http(s) URL of a public host, or the file itself as a data URL "
-    "(data:<media type>;base64,...). An MCP client holding a local file can run Gradio's upload route for MCP clients beside "
-    "this server, `gradio upload-mcp <this app's URL> <folder>`, and pass the URL its upload_file_to_gradio tool returns."
-)
+from .one_shot import one_shot, tool_description
 
 
 class ChatTool:
@@ -40,7 +33,7 @@ class ChatTool:
     @classmethod
     def description(cls) -> str:
         """The MCP tool's description: what it does, and how its files arrive."""
-        return f"{inspect.getdoc(cls.ask_pandagpt).split(chr(10) * 2)[0]} {FILES}"
+        return tool_description(cls.ask_pandagpt)
 
     def ask_pandagpt(
         self,
@@ -73,24 +66,16 @@ class ChatTool:
             temperature: sampling temperature, 0 (greedy) to 2.
             history: earlier [question, answer] pairs of this conversation, oldest first.
         """
-        owner = f"api-{uuid.uuid4().hex}"  # a one-shot session: its files are released when it ends
         core = self.core
-        try:
-            with core.counted("chat", owner):
-                if not isinstance(question, str) or not question.strip():
-                    raise BadSetting("question must be a non-empty string.")
-                files = dict(zip(Modality, (image, audio, video, thermal, depth, imu)))
-                attached = api_attachments(files, weights, core.settings)
-                session = ChatSession.from_history(api_history(history))
-                params = core.settings.params(max_new_tokens, top_p, temperature)
-                with core.house.answering(owner, [a.path for a in attached]):
-                    yield from session.ask(*core.served(), question.strip(), params, gr.Info, attached=attached)
-        except UserError as error:
-            raise gr.Error(str(error), print_exception=False) from error  # a user error: no traceback
-        except Exception as error:
-            raise gr.Error(internal_error(error), print_exception=False) from error  # logged once, by internal_error
-        finally:
-            core.house.release(owner)
+        with one_shot(core, "chat") as owner:
+            if not isinstance(question, str) or not question.strip():
+                raise BadSetting("question must be a non-empty string.")
+            files = dict(zip(Modality, (image, audio, video, thermal, depth, imu)))
+            attached = api_attachments(files, weights, core.settings)
+            session = ChatSession.from_history(api_history(history))
+            params = core.settings.params(max_new_tokens, top_p, temperature)
+            with core.house.answering(owner, [a.path for a in attached]):
+                yield from session.ask(*core.served(), question.strip(), params, gr.Info, attached=attached)
 
 
 def api_history(history: object) -> list[tuple[str, str]]:

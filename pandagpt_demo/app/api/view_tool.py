@@ -5,21 +5,17 @@ is a one-shot session whose files are released when it ends."""
 
 from __future__ import annotations
 
-import inspect
 import json
-import uuid
 
-import gradio as gr
 from gradio.data_classes import FileData
 
 from pandagpt_demo.app.answering.core import Answering
 from pandagpt_demo.app.conversation.session import ChatSession
 from pandagpt_demo.app.conversation.view import imagebind_view
-from pandagpt_demo.errors import UserError, internal_error
 from pandagpt_demo.model.modalities import Modality
 
 from .attachments import api_attachments
-from .chat_tool import FILES
+from .one_shot import one_shot, tool_description
 
 
 class ViewTool:
@@ -31,7 +27,7 @@ class ViewTool:
     @classmethod
     def description(cls) -> str:
         """The MCP tool's description: what it does, and how its files arrive."""
-        return f"{inspect.getdoc(cls.imagebind_view).split(chr(10) * 2)[0]} {FILES}"
+        return tool_description(cls.imagebind_view)
 
     def imagebind_view(
         self,
@@ -54,19 +50,11 @@ class ViewTool:
             imu: a motion recording (.csv or .npy with six columns: 3 accelerometer, 3 gyroscope), or a list of them.
             labels: candidate labels separated by commas, e.g. "dog barking, rain, car engine" (at most 64); empty for the similarities alone.
         """
-        owner = f"api-{uuid.uuid4().hex}"
         core = self.core
-        try:
-            with core.counted("imagebind_view", owner):
-                files = dict(zip(Modality, (image, audio, video, thermal, depth, imu)))
-                session = ChatSession(in_use=api_attachments(files, None, core.settings))
-                model, _ = core.served()
-                with core.house.answering(owner, session.files()):
-                    view = imagebind_view(model, session, labels if isinstance(labels, str) else "")
-                return json.dumps(view.as_dict())  # JSON text: what gradio_client and MCP clients both read as it is
-        except UserError as error:
-            raise gr.Error(str(error), print_exception=False) from error
-        except Exception as error:
-            raise gr.Error(internal_error(error), print_exception=False) from error
-        finally:
-            core.house.release(owner)
+        with one_shot(core, "imagebind_view") as owner:
+            files = dict(zip(Modality, (image, audio, video, thermal, depth, imu)))
+            session = ChatSession(in_use=api_attachments(files, None, core.settings))
+            model, _ = core.served()
+            with core.house.answering(owner, session.files()):
+                view = imagebind_view(model, session, labels if isinstance(labels, str) else "")
+            return json.dumps(view.as_dict())  # JSON text: what gradio_client and MCP clients both read as it is
