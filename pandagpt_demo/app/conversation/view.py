@@ -32,7 +32,7 @@ def imagebind_view(model: PandaGPT, session: ChatSession, labels: str = "") -> I
     each file's probabilities over them. Files not yet encoded are encoded once and kept for the
     next answer. Raises BadInput (no files, bad labels) or Unavailable (no ImageBind in this process)."""
     if getattr(model, "encoder", None) is None:
-        raise Unavailable("ImageBind's view needs ImageBind in the app's own process; with model replicas it is not available yet.")
+        raise Unavailable("ImageBind's view needs ImageBind in the app's own process; it is not available yet with model replicas or on ZeroGPU.")
     if not session.in_use:
         raise BadInput("No files are in use: attach a file first, then look at ImageBind's view of it.")
     parsed = binding.parse_labels(labels)
