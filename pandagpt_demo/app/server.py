@@ -21,6 +21,7 @@ from pandagpt_demo.app.answering.core import Answering
 from pandagpt_demo.app.answering.metrics import Metrics
 from pandagpt_demo.app.answering.settings import AnswerSettings
 from pandagpt_demo.app.api.chat_tool import ChatTool
+from pandagpt_demo.app.api.each_tool import EachTool
 from pandagpt_demo.app.api.monitoring import health_routes, metrics_route
 from pandagpt_demo.app.api.openai.routes import ApiConfig, OpenAIApi
 from pandagpt_demo.app.api.view_tool import ViewTool
@@ -195,6 +196,7 @@ def main(argv: list[str] | None = None) -> None:
     with demo:
         gr.api(ChatTool(core).ask_pandagpt, api_name="chat", api_description=ChatTool.description())
         gr.api(ViewTool(core).imagebind_view, api_name="imagebind_view", api_description=ViewTool.description())
+        gr.api(EachTool(core).answer_each, api_name="answer_each", api_description=EachTool.description())
     demo.queue(default_concurrency_limit=args.concurrency, max_size=args.queue_size)
     max_file_size = int(args.max_file_mb * 1024 * 1024)  # bytes; Gradio refuses larger uploads unread
     api = OpenAIApi(core, ApiConfig(args.api_key or None, args.allow_remote_media, args.remote_timeout, max_file_size))

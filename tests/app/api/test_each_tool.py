@@ -1,0 +1,61 @@
+"""`/answer_each` through the launched app: each row is /chat's greedy answer with that file alone,
+the last /chat's answer with all of them, streamed as rows so far."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+from gradio_client import Client, handle_file
+
+from pandagpt_demo.config import ModelConfig
+from tests.app.api.test_openai_api import metric
+from tests.conftest import REPO_ROOT
+from tests.launched import App
+
+IMAGE, AUDIO = REPO_ROOT / "examples" / "sunset.jpg", REPO_ROOT / "examples" / "dog_bark.wav"
+TOKENS = 10
+
+
+@pytest.fixture(scope="module")
+def app(tiny_config: ModelConfig, tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
+    app = App(tiny_config, tmp_path_factory.mktemp("each"))
+    yield app
+    app.stop()
+
+
+def chat(app: App, **files: object) -> str:
+    return Client(app.url, verbose=False).predict("What is this?", **files, max_new_tokens=TOKENS, temperature=0.0, api_name="/chat")
+
+
+def test_rows_are_the_answers_with_each_file_alone_and_with_all(app: App) -> None:
+    counted = 'pandagpt_requests_total{endpoint="answer_each"}'
+    before = metric(app, counted)
+    job = Client(app.url, verbose=False).submit(
+        "What is this?",
+        image=handle_file(str(IMAGE)),
+        audio=handle_file(str(AUDIO)),
+        weights={"audio": 0.5},
+        max_new_tokens=TOKENS,
+        api_name="/answer_each",
+    )
+    rows = json.loads(job.result())
+    assert [row["label"] for row in rows] == ["sunset.jpg (image)", "dog_bark.wav (audio)", "all, weighted"]
+    assert all(row["done"] and row["error"] is None for row in rows)
+    assert len(job.outputs()) > 1, "the rows stream as they are decoded"
+    assert rows[0]["text"].strip() == chat(app, image=handle_file(str(IMAGE))).strip()
+    assert rows[1]["text"].strip() == chat(app, audio=handle_file(str(AUDIO))).strip()
+    assert rows[2]["text"].strip() == chat(app, image=handle_file(str(IMAGE)), audio=handle_file(str(AUDIO)), weights={"audio": 0.5}).strip()
+    assert metric(app, counted) == before + 1
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [({"question": "Hm?"}, "No files are in use"), ({"question": " ", "image": True}, "question must be a non-empty string")],
+)
+def test_bad_requests_get_a_clear_message(app: App, arguments: dict, message: str) -> None:
+    if arguments.pop("image", False):
+        arguments["image"] = handle_file(str(IMAGE))
+    with pytest.raises(Exception, match=message):
+        Client(app.url, verbose=False).predict(**arguments, api_name="/answer_each")
