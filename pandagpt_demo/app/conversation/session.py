@@ -48,6 +48,14 @@ def _unshown(attachment: Attachment) -> None:
     """The default `Show`: files are not part of the messages (text-only callers)."""
 
 
+def _on_server(attachments: Sequence[Attachment]) -> list[tuple[Modality, Path]]:
+    """Each file's (kind, server path); one known by name only (after a reload) raises MediaError."""
+    for attachment in attachments:
+        if attachment.path is None:
+            raise MediaError(attachment.kind, attachment.name, "it is no longer on the server; please attach it again")
+    return [(a.kind, a.path) for a in attachments]
+
+
 @dataclass(eq=False)
 class _Answer:
     """The text of one answer being streamed into `exchange`; only its own stream writes to it."""
@@ -125,10 +133,7 @@ class ChatSession:
     def _fuse(self, model: Model, strip: list[Attachment]) -> tuple[Vector | None, tuple[Used, ...]]:
         """The weighted sum of these files' projections (or what a model that encodes in its own call
         makes of them) and what it was made of; a bad file raises MediaError, changing nothing."""
-        for attachment in strip:
-            if attachment.path is None:
-                raise MediaError(attachment.kind, attachment.name, "it is no longer on the server; please attach it again")
-        files, weights = [(a.kind, a.path) for a in strip], [a.weight for a in strip]
+        files, weights = _on_server(strip), [a.weight for a in strip]
         if isinstance(model, EncodesInItsCall):
             vector = model.pending(self.cache, files, weights)
         else:
@@ -138,11 +143,8 @@ class ChatSession:
     def vectors_in_use(self, model: PandaGPT) -> list[tuple[Attachment, torch.Tensor]]:
         """ImageBind's vector of each file in use, from the cache the answers fill (a file an answer
         used is not encoded again; one not yet used is encoded and kept for the next answer)."""
-        for attachment in self.in_use:
-            if attachment.path is None:
-                raise MediaError(attachment.kind, attachment.name, "it is no longer on the server; please attach it again")
-        files = [(a.kind, a.path) for a in self.in_use]
-        return list(zip(self.in_use, self.cache.vectors(files, model.embed_file, source=model.config)))
+        vectors = self.cache.vectors(_on_server(self.in_use), model.embed_file, source=model.config)
+        return list(zip(self.in_use, vectors))
 
     # --- answering ------------------------------------------------------------------------------
 
