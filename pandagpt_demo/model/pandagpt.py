@@ -102,6 +102,10 @@ class PandaGPT:
         """One ImageBind vector -> llama_proj: a (hidden,) vector in Vicuna's embedding space."""
         return self.llama_proj(vector.to(self.device, self.dtype).unsqueeze(0))[0]
 
+    def project_each(self, vectors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """Each vector projected alone (a model whose llama_proj is elsewhere does them in one call)."""
+        return [self.project(vector) for vector in vectors]
+
     def embed_file(self, modality: Modality, path: str | Path) -> torch.Tensor:
         """A file's ImageBind vector; one whose projection is not finite (the model overflows on it) is
         refused by the file's name, before any prompt is built from it."""
@@ -123,7 +127,7 @@ class PandaGPT:
         weights = [1.0] * len(vectors) if weights is None else list(weights)
         if len(weights) != len(vectors):
             raise ValueError(f"{len(vectors)} vectors but {len(weights)} weights")
-        fused = sum(self.project(vector) * weight for vector, weight in zip(vectors, weights))
+        fused = sum(projected * weight for projected, weight in zip(self.project_each(vectors), weights))
         if not torch.isfinite(fused).all():
             raise BadInput(f"The weighted sum of the {len(vectors)} embedding(s) is not finite; lower the weights.")
         return fused

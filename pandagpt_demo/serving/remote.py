@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -54,20 +54,24 @@ class RemoteModel(PandaGPT):
         tokenizer,
         embedding: torch.Tensor,
         encode: Callable[[Modality, torch.Tensor], torch.Tensor],
-        project: Callable[[torch.Tensor], torch.Tensor],
+        project_each: Callable[[list[torch.Tensor]], list[torch.Tensor]],
     ) -> None:
-        """`encode` and `project` run a replica's ImageBind and llama_proj (its weights, its device and dtype)."""
+        """`encode` and `project_each` run a replica's ImageBind and llama_proj (its weights, its
+        device and dtype); an answer's files are projected in one call to a replica."""
         super().__init__(config, encoder=None, llama_proj=None, llm=_InputEmbeddings(embedding), tokenizer=tokenizer)
         self.device = torch.device("cpu")
         self.dtype = embedding.dtype  # the replicas' own, so prompts are the ones a replica would build
         self._encode = encode
-        self._project = project
+        self._project_each = project_each
 
     def encode(self, modality: Modality, data: torch.Tensor) -> torch.Tensor:
         return self._encode(modality, data)
 
     def project(self, vector: torch.Tensor) -> torch.Tensor:
-        return self._project(vector)
+        return self._project_each([vector])[0]
+
+    def project_each(self, vectors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        return self._project_each(list(vectors))
 
 
 @dataclass(frozen=True)

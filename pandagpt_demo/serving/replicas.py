@@ -59,8 +59,8 @@ class Replica:
         with fits_on_gpu(f"your {kind.value} file"):
             return self.model.encode(kind, data).cpu()
 
-    def project(self, vector: torch.Tensor) -> torch.Tensor:
-        return self.model.project(vector).cpu()
+    def project_each(self, vectors: list[torch.Tensor]) -> list[torch.Tensor]:
+        return [projected.cpu() for projected in self.model.project_each(vectors)]
 
     async def generate(self, embeds: torch.Tensor, params: SamplingParams) -> AsyncIterator[object]:
         """`{"replica": id}`, then the answer's token ids as this replica's engine decodes them."""
@@ -140,13 +140,13 @@ class Cluster:
             except RayTaskError as error:
                 raise _cause(error) from None
 
-        def project(vector: torch.Tensor) -> torch.Tensor:
+        def project_each(vectors: list[torch.Tensor]) -> list[torch.Tensor]:
             try:
-                return handle.project.remote(vector).result()
+                return handle.project_each.remote(vectors).result()
             except RayTaskError as error:
                 raise _cause(error) from None
 
-        model = RemoteModel(self.config, info["tokenizer"], info["embedding"], encode, project)
+        model = RemoteModel(self.config, info["tokenizer"], info["embedding"], encode, project_each)
         engine = RemoteEngine(self._open, self.status, lost=RayActorError)
         log.info("replicas ready: %s", self.status())
         return model, engine

@@ -15,17 +15,21 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-from gradio_client import Client
+from gradio_client import Client, handle_file
 
+from pandagpt_demo.app.conversation.chatlog import Attachment
 from pandagpt_demo.app.conversation.session import ChatSession
 from pandagpt_demo.config import ModelConfig, SamplingParams
+from pandagpt_demo.model.modalities import Modality
 from pandagpt_demo.model.pandagpt import PandaGPT
 from pandagpt_demo.serving.engine import Engine
+from tests.conftest import REPO_ROOT
 from tests.launched import App
 
 pytest.importorskip("ray.serve", reason="replicas need ray[serve] (requirements-test.txt)")
 
 GREEDY = dict(temperature=0.0, top_p=0.01)
+IMAGE, AUDIO = REPO_ROOT / "examples" / "sunset.jpg", REPO_ROOT / "examples" / "dog_bark.wav"
 
 
 def ray_processes() -> list[str]:
@@ -73,6 +77,23 @@ def test_two_replicas_serve_sixteen_clients_with_the_single_process_answers(app:
     after = replicas(app)["answers"]
     used = {replica for replica, count in after.items() if count > before.get(replica, 0)}
     assert len(used) == 2, f"both replicas answered: {after}"
+
+
+def test_files_are_encoded_and_projected_on_a_replica_with_the_single_process_answer(app: App, tiny_model: PandaGPT, tiny_engine: Engine) -> None:
+    """Two files summed with weights: ImageBind and llama_proj run on a replica, the answer is the one
+    the single-process app gives."""
+    attached = [Attachment.of(IMAGE, Modality.IMAGE), Attachment.of(AUDIO, Modality.AUDIO, weight=0.5)]
+    expected = list(ChatSession().ask(tiny_model, tiny_engine, "What is this?", SamplingParams(12, **GREEDY), attached=attached))[-1]
+    answer = Client(app.url, verbose=False).predict(
+        "What is this?",
+        image=handle_file(str(IMAGE)),
+        audio=handle_file(str(AUDIO)),
+        weights={"audio": 0.5},
+        max_new_tokens=12,
+        api_name="/chat",
+        **GREEDY,
+    )
+    assert answer == expected
 
 
 def test_a_replica_killed_mid_answer_ends_its_answers_keeping_their_text_and_the_others_go_on(app: App) -> None:
