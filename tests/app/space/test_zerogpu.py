@@ -96,9 +96,9 @@ def test_on_zero_gpu_the_model_loads_and_answers_while_sessions_caches_holds_and
     before = {name: metric(app, name) for name in counted}
     client = Client(app.url, verbose=False)
     answer = client.predict("What is this?", image=handle_file(IMAGE), audio=handle_file(AUDIO), max_new_tokens=900, api_name="/chat")
-    client.predict(*send_args("And this?", IMAGE, max_new_tokens=300), api_name="/send")
+    client.predict(*send_args("And this?", IMAGE, max_new_tokens=300, temperature=0.0), api_name="/send")
     time.sleep(3.5)  # past the upload grace: the photo stays only because this session holds it, here
-    chat, _, _ = client.predict(*send_args("Again?", max_new_tokens=300), api_name="/send")  # the photo's vector is cached here
+    chat, _, _ = client.predict(*send_args("Again?", max_new_tokens=300, temperature=0.0), api_name="/send")  # the photo's vector is cached here
     refused, _, box = Client(app.url, verbose=False).predict(*send_args("May I?", max_new_tokens=4), api_name="/send")
     after = {name: metric(app, name) for name in counted}
     v1 = httpx.post(app.url + "v1/chat/completions", json={"model": MODEL, "messages": [{"role": "user", "content": "Hi"}]}, timeout=30)
