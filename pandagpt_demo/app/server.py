@@ -196,7 +196,9 @@ def main(argv: list[str] | None = None) -> None:
     with demo:
         gr.api(ChatTool(core).ask_pandagpt, api_name="chat", api_description=ChatTool.description())
         gr.api(ViewTool(core).imagebind_view, api_name="imagebind_view", api_description=ViewTool.description())
-        gr.api(EachTool(core).answer_each, api_name="answer_each", api_description=EachTool.description())
+        each = EachTool(core)
+        gr.api(each.answer_each, api_name="answer_each", api_description=EachTool.description())
+        gr.api(each.answer_blend, api_name="answer_blend", api_description=EachTool.blend_description())
     demo.queue(default_concurrency_limit=args.concurrency, max_size=args.queue_size)
     max_file_size = int(args.max_file_mb * 1024 * 1024)  # bytes; Gradio refuses larger uploads unread
     api = OpenAIApi(core, ApiConfig(args.api_key or None, args.allow_remote_media, args.remote_timeout, max_file_size))

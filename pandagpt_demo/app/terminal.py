@@ -19,6 +19,7 @@ from pandagpt_demo.app.conversation.session import ChatSession
 from pandagpt_demo.app.conversation.view import ImageBindView, imagebind_view
 from pandagpt_demo.config import SamplingParams, ServingConfig
 from pandagpt_demo.errors import BadSetting, UserError
+from pandagpt_demo.model.binding import LabelVectors
 from pandagpt_demo.model.modalities import Modality
 from pandagpt_demo.model.pandagpt import PandaGPT
 from pandagpt_demo.serving.compile_cache import use_compile_cache
@@ -127,6 +128,7 @@ def main(argv: list[str] | None = None) -> None:
     except UserError as error:
         sys.exit(f"error: {error}")
     params = SamplingParams(args.max_new_tokens, args.top_p, args.temperature)
+    label_cache = LabelVectors()
     question = args.question
     while True:
         if question is None:
@@ -149,7 +151,7 @@ def main(argv: list[str] | None = None) -> None:
                 continue
             if question.split(maxsplit=1)[0] == "/labels":
                 try:
-                    print(show_view(imagebind_view(model, session, question.removeprefix("/labels"))))
+                    print(show_view(imagebind_view(model, session, question.removeprefix("/labels"), label_cache)))
                 except UserError as error:
                     print(f"error: {error}", file=sys.stderr)
                 question = None

@@ -11,6 +11,8 @@ PandaGPT answers from ImageBind's 1024-d vectors; this module shows those same v
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from functools import cache
 
@@ -59,6 +61,40 @@ def label_vectors(encoder: ImageBindEncoder, labels: Sequence[str]) -> torch.Ten
     """ImageBind's text embeddings of `labels`, (len(labels), 1024), with the text tower's own
     postprocessing (normalized, times its learned logit scale)."""
     return encoder(TEXT, label_tokens(labels))
+
+
+class LabelVectors:
+    """`label_vectors` with each label's vector kept by its text, so a label asked about again (by
+    any user of the app) costs no pass of the text tower. Bounded: the least recently used go first.
+    Vectors of one model are never given for another (`source`, the model's config): the cache empties."""
+
+    def __init__(self, capacity: int = 4096) -> None:
+        self.capacity = capacity
+        self.encodes = 0  # labels run through the text tower: what the cache saves is visible
+        self._vectors: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._source: object = None
+        self._lock = threading.Lock()
+
+    def __call__(self, encoder: ImageBindEncoder, labels: Sequence[str], source: object = None) -> torch.Tensor:
+        """(len(labels), 1024), as `label_vectors(encoder, labels)`; refused as `label_tokens` refuses."""
+        tokens = label_tokens(labels)  # refused before any work
+        with self._lock:
+            if source != self._source:
+                self._vectors.clear()
+                self._source = source
+            found = {label: self._vectors[label] for label in labels if label in self._vectors}
+        missing = [index for index, label in enumerate(labels) if label not in found]
+        if missing:
+            made = encoder(TEXT, tokens[missing])
+            found.update({labels[index]: made[row].clone() for row, index in enumerate(missing)})
+        with self._lock:
+            self.encodes += len(missing)
+            for label in labels:
+                self._vectors[label] = found[label]
+                self._vectors.move_to_end(label)
+            while len(self._vectors) > self.capacity:
+                self._vectors.popitem(last=False)
+        return torch.stack([found[label] for label in labels])
 
 
 def imagebind_output(encoder: ImageBindEncoder, modality: Modality, vector: torch.Tensor) -> torch.Tensor:

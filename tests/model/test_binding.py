@@ -16,7 +16,7 @@ import torch
 
 from pandagpt_demo.config import ImageBindArch, ModelConfig
 from pandagpt_demo.errors import BadInput
-from pandagpt_demo.model.binding import label_probabilities, label_tokens, label_vectors, parse_labels, similarity
+from pandagpt_demo.model.binding import LabelVectors, label_probabilities, label_tokens, label_vectors, parse_labels, similarity
 from pandagpt_demo.model.encoder import imagebind_model_class
 from pandagpt_demo.model.modalities import Modality, load_modality
 from pandagpt_demo.model.pandagpt import PandaGPT
@@ -95,3 +95,27 @@ def test_the_text_tower_is_loaded_and_its_memory_reported(tiny_config: ModelConf
     text = encoder.tower_bytes("text")
     assert text > 0
     assert f"ImageBind's text tower (zero-shot labels): {text / 1e6:.1f} MB on cpu" in caplog.text
+
+
+@torch.inference_mode()
+def test_label_vectors_are_kept_by_text_and_given_back_in_the_order_asked(tiny_model: PandaGPT) -> None:
+    cache = LabelVectors(capacity=3)
+    first = cache(tiny_model.encoder, LABELS[:2], source="tiny")
+    assert cache.encodes == 2
+    torch.testing.assert_close(first, label_vectors(tiny_model.encoder, LABELS[:2]), atol=1e-6, rtol=0)
+
+    again = cache(tiny_model.encoder, [LABELS[1], LABELS[2], LABELS[0]], source="tiny")
+    assert cache.encodes == 3, "only the new label went through the text tower"
+    torch.testing.assert_close(again, label_vectors(tiny_model.encoder, [LABELS[1], LABELS[2], LABELS[0]]), atol=1e-6, rtol=0)
+
+    cache(tiny_model.encoder, ["a car engine"], source="tiny")  # a fourth: the least recently used (LABELS[1]) goes
+    cache(tiny_model.encoder, [LABELS[2], LABELS[0], "a car engine"], source="tiny")
+    assert cache.encodes == 4
+    cache(tiny_model.encoder, [LABELS[1]], source="tiny")
+    assert cache.encodes == 5
+
+    cache(tiny_model.encoder, [LABELS[1]], source="another model")
+    assert cache.encodes == 6, "another model's labels are made anew"
+    with pytest.raises(BadInput, match="at most 64"):
+        cache(tiny_model.encoder, [f"label {n}" for n in range(65)], source="another model")
+    assert cache.encodes == 6

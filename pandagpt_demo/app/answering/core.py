@@ -17,6 +17,7 @@ from pandagpt_demo.app.conversation.session import Model
 from pandagpt_demo.app.public.housekeeping import Housekeeping
 from pandagpt_demo.app.runtime import ModelHandle
 from pandagpt_demo.errors import first_line
+from pandagpt_demo.model.binding import LabelVectors
 from pandagpt_demo.model.pandagpt import PandaGPT
 from pandagpt_demo.serving.engine import Engine
 
@@ -43,6 +44,7 @@ class Answering:
         self.metrics = metrics
         self.settings = settings
         self.in_gpu_call = in_gpu_call
+        self.labels = LabelVectors()  # ImageBind's vectors of the labels users ask about, shared by every endpoint
 
     def served(self) -> tuple[Model, Engine]:
         """The model and engine one answer uses, measured; Unavailable while none is loaded."""

@@ -27,7 +27,8 @@ from pandagpt_demo.model.modalities import Modality
 from pandagpt_demo.model.pandagpt import PandaGPT
 from pandagpt_demo.serving.engine import Engine, EngineStats
 
-ENDPOINTS = ("page", "chat", "openai", "imagebind_view", "answer_each")  # "chat" is /chat, for gradio_client and the MCP tool alike
+# "chat" is /chat, for gradio_client and the MCP tool alike; "page_*" are the page's ImageBind panel and its answer tables
+ENDPOINTS = ("page", "chat", "openai", "imagebind_view", "answer_each", "answer_blend", "page_view", "page_each", "page_blend")
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 TOKEN_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2)
 

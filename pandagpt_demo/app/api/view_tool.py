@@ -12,6 +12,7 @@ from gradio.data_classes import FileData
 from pandagpt_demo.app.answering.core import Answering
 from pandagpt_demo.app.conversation.session import ChatSession
 from pandagpt_demo.app.conversation.view import imagebind_view
+from pandagpt_demo.errors import BadSetting
 from pandagpt_demo.model.modalities import Modality
 
 from .attachments import api_attachments
@@ -52,9 +53,11 @@ class ViewTool:
         """
         core = self.core
         with one_shot(core, "imagebind_view") as owner:
+            if not isinstance(labels, str):
+                raise BadSetting(f"labels must be text, labels separated by commas, not {labels!r}.")
             files = dict(zip(Modality, (image, audio, video, thermal, depth, imu)))
             session = ChatSession(in_use=api_attachments(files, None, core.settings))
             model, _ = core.served()
             with core.house.answering(owner, session.files()):
-                view = imagebind_view(model, session, labels if isinstance(labels, str) else "")
+                view = imagebind_view(model, session, labels, core.labels)
             return json.dumps(view.as_dict())  # JSON text: what gradio_client and MCP clients both read as it is

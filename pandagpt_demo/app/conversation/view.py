@@ -27,10 +27,11 @@ class ImageBindView:
         return {"files": self.files, "similarity": self.similarity, "labels": self.labels, "probabilities": self.probabilities}
 
 
-def imagebind_view(model: PandaGPT, session: ChatSession, labels: str = "") -> ImageBindView:
+def imagebind_view(model: PandaGPT, session: ChatSession, labels: str, label_cache: binding.LabelVectors) -> ImageBindView:
     """The similarity of every pair of files in use and, if `labels` (comma-separated) are given,
-    each file's probabilities over them. Files not yet encoded are encoded once and kept for the
-    next answer. Raises BadInput (no files, bad labels) or Unavailable (no ImageBind in this process)."""
+    each file's probabilities over them (their vectors from `label_cache`). Files not yet encoded
+    are encoded once and kept for the next answer. Raises BadInput (no files, bad labels) or
+    Unavailable (no ImageBind in this process)."""
     if getattr(model, "encoder", None) is None:
         raise Unavailable("ImageBind's view needs ImageBind in the app's own process; it is not available yet with model replicas or on ZeroGPU.")
     if not session.in_use:
@@ -38,7 +39,7 @@ def imagebind_view(model: PandaGPT, session: ChatSession, labels: str = "") -> I
     parsed = binding.parse_labels(labels)
     if labels.strip() and not parsed:
         raise BadInput("The labels are empty: type labels separated by commas, e.g. 'dog barking, rain, car engine'.")
-    label_vectors = binding.label_vectors(model.encoder, parsed) if parsed else None  # refused before any file is encoded
+    label_vectors = label_cache(model.encoder, parsed, source=model.config) if parsed else None  # refused before any file is encoded
     in_use = session.vectors_in_use(model)
     names = [f"{attachment.name} ({attachment.kind.value})" for attachment, _ in in_use]
     vectors = [vector for _, vector in in_use]

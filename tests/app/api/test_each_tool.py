@@ -59,3 +59,38 @@ def test_bad_requests_get_a_clear_message(app: App, arguments: dict, message: st
         arguments["image"] = handle_file(str(IMAGE))
     with pytest.raises(Exception, match=message):
         Client(app.url, verbose=False).predict(**arguments, api_name="/answer_each")
+
+
+def test_a_blend_streams_a_row_per_step_whose_ends_are_each_files_answer(app: App) -> None:
+    counted = 'pandagpt_requests_total{endpoint="answer_blend"}'
+    before = metric(app, counted)
+    job = Client(app.url, verbose=False).submit(
+        "What is this?", image=handle_file(str(IMAGE)), audio=handle_file(str(AUDIO)), steps=3, max_new_tokens=TOKENS, api_name="/answer_blend"
+    )
+    rows = json.loads(job.result())
+    assert [row["label"] for row in rows] == [
+        "0·sunset.jpg + 1·dog_bark.wav",
+        "0.5·sunset.jpg + 0.5·dog_bark.wav",
+        "1·sunset.jpg + 0·dog_bark.wav",
+    ]
+    assert all(row["done"] and row["error"] is None for row in rows)
+    assert len(job.outputs()) > 1, "the rows stream as they are decoded"
+    assert rows[0]["text"].strip() == chat(app, audio=handle_file(str(AUDIO))).strip()
+    assert rows[-1]["text"].strip() == chat(app, image=handle_file(str(IMAGE))).strip()
+    assert rows[1]["text"].strip() == chat(app, image=handle_file(str(IMAGE)), audio=handle_file(str(AUDIO)), weights={"image": 0.5, "audio": 0.5}).strip()
+    assert metric(app, counted) == before + 1
+
+
+@pytest.mark.parametrize(
+    ("files", "steps", "message"),
+    [
+        ({"image": IMAGE}, 5, "exactly two files, A and B, not 1"),
+        ({"image": [IMAGE, IMAGE], "audio": AUDIO}, 5, "exactly two files, A and B, not 3"),
+        ({"image": IMAGE, "audio": AUDIO}, 1, "2 to 9 steps, not 1"),
+        ({"image": IMAGE, "audio": AUDIO}, 10, "2 to 9 steps, not 10"),
+    ],
+)
+def test_a_blend_is_refused_with_a_clear_message(app: App, files: dict, steps: int, message: str) -> None:
+    given = {kind: [handle_file(str(p)) for p in path] if isinstance(path, list) else handle_file(str(path)) for kind, path in files.items()}
+    with pytest.raises(Exception, match=message):
+        Client(app.url, verbose=False).predict("Hm?", **given, steps=steps, api_name="/answer_blend")
