@@ -35,7 +35,7 @@ EMPTY_BOX = {"text": "", "files": []}
 RECORD_NAME = "pandagpt-chat.json"
 
 
-def _key(request: gr.Request | None) -> str:
+def session_key(request: gr.Request | None) -> str:
     """The session's key: Gradio's session hash (one per tab, one per gradio_client.Client)."""
     return getattr(request, "session_hash", None) or "anonymous"
 
@@ -96,7 +96,7 @@ class PageHandlers:
             f"Answer version {shown} of {count}" if count > 1 else "",
         )
 
-    def _hold(self, key: str, session: ChatSession) -> list[Path]:
+    def hold(self, key: str, session: ChatSession) -> list[Path]:
         """The files this tab shows or will use: the upload janitor keeps them while the session lives."""
         present = [a for a in session.attachments() if a.path is not None]
         files = [*session.files(), *self.previews.paths(present), *([session.record_file] if session.record_file else [])]
@@ -105,27 +105,27 @@ class PageHandlers:
 
     # --- sessions -------------------------------------------------------------------------------
 
-    def _enter(self, request: gr.Request | None, session: ChatSession) -> str:
+    def enter(self, request: gr.Request | None, session: ChatSession) -> str:
         """Check the caller's session in (refused past the cap); tell a tab whose idle chat was cleared. Its key."""
-        key = _key(request)
+        key = session_key(request)
         notice = self.house.enter(key, session)
         if notice:
             gr.Warning(notice)
         return key
 
-    def _guarded(self, request: gr.Request | None, session: ChatSession) -> str:
-        """`_enter` for the actions that do not answer: a refusal is a warning, the action still runs on this tab's own state."""
+    def guarded(self, request: gr.Request | None, session: ChatSession) -> str:
+        """`enter` for the actions that do not answer: a refusal is a warning, the action still runs on this tab's own state."""
         try:
-            return self._enter(request, session)
+            return self.enter(request, session)
         except UserError as error:
             gr.Warning(str(error))
-            return _key(request)
+            return session_key(request)
 
     def open_page(self, stored: object, session: ChatSession, request: gr.Request) -> tuple:
         """A tab opened: it takes a place among the live sessions (or is told to come back later),
         and resumes the chat its browser kept, if any."""
         try:
-            key = self._enter(request, session)
+            key = self.enter(request, session)
         except UserError as error:
             return (gr.Markdown(f"⚠️ {error}", visible=True), *self.view(session), session)
         if isinstance(stored, dict) and stored.get("messages"):
@@ -138,7 +138,7 @@ class PageHandlers:
     def _resume(self, key: str, record: dict) -> ChatSession:
         session = ChatSession.from_record(record, self.house.find)
         self.house.enter(key, session)
-        self._hold(key, session)
+        self.hold(key, session)
         missing = sorted({a.name for a in session.missing()})
         if missing:
             gr.Warning(f"Attach again to use them: {', '.join(missing)} (no longer on the server; matched by content when you attach them).")
@@ -146,7 +146,7 @@ class PageHandlers:
 
     def close_page(self, request: gr.Request) -> None:
         """A tab closed: its session ends; its files stay for the upload grace (a reload resumes them)."""
-        self.house.leave(_key(request))
+        self.house.leave(session_key(request))
 
     # --- the message box and the strip --------------------------------------------------------------
 
@@ -156,9 +156,9 @@ class PageHandlers:
         paths = [Path(p) for p in (message or {}).get("files") or []]
         if paths == [a.path for a in session.pending]:
             return gr.skip(), session
-        key = self._guarded(request, session)
+        key = self.guarded(request, session)
         self._take(paths, session)
-        self._hold(key, session)
+        self.hold(key, session)
         return self.strip_rows(session), session
 
     def _take(self, paths: list[Path], session: ChatSession, strict: bool = False) -> None:
@@ -249,16 +249,16 @@ class PageHandlers:
         `box_back` is put back into it. An answer cut short keeps what was shown, with a warning."""
         kept_box = gr.skip()
         try:
-            with self.core.counted("page", _key(request)):
-                key = self._enter(request, session)
+            with self.core.counted("page", session_key(request)):
+                key = self.enter(request, session)
                 sampling = self.settings.params(*params)
-                with self.house.answering(key, self._hold(key, session)):
+                with self.house.answering(key, self.hold(key, session)):
                     stream = start(*self.core.served(), sampling)
                     empty = EMPTY_BOX if box_back is not None else gr.skip()
                     for _ in stream:
                         yield (*self.view(session), empty, session)
                         empty = gr.skip()
-                    self._hold(key, session)
+                    self.hold(key, session)
         except UserError as error:
             gr.Warning(str(error))
             if box_back is not None and not session.waiting:
@@ -347,21 +347,21 @@ class PageHandlers:
 
     def undo(self, session: ChatSession, request: gr.Request) -> tuple:
         """Remove the last exchange (stopping its answer if one is streaming); its question and files go back to the box."""
-        key = self._guarded(request, session)
+        key = self.guarded(request, session)
         undone = session.undo()
         box = gr.skip()
         if undone is not None:
             question, attached = undone
             session.pending = [a for a in attached if a.path is not None]
             box = _box(question, session.pending)
-        self._hold(key, session)
+        self.hold(key, session)
         return (*self.view(session), box, session)
 
     def clear(self, session: ChatSession, request: gr.Request) -> tuple:
         """Forget the chat, its files and cached embeddings (stopping an answer being streamed); the files may go."""
-        self._guarded(request, session)
+        self.guarded(request, session)
         session.clear()
-        self.house.release(_key(request))
+        self.house.release(session_key(request))
         return (*self.view(session), EMPTY_BOX, session)
 
     # --- keep and resume ------------------------------------------------------------------------
@@ -375,7 +375,7 @@ class PageHandlers:
         path = folder / RECORD_NAME
         path.write_text(json.dumps(record, indent=1, ensure_ascii=False), encoding="utf-8")
         session.record_file = path
-        self._hold(_key(request), session)
+        self.hold(session_key(request), session)
         return record, str(path)
 
     def import_chat(self, file: str | None, session: ChatSession, request: gr.Request) -> tuple:
@@ -383,7 +383,7 @@ class PageHandlers:
         sliders = (gr.skip(),) * 3
         if not file:
             return (*self.view(session), *sliders, session)
-        key = self._guarded(request, session)
+        key = self.guarded(request, session)
         try:
             record = json.loads(Path(file).read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:

@@ -16,20 +16,26 @@ import gradio as gr
 from gradio.components.image import ImageData
 
 from pandagpt_demo.app.answering.core import Answering
+from pandagpt_demo.app.conversation.each import MAX_BLEND_STEPS
 from pandagpt_demo.app.conversation.session import ChatSession
 from pandagpt_demo.config import EXAMPLES_FILE
 from pandagpt_demo.files import sha256_file
 from pandagpt_demo.model.modalities import Modality
 
+from .binding_html import BINDING_CSS
+from .binding_panel import BindingPanel
 from .gradio_state import forget_ended_sessions, keep_component_ids
 from .handlers import PageHandlers
 
 STORAGE_KEY = "pandagpt-demo-chat"
 ACCEPTED = sorted({suffix for m in Modality for suffix in m.extensions})
-PAGE_CSS = """
+PAGE_CSS = (
+    """
 #strip .strip-row { align-items: center; gap: 6px; }
 #strip .strip-row .strip-name { min-width: 0; overflow-wrap: anywhere; }
 """
+    + BINDING_CSS
+)
 
 
 def example_messages() -> tuple[list[dict], dict[str, Modality]]:
@@ -120,6 +126,7 @@ def build_demo(core: Answering) -> gr.Blocks:
     settings, house, handle = core.settings, core.house, core.handle
     examples, kinds = example_messages()
     app = PageHandlers(core, kinds)
+    panel = BindingPanel(app)
     keep_component_ids()
     with gr.Blocks(title="PandaGPT") as demo:  # its CSS goes to launch(), as Gradio 6 asks
         session = gr.State(ChatSession())
@@ -155,6 +162,20 @@ def build_demo(core: Answering) -> gr.Blocks:
                     regenerate = gr.Button("Regenerate", elem_id="regenerate")
                     undo = gr.Button("Undo", elem_id="undo")
                     clear = gr.Button("Clear", elem_id="clear")
+                with gr.Accordion("Compare: the last question answered per input", open=False, elem_id="compare"):
+                    gr.Markdown(
+                        "Greedy answers, all decoded together; the chat itself is unchanged, and Stop ends them all. "
+                        "**Answer each**: once with each file in use alone, and once with their weighted sum. "
+                        "**Blend two**: from a·A + (1 − a)·B, with a from 0 (B alone) to 1 (A alone)."
+                    )
+                    each = gr.Button("Answer each", elem_id="answer-each")
+                    each_table = gr.HTML(max_height=420, elem_id="each-table")
+                    with gr.Row(equal_height=True):
+                        first = gr.Dropdown([], value=None, label="A", elem_id="blend-a")
+                        second = gr.Dropdown([], value=None, label="B", elem_id="blend-b")
+                        steps = _checked_by_the_handlers(gr.Slider(2, MAX_BLEND_STEPS, value=5, step=1, label="Steps", elem_id="blend-steps"))
+                        blend = gr.Button("Blend two", elem_id="blend")
+                    blend_row = gr.HTML(max_height=420, elem_id="blend-row")
             with gr.Column(scale=2):
                 gr.Markdown("### In use\nThe next answer sees the weighted sum of these files (a negative weight subtracts).")
                 with gr.Column(elem_id="strip"):
@@ -162,6 +183,19 @@ def build_demo(core: Answering) -> gr.Blocks:
                     @gr.render(inputs=[strip])
                     def show_strip(rows: list[dict]) -> None:
                         _render_strip(app, rows or [], session, chatbot, strip, box)
+
+                with gr.Accordion("ImageBind's view", open=False, elem_id="imagebind-view") as lens:
+                    gr.Markdown(
+                        "The files in use as ImageBind, the encoder PandaGPT answers from, sees them: how alike they are, "
+                        "and which of your labels each one is."
+                    )
+                    with gr.Row(equal_height=True):
+                        labels = gr.Textbox(
+                            label="Labels, separated by commas", placeholder="dog barking, rain, car engine", scale=3, elem_id="imagebind-labels"
+                        )
+                        look = gr.Button("Look", scale=1, elem_id="imagebind-look")
+                    heat = gr.HTML(elem_id="imagebind-heatmap")
+                    bars = gr.HTML(elem_id="imagebind-bars")
 
                 with gr.Accordion("Sampling", open=True):
                     max_new_tokens = gr.Slider(1, settings.max_new_tokens_limit, value=settings.max_new_tokens, step=1, label="Maximum new tokens")
@@ -182,7 +216,11 @@ def build_demo(core: Answering) -> gr.Blocks:
             chatbot.retry(app.regenerate, [*sliders, session], answer_outputs, api_visibility="private"),
             chatbot.edit(app.edit, [*sliders, session], answer_outputs, api_visibility="private"),
         ]
-        stop.click(None, cancels=answering)
+        comparing = [
+            each.click(panel.answer_each, [max_new_tokens, session], [each_table], api_visibility="private"),
+            blend.click(panel.blend, [first, second, steps, max_new_tokens, session], [blend_row], api_visibility="private"),
+        ]
+        stop.click(None, cancels=[*answering, *comparing])
         box.stop(None, cancels=answering)
         undo_events = [
             undo.click(app.undo, [session], answer_outputs, api_name="undo", api_visibility="undocumented"),
@@ -192,6 +230,9 @@ def build_demo(core: Answering) -> gr.Blocks:
             previous.click(partial(app.page, -1), [session], [*view, session], api_visibility="private"),
             following.click(partial(app.page, 1), [session], [*view, session], api_visibility="private"),
         ]
+        for looking in (lens.expand, look.click, labels.submit):
+            looking(panel.look, [labels, session], [heat, bars], api_visibility="private")
+        strip.change(panel.pair_choices, [session, first, second], [first, second], api_visibility="private", show_progress="hidden")
         for camera in (photo, clip):
             camera.change(app.add_capture, [camera, box], [box, camera], api_visibility="private")
         box.change(app.sync_box, [box, session], [strip, session], api_visibility="private", show_progress="hidden", trigger_mode="always_last")
