@@ -77,7 +77,10 @@ def test_a_blend_streams_a_row_per_step_whose_ends_are_each_files_answer(app: Ap
     assert len(job.outputs()) > 1, "the rows stream as they are decoded"
     assert rows[0]["text"].strip() == chat(app, audio=handle_file(str(AUDIO))).strip()
     assert rows[-1]["text"].strip() == chat(app, image=handle_file(str(IMAGE))).strip()
-    assert rows[1]["text"].strip() == chat(app, image=handle_file(str(IMAGE)), audio=handle_file(str(AUDIO)), weights={"image": 0.5, "audio": 0.5}).strip()
+    assert (
+        rows[1]["text"].strip()
+        == chat(app, image=handle_file(str(IMAGE)), audio=handle_file(str(AUDIO)), weights={"image": 0.5, "audio": 0.5}).strip()
+    )
     assert metric(app, counted) == before + 1
 
 
