@@ -71,11 +71,10 @@ class BindingPanel:
         """The last question answered from blends of files A and B in use, streamed as a row."""
 
         def rows(model: Model, engine: Engine, tokens: int, cancel: threading.Event) -> Iterator[list[Row]]:
-            if first is None or second is None:
-                raise BadInput("Choose the two files to blend, A and B, among those in use.")
             if not isinstance(steps, (int, float)) or steps != int(steps):
                 raise BadInput(f"The blend's steps must be a whole number, not {steps!r}.")
-            return answer_blend(session, model, engine, tokens, (int(first), int(second)), int(steps), cancel)
+            pair = tuple(-1 if index is None else int(index) for index in (first, second))  # none chosen: refused by answer_blend, by name
+            return answer_blend(session, model, engine, tokens, pair, int(steps), cancel)
 
         yield from self._stream("page_blend", rows, max_new_tokens, session, request)
 
