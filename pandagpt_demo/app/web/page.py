@@ -1,5 +1,6 @@
 """The Gradio page: a chat that shows media, a message box that takes any number of files, the
-"in use" strip that decides what the next answer sees, and the wiring of handlers.py's handlers.
+"in use" strip that decides what the next answer sees, ImageBind's view beside it, the answer tables
+("Answer each", "Blend two") under the chat, and the wiring of handlers.py's and binding_panel.py's handlers.
 
 Events and their API names: `/send` (a message: {"text", "files"}), `/regenerate`, `/undo`,
 `/clear` (undocumented: the page's own, callable by gradio_client, never MCP tools). `/chat`, for
@@ -138,7 +139,7 @@ def build_demo(core: Answering) -> gr.Blocks:
         )
         status = gr.Markdown(app.status(), elem_id="status")
         notice = gr.Markdown(visible=False, elem_id="notice")
-        with gr.Row():
+        with gr.Row(elem_id="main"):
             with gr.Column(scale=3):
                 chatbot = gr.Chatbot(label="PandaGPT", height=520, editable="user", buttons=["copy", "copy_all"], elem_id="chatbot")
                 with gr.Row(visible=False, elem_id="versions") as pager:
