@@ -217,9 +217,9 @@ def build_demo(core: Answering) -> gr.Blocks:
             chatbot.retry(app.regenerate, [*sliders, session], answer_outputs, api_visibility="private"),
             chatbot.edit(app.edit, [*sliders, session], answer_outputs, api_visibility="private"),
         ]
-        comparing = [
-            each.click(panel.answer_each, [max_new_tokens, session], [each_table], api_visibility="private"),
-            blend.click(panel.blend, [first, second, steps, max_new_tokens, session], [blend_row], api_visibility="private"),
+        comparing = [  # named: a private event still takes its function's name, and /answer_each is the program's endpoint
+            each.click(panel.answer_each, [max_new_tokens, session], [each_table], api_name="page_answer_each", api_visibility="private"),
+            blend.click(panel.blend, [first, second, steps, max_new_tokens, session], [blend_row], api_name="page_blend", api_visibility="private"),
         ]
         stop.click(None, cancels=[*answering, *comparing])
         box.stop(None, cancels=answering)
