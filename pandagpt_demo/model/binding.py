@@ -78,23 +78,37 @@ class LabelVectors:
     def __call__(self, encoder: ImageBindEncoder, labels: Sequence[str], source: object = None) -> torch.Tensor:
         """(len(labels), 1024), as `label_vectors(encoder, labels)`; refused as `label_tokens` refuses."""
         tokens = label_tokens(labels)  # refused before any work
+        found = self.known(labels, source)
+        missing = [index for index, label in enumerate(labels) if label not in found]
+        if missing:
+            made = encoder(TEXT, tokens[missing])
+            self.keep({labels[index]: made[row] for row, index in enumerate(missing)}, source)
+            found.update({labels[index]: made[row] for row, index in enumerate(missing)})
+        return torch.stack([found[label] for label in labels])
+
+    def known(self, labels: Sequence[str], source: object = None) -> dict[str, torch.Tensor]:
+        """The vectors kept of these labels (made by `source`), now the most recently used."""
         with self._lock:
             if source != self._source:
                 self._vectors.clear()
                 self._source = source
             found = {label: self._vectors[label] for label in labels if label in self._vectors}
-        missing = [index for index, label in enumerate(labels) if label not in found]
-        if missing:
-            made = encoder(TEXT, tokens[missing])
-            found.update({labels[index]: made[row].clone() for row, index in enumerate(missing)})
+            for label in found:
+                self._vectors.move_to_end(label)
+        return found
+
+    def keep(self, vectors: dict[str, torch.Tensor], source: object = None) -> None:
+        """Keep label vectors made by `source` (here, or in a ZeroGPU call)."""
         with self._lock:
-            self.encodes += len(missing)
-            for label in labels:
-                self._vectors[label] = found[label]
+            if source != self._source:
+                self._vectors.clear()
+                self._source = source
+            self.encodes += len(vectors)
+            for label, vector in vectors.items():
+                self._vectors[label] = vector.detach().clone()
                 self._vectors.move_to_end(label)
             while len(self._vectors) > self.capacity:
                 self._vectors.popitem(last=False)
-        return torch.stack([found[label] for label in labels])
 
 
 def imagebind_output(encoder: ImageBindEncoder, modality: Modality, vector: torch.Tensor) -> torch.Tensor:
@@ -112,5 +126,9 @@ def similarity(vectors: torch.Tensor) -> torch.Tensor:
 def label_probabilities(encoder: ImageBindEncoder, inputs: Sequence[tuple[Modality, torch.Tensor]], labels: torch.Tensor) -> torch.Tensor:
     """(len(inputs), n_labels): for each (modality, PandaGPT vector), the softmax over the labels'
     vectors (`label_vectors`) of ImageBind's scaled similarities, as its own example computes them."""
-    outputs = torch.stack([imagebind_output(encoder, modality, vector) for modality, vector in inputs]).float()
-    return torch.softmax(outputs @ labels.float().T, dim=-1)
+    return zero_shot(torch.stack([imagebind_output(encoder, modality, vector) for modality, vector in inputs]), labels)
+
+
+def zero_shot(outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """(inputs, n_labels): the softmax over the labels of ImageBind's outputs times the labels' vectors."""
+    return torch.softmax(outputs.float() @ labels.float().T, dim=-1)

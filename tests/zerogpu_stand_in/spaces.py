@@ -10,9 +10,11 @@ that an app can break, each marked below with the part it copies:
 2. `wrappers.py: generator_function_wrapper`: each call runs in a forked worker process, its
    arguments pickled there and each value it yields pickled back; what it changes stays in the
    worker. An idle worker is reused by the next call of the same decorated function, so a worker
-   holds the process's memory as it was when forked. Inside a call "cuda" works (here: the mode is
-   entered on the worker's thread, and mixing GPU and host tensors in one operation raises, as CUDA
-   does). The caller closing the generator stops the task at its next value.
+   holds the process's memory as it was when forked. Inside a call "cuda" works, on every thread of
+   the worker (the real worker initialises CUDA for real and undoes the patching: here the mode is
+   entered on the worker's thread and on each thread started in the worker, and mixing GPU and host
+   tensors in one operation raises, as CUDA does). The caller closing the generator stops the task
+   at its next value.
 3. `torch.multiprocessing.reductions.rebuild_cuda_tensor`: a GPU tensor sent back cannot be
    read in the main process, because reading it initialises CUDA, which raises there. (The real
    call then hangs until its 20-minute timeout; here the read raises at once. Here a GPU tensor
@@ -120,6 +122,13 @@ def _mark(tensor: torch.Tensor, gpu: bool) -> torch.Tensor:
     return tensor
 
 
+class _HostGenerator(torch.Generator):
+    """In a worker, `torch.Generator(device="cuda")` makes one in host memory, where "cuda" tensors are."""
+
+    def __new__(cls, device: object = "cpu") -> torch.Generator:
+        return torch._C.Generator("cpu" if torch.device(device).type == "cuda" else device)
+
+
 def _enter_host_cuda() -> None:
     """Enter the mode on this thread, once (a worker forked from a thread that has it keeps it)."""
     if not getattr(_entered, "yes", False):
@@ -175,6 +184,14 @@ def _serve(task, conn, parent_end, stop) -> None:
     """The worker's loop; it ends when the main process has gone (its pipe closes)."""
     parent_end.close()
     _enter_host_cuda()
+    thread_run = threading.Thread.run
+
+    def run_with_cuda(thread: threading.Thread) -> None:
+        _enter_host_cuda()
+        thread_run(thread)
+
+    threading.Thread.run = run_with_cuda  # in the worker only: CUDA works on its every thread
+    torch.Generator = _HostGenerator  # and a random generator can be made on it
     while True:
         try:
             sent = conn.recv_bytes()

@@ -4,7 +4,8 @@ answers can be compared, all decoded together.
 
 Every row's prompt is submitted to the engine at once (one thread per row, each reading its own
 stream), so a batching engine decodes them in one batch: n + 1 answers cost about one answer's
-steps. The conversation itself is unchanged; a row that fails says why and the others go on.
+steps. On ZeroGPU the rows are one GPU call, decoded together there (space/gpu_rows.py). The
+conversation itself is unchanged; a row that fails says why and the others go on.
 """
 
 from __future__ import annotations
@@ -17,13 +18,12 @@ from dataclasses import dataclass, replace
 import torch
 
 from pandagpt_demo.config import SamplingParams
-from pandagpt_demo.errors import BadInput, Unavailable, UserError, internal_error
+from pandagpt_demo.errors import BadInput, UserError, internal_error
 from pandagpt_demo.model.conversation import Conversation
 from pandagpt_demo.model.pandagpt import PandaGPT
 from pandagpt_demo.serving.engine import Engine
 
-from .chatlog import Attachment
-from .session import ChatSession, EncodesInItsCall
+from .session import ChatSession, EncodesInItsCall, Mix, Model, RowStream
 
 SUM = "all, weighted"  # the label of the row that answers from the weighted sum
 MAX_BLEND_STEPS = 9  # rows of one blend
@@ -40,20 +40,19 @@ class Row:
 
 
 def answer_each(
-    session: ChatSession, model: PandaGPT, engine: Engine, max_new_tokens: int, cancel: threading.Event | None = None
+    session: ChatSession, model: Model, engine: Engine, max_new_tokens: int, cancel: threading.Event | None = None
 ) -> Iterator[list[Row]]:
     """Yield every row as it changes: one per file in use (alone, weight 1), then the weighted sum.
-    Set `cancel` (Stop) or stop iterating to end them all. Raises BadInput without a question or
-    files, Unavailable for a model that encodes only inside its own GPU calls (ZeroGPU)."""
-    seen, params, in_use = _prepare(session, model, max_new_tokens)
-    prompts = [(f"{a.name} ({a.kind.value})", model.fuse([vector])) for a, vector in in_use]
-    prompts.append((SUM, model.fuse([v for _, v in in_use], [a.weight for a, _ in in_use])))
-    return decode_together(model, engine, seen, params, prompts, cancel)
+    Set `cancel` (Stop) or stop iterating to end them all. Raises BadInput without a question or files."""
+    seen, params = _prepare(session, model, max_new_tokens)
+    rows = [(f"{a.name} ({a.kind.value})", ((index, 1.0),)) for index, a in enumerate(session.in_use)]
+    rows.append((SUM, tuple((index, a.weight) for index, a in enumerate(session.in_use))))
+    return _decode_rows(session, model, engine, seen, params, rows, cancel)
 
 
 def answer_blend(
     session: ChatSession,
-    model: PandaGPT,
+    model: Model,
     engine: Engine,
     max_new_tokens: int,
     pair: tuple[int, int] = (0, 1),
@@ -63,50 +62,63 @@ def answer_blend(
     """Multimodal arithmetic along a line: for files A and B in use (their places in the strip),
     the last question answered from a·A + (1 − a)·B at `steps` evenly spaced a from 0 to 1 (B alone
     first, A alone last), decoded together."""
-    seen, params, in_use = _prepare(session, model, max_new_tokens)
-    if len(in_use) < 2:
+    seen, params = _prepare(session, model, max_new_tokens)
+    count = len(session.in_use)
+    if count < 2:
         raise BadInput("Blend needs two files in use: attach another file to blend with.")
-    if len(set(pair)) != 2 or not all(0 <= index < len(in_use) for index in pair):
-        raise BadInput(f"Blend two different files of the {len(in_use)} in use (numbers 1 to {len(in_use)}).")
+    if len(set(pair)) != 2 or not all(0 <= index < count for index in pair):
+        raise BadInput(f"Blend two different files of the {count} in use (numbers 1 to {count}).")
     if not 2 <= steps <= MAX_BLEND_STEPS:
         raise BadInput(f"A blend takes 2 to {MAX_BLEND_STEPS} steps, not {steps}.")
-    (a, first), (b, second) = (in_use[index] for index in pair)
+    first, second = pair
+    a, b = session.in_use[first].name, session.in_use[second].name
     weights = [index / (steps - 1) for index in range(steps)]
-    prompts = [(f"{w:g}·{a.name} + {1 - w:g}·{b.name}", model.fuse([first, second], [w, 1 - w])) for w in weights]
-    return decode_together(model, engine, seen, params, prompts, cancel)
+    rows = [(f"{w:g}·{a} + {1 - w:g}·{b}", ((first, w), (second, 1 - w))) for w in weights]
+    return _decode_rows(session, model, engine, seen, params, rows, cancel)
 
 
-def _prepare(
-    session: ChatSession, model: PandaGPT, max_new_tokens: int
-) -> tuple[Conversation, SamplingParams, list[tuple[Attachment, torch.Tensor]]]:
-    """The last question's conversation fitted to the context, greedy settings, and the vectors in use."""
-    if isinstance(model, EncodesInItsCall):
-        raise Unavailable("Answering per input needs ImageBind in the app's own process; it is not available here yet.")
+def _prepare(session: ChatSession, model: Model, max_new_tokens: int) -> tuple[Conversation, SamplingParams]:
+    """The last question's conversation fitted to the context, and greedy settings."""
     if not session.exchanges:
         raise BadInput("Ask a question first: it is answered again, once per input.")
     if not session.in_use:
         raise BadInput("No files are in use: attach files, then compare what each one makes of the question.")
     seen = session.conversation(upto=session.exchanges[-1])
     fit = model.fit(seen, True, max_new_tokens)
-    return seen, SamplingParams(fit.max_new_tokens, temperature=0.0), session.vectors_in_use(model)
+    return seen, SamplingParams(fit.max_new_tokens, temperature=0.0)
 
 
-def decode_together(
-    model: PandaGPT,
+def _decode_rows(
+    session: ChatSession,
+    model: Model,
     engine: Engine,
     seen: Conversation,
     params: SamplingParams,
-    prompts: list[tuple[str, torch.Tensor]],
-    cancel: threading.Event | None = None,
+    rows: list[tuple[str, Mix]],
+    cancel: threading.Event | None,
 ) -> Iterator[list[Row]]:
-    """Stream the answer to `seen` from each (label, vector) at once, yielding all rows as they change."""
+    """Each (label, mix of the files in use) answered; on ZeroGPU all of them in one GPU call."""
+    if isinstance(model, EncodesInItsCall):
+        streams = model.stream_rows(seen, session.cache, session.files_in_use(), [mix for _, mix in rows], params, engine)
+    else:
+        vectors = [vector for _, vector in session.vectors_in_use(model)]
+        streams = [_stream_here(model, engine, seen, params, model.fuse([vectors[i] for i, _ in mix], [w for _, w in mix])) for _, mix in rows]
+    return decode_together([label for label, _ in rows], streams, cancel)
+
+
+def _stream_here(model: PandaGPT, engine: Engine, seen: Conversation, params: SamplingParams, vector: torch.Tensor) -> RowStream:
+    return lambda stop: model.stream(seen, vector, params, engine, stop)
+
+
+def decode_together(labels: list[str], streams: list[RowStream], cancel: threading.Event | None = None) -> Iterator[list[Row]]:
+    """Read every row's stream at once (each started with the same stop event), yielding all rows as they change."""
     stop = cancel or threading.Event()
     changes: queue.Queue[tuple[int, Row]] = queue.Queue()
 
-    def decode(index: int, label: str, vector: torch.Tensor) -> None:
+    def decode(index: int, label: str, stream: RowStream) -> None:
         row = Row(label)
         try:
-            for piece in model.stream(seen, vector, params, engine, stop):
+            for piece in stream(stop):
                 row = replace(row, text=row.text + piece)
                 changes.put((index, row))
             row = replace(row, done=True)
@@ -116,8 +128,8 @@ def decode_together(
             row = replace(row, done=True, error=internal_error(error))
         changes.put((index, row))
 
-    rows = [Row(label) for label, _ in prompts]
-    threads = [threading.Thread(target=decode, args=(i, label, vector), daemon=True) for i, (label, vector) in enumerate(prompts)]
+    rows = [Row(label) for label in labels]
+    threads = [threading.Thread(target=decode, args=(i, label, stream), daemon=True) for i, (label, stream) in enumerate(zip(labels, streams))]
     for thread in threads:
         thread.start()
     try:

@@ -6,6 +6,7 @@ one `PandaGPT`. An answer that was interrupted (Stop, a closed tab) is kept as f
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,7 @@ import torch
 
 from pandagpt_demo.config import PromptTemplate, SamplingParams
 from pandagpt_demo.errors import BadInput, UserError
+from pandagpt_demo.model.binding import LabelVectors
 from pandagpt_demo.model.conversation import Conversation, Turn
 from pandagpt_demo.model.modalities import MediaError, Modality
 from pandagpt_demo.model.pandagpt import PandaGPT
@@ -25,6 +27,8 @@ from .embeddings import EmbeddingCache
 
 Notify = Callable[[str], None]
 Vector = object  # the fused tensor, or what an EncodesInItsCall model's `pending` made of the files
+Mix = tuple[tuple[int, float], ...]  # a row's files: (index among those given, weight) pairs
+RowStream = Callable[[threading.Event], Iterator[str]]  # a row's answer, piece by piece, until the event is set
 Show = Callable[[Attachment], dict | None]  # a file as a chat message's content item (a preview), or None
 
 
@@ -32,9 +36,25 @@ Show = Callable[[Attachment], dict | None]  # a file as a chat message's content
 class EncodesInItsCall(Protocol):
     """A model that makes an answer's vector in the same call that decodes it (zerogpu.GpuModel: one
     ZeroGPU call per answer). The session gives it the files and its cache instead of vectors, and
-    passes on whatever `pending` returns as the vector."""
+    passes on whatever `pending` returns as the vector. ImageBind's view (`look`) and the rows of
+    an answer table (`stream_rows`, each row a mix of the files: (index, weight) pairs) are one
+    call each too; the vectors they make join `cache`."""
 
     def pending(self, cache: EmbeddingCache, files: Sequence[tuple[Modality, Path]], weights: Sequence[float]) -> object | None: ...
+
+    def look(
+        self, cache: EmbeddingCache, files: Sequence[tuple[Modality, Path]], labels: Sequence[str], label_cache: LabelVectors
+    ) -> tuple[list[torch.Tensor], torch.Tensor | None, torch.Tensor | None]: ...
+
+    def stream_rows(
+        self,
+        conversation: Conversation,
+        cache: EmbeddingCache,
+        files: Sequence[tuple[Modality, Path]],
+        mixes: Sequence[Mix],
+        params: SamplingParams,
+        engine: Engine,
+    ) -> list[RowStream]: ...
 
 
 Model = PandaGPT | EncodesInItsCall  # what answers: the model itself, or (ZeroGPU) one that encodes in its call
@@ -140,10 +160,14 @@ class ChatSession:
             vector = model.fuse(self.cache.vectors(files, model.embed_file, source=model.config), weights)
         return vector, tuple(Used.of(a) for a in strip)
 
+    def files_in_use(self) -> list[tuple[Modality, Path]]:
+        """(kind, server path) of each file in use; one known by name only raises MediaError."""
+        return _on_server(self.in_use)
+
     def vectors_in_use(self, model: PandaGPT) -> list[tuple[Attachment, torch.Tensor]]:
         """ImageBind's vector of each file in use, from the cache the answers fill (a file an answer
         used is not encoded again; one not yet used is encoded and kept for the next answer)."""
-        vectors = self.cache.vectors(_on_server(self.in_use), model.embed_file, source=model.config)
+        vectors = self.cache.vectors(self.files_in_use(), model.embed_file, source=model.config)
         return list(zip(self.in_use, vectors))
 
     # --- answering ------------------------------------------------------------------------------

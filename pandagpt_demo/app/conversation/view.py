@@ -11,7 +11,7 @@ from pandagpt_demo.errors import BadInput, Unavailable
 from pandagpt_demo.model import binding
 from pandagpt_demo.model.pandagpt import PandaGPT
 
-from .session import ChatSession
+from .session import ChatSession, EncodesInItsCall, Model
 
 
 @dataclass(frozen=True)
@@ -27,25 +27,37 @@ class ImageBindView:
         return {"files": self.files, "similarity": self.similarity, "labels": self.labels, "probabilities": self.probabilities}
 
 
-def imagebind_view(model: PandaGPT, session: ChatSession, labels: str, label_cache: binding.LabelVectors) -> ImageBindView:
+def imagebind_view(model: Model, session: ChatSession, labels: str, label_cache: binding.LabelVectors) -> ImageBindView:
     """The similarity of every pair of files in use and, if `labels` (comma-separated) are given,
-    each file's probabilities over them (their vectors from `label_cache`). Files not yet encoded
-    are encoded once and kept for the next answer. Raises BadInput (no files, bad labels) or
-    Unavailable (no ImageBind in this process)."""
-    if getattr(model, "encoder", None) is None:
-        raise Unavailable("ImageBind's view needs ImageBind in the app's own process; it is not available yet with model replicas or on ZeroGPU.")
+    each file's probabilities over them (their vectors kept in `label_cache`). Files not yet encoded
+    are encoded once and kept for the next answer; on ZeroGPU all of it is one GPU call. Raises
+    BadInput (no files, bad labels) before any work, or Unavailable (ImageBind on model replicas)."""
     if not session.in_use:
         raise BadInput("No files are in use: attach a file first, then look at ImageBind's view of it.")
     parsed = binding.parse_labels(labels)
     if labels.strip() and not parsed:
         raise BadInput("The labels are empty: type labels separated by commas, e.g. 'dog barking, rain, car engine'.")
-    label_vectors = label_cache(model.encoder, parsed, source=model.config) if parsed else None  # refused before any file is encoded
-    in_use = session.vectors_in_use(model)
-    names = [f"{attachment.name} ({attachment.kind.value})" for attachment, _ in in_use]
-    vectors = [vector for _, vector in in_use]
+    if parsed:
+        binding.label_tokens(parsed)  # too many, or too long: refused before any file is encoded
+    if isinstance(model, EncodesInItsCall):
+        vectors, outputs, label_vectors = model.look(session.cache, session.files_in_use(), parsed, label_cache)
+    else:
+        vectors, outputs, label_vectors = _look_here(model, session, parsed, label_cache)
+    names = [f"{attachment.name} ({attachment.kind.value})" for attachment in session.in_use]
     similarity = binding.similarity(torch.stack(vectors)).tolist()
-    probabilities = []
-    if label_vectors is not None:
-        inputs = [(attachment.kind, vector) for attachment, vector in in_use]
-        probabilities = binding.label_probabilities(model.encoder, inputs, label_vectors).tolist()
+    probabilities = binding.zero_shot(outputs, label_vectors).tolist() if parsed else []
     return ImageBindView(names, similarity, parsed, probabilities)
+
+
+def _look_here(
+    model: PandaGPT, session: ChatSession, labels: list[str], label_cache: binding.LabelVectors
+) -> tuple[list[torch.Tensor], torch.Tensor | None, torch.Tensor | None]:
+    """The files' vectors and, with labels, ImageBind's outputs of the files and the labels' vectors, from this process's ImageBind."""
+    if getattr(model, "encoder", None) is None:
+        raise Unavailable("ImageBind's view needs ImageBind in the app's own process; it is not available yet with model replicas.")
+    in_use = session.vectors_in_use(model)
+    vectors = [vector for _, vector in in_use]
+    if not labels:
+        return vectors, None, None
+    outputs = torch.stack([binding.imagebind_output(model.encoder, attachment.kind, vector) for attachment, vector in in_use])
+    return vectors, outputs, label_cache(model.encoder, labels, source=model.config)

@@ -28,7 +28,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,15 +37,21 @@ import torch
 
 from pandagpt_demo.app.answering.metrics import MeteredEngine, Metrics
 from pandagpt_demo.app.conversation.embeddings import CacheKey, EmbeddingCache
+from pandagpt_demo.app.conversation.session import Mix, RowStream
 from pandagpt_demo.app.runtime import ModelHandle
 from pandagpt_demo.config import ModelConfig, SamplingParams, ZeroGpuConfig
 from pandagpt_demo.errors import UserError
+from pandagpt_demo.model import binding
+from pandagpt_demo.model.binding import LabelVectors
 from pandagpt_demo.model.context import ContextFit
 from pandagpt_demo.model.conversation import Conversation
 from pandagpt_demo.model.generation import stream_text
 from pandagpt_demo.model.modalities import Modality
 from pandagpt_demo.model.pandagpt import PandaGPT
 from pandagpt_demo.serving.deadlines import WithinDeadline
+
+from .gpu_jobs import AnswerJob, Encoded, FileToFuse, LabelEncoded, Looked, LookJob, Refused, RowsJob, kinds_to_encode
+from .gpu_rows import RowStreams, decode_rows
 
 
 def on_zero_gpu(environ: Mapping[str, str] = os.environ) -> bool:
@@ -61,51 +67,11 @@ def estimate_seconds(config: ZeroGpuConfig, max_new_tokens: int, to_encode: Iter
 
 
 @dataclass(frozen=True)
-class FileToFuse:
-    """One file of an answer's weighted sum, with its vector (on the CPU) when the session has it already."""
-
-    kind: Modality
-    path: Path
-    key: CacheKey
-    weight: float
-    vector: torch.Tensor | None
-
-
-@dataclass(frozen=True)
 class PendingVector:
     """An answer's vector before its GPU call makes it: the files, and the cache its new vectors go to."""
 
     cache: EmbeddingCache
     files: tuple[FileToFuse, ...]
-
-
-@dataclass(frozen=True)
-class AnswerJob:
-    """What one answer's GPU call gets, all of it plain data."""
-
-    conversation: Conversation  # already fitted to the context
-    files: tuple[FileToFuse, ...]
-    params: SamplingParams
-
-    def to_encode(self) -> list[Modality]:
-        """The kinds of the files the call has to encode (each content once)."""
-        return list({file.key: file.kind for file in self.files if file.vector is None}.values())
-
-
-@dataclass(frozen=True)
-class Encoded:
-    """A vector the call made, on the CPU (no GPU tensor can come back), and how long it took."""
-
-    key: CacheKey
-    vector: torch.Tensor
-    seconds: float
-
-
-@dataclass(frozen=True)
-class Refused:
-    """A user's error met in the call, handed back whole to be raised here."""
-
-    error: UserError
 
 
 class GpuModel:
@@ -130,27 +96,82 @@ class GpuModel:
         """The files of an answer's vector with the vectors `cache` has (a file that cannot be read raises MediaError)."""
         if not files:
             return None
+        return PendingVector(cache, self._files(cache, files, weights))
+
+    def _files(self, cache: EmbeddingCache, files: Sequence[tuple[Modality, Path]], weights: Sequence[float]) -> tuple[FileToFuse, ...]:
         keys = cache.keys(files, source=self.config)
-        fused = (FileToFuse(kind, Path(path), key, weight, cache.get(key)) for (kind, path), key, weight in zip(files, keys, weights))
-        return PendingVector(cache, tuple(fused))
+        return tuple(FileToFuse(kind, Path(path), key, weight, cache.get(key)) for (kind, path), key, weight in zip(files, keys, weights))
+
+    def _keep(self, cache: EmbeddingCache) -> Callable[[Encoded], None]:
+        """What happens here to a vector a call made: it joins `cache`, its time the metrics."""
+
+        def keep(event: Encoded) -> None:
+            cache.add(event.key, event.vector)
+            self.metrics.encoded(event.key[0], event.seconds)
+
+        return keep
+
+    def look(
+        self, cache: EmbeddingCache, files: Sequence[tuple[Modality, Path]], labels: Sequence[str], label_cache: LabelVectors
+    ) -> tuple[list[torch.Tensor], torch.Tensor | None, torch.Tensor | None]:
+        """ImageBind's view in one GPU call: the files' vectors and, with labels, ImageBind's outputs
+        of the files and the labels' vectors; the vectors it makes join `cache` and `label_cache`."""
+        fused = self._files(cache, files, [1.0] * len(files))
+        known = label_cache.known(labels, source=self.config)
+        job = LookJob(fused, tuple(labels), known)
+        granted = estimate_seconds(self.zero_gpu, 0, kinds_to_encode(fused))
+        keep, outputs, made = self._keep(cache), None, {}
+        for event in self._events(self.call(job, granted=granted)):
+            if isinstance(event, Encoded):
+                keep(event)
+            elif isinstance(event, LabelEncoded):
+                made[event.label] = event.vector
+            elif isinstance(event, Looked):
+                outputs = event.outputs
+        label_cache.keep(made, source=self.config)
+        vectors = [cache.get(file.key) if file.vector is None else file.vector for file in fused]
+        label_vectors = torch.stack([{**known, **made}[label] for label in labels]) if labels else None
+        return vectors, outputs, label_vectors
+
+    def stream_rows(
+        self,
+        conversation: Conversation,
+        cache: EmbeddingCache,
+        files: Sequence[tuple[Modality, Path]],
+        mixes: Sequence[Mix],
+        params: SamplingParams,
+        engine: MeteredEngine,
+    ) -> list[RowStream]:
+        """An answer table's rows, each a mix of `files`, decoded together in one GPU call (opened
+        when the first row is read); the vectors it makes join `cache`."""
+        job = RowsJob(conversation, self._files(cache, files, [1.0] * len(files)), tuple(mixes), params)
+        granted = estimate_seconds(self.zero_gpu, params.max_new_tokens, kinds_to_encode(job.files))
+        events = self.call(job, granted=granted)
+        return RowStreams(events, len(mixes), self._keep(cache), self.model, engine, params).streams()
 
     def stream(self, conversation: Conversation, vector: PendingVector | None, params: SamplingParams, engine: MeteredEngine) -> Iterator[str]:
         """The answer's text, piece by piece, from one GPU call asking for the seconds it needs; the
         vectors it makes join the session's cache, its tokens are counted by `engine` here."""
         job = AnswerJob(conversation, vector.files if vector is not None else (), params)
-        granted = estimate_seconds(self.zero_gpu, params.max_new_tokens, job.to_encode())
+        granted = estimate_seconds(self.zero_gpu, params.max_new_tokens, kinds_to_encode(job.files))
         tokens = self._tokens(self.call(job, granted=granted), vector)
         yield from stream_text(self.model.tokenizer, engine.relay(tokens, params), self.config.spec.prompt.stop_text)
 
     def _tokens(self, events: Iterator[Encoded | Refused | int], vector: PendingVector | None) -> Iterator[int]:
-        """The call's token ids; its vectors go to the cache, a refusal (its last event) is raised once the call has ended."""
+        """The call's token ids; its vectors go to the session's cache."""
+        for event in self._events(events):
+            if isinstance(event, Encoded):
+                self._keep(vector.cache)(event)
+            else:
+                yield event
+
+    @staticmethod
+    def _events(events: Iterator[object]) -> Iterator[object]:
+        """A call's events but a refusal (its last), which is raised once the call has ended; stopping early stops the call."""
         refused = None
-        with closing(events):  # stopping early (the stop text, a newer action) stops the call
+        with closing(events):
             for event in events:
-                if isinstance(event, Encoded):
-                    vector.cache.add(event.key, event.vector)
-                    self.metrics.encoded(event.key[0], event.seconds)
-                elif isinstance(event, Refused):
+                if isinstance(event, Refused):
                     refused = event.error
                 else:
                     yield event
@@ -185,8 +206,8 @@ class GpuCalls:
                 self._functions[generation] = spaces.GPU(answer, duration=lambda job, granted: granted)
             return self._functions[generation]
 
-    def _compute(self, job: AnswerJob, granted: int) -> Iterator[Encoded | Refused | int]:
-        """(In the worker.) Encode the files the session lacks, sum them, decode: each new vector, then token ids."""
+    def _compute(self, job: AnswerJob | LookJob | RowsJob, granted: int) -> Iterator[object]:
+        """(In the worker.) Encode the files the session lacks (each new vector goes back), then the job's own work."""
         deadline = time.monotonic() + granted - self.config.margin_s
         message = (
             f"This answer used up the GPU time ZeroGPU granted it (about {granted} s) and stops here. "
@@ -194,14 +215,36 @@ class GpuCalls:
         )
         try:
             model, engine = self.handle.get(timeout=0)  # this worker's copy: the model served when it was forked
-            made: dict[CacheKey, torch.Tensor] = {}
-            for file in job.files:
-                if file.vector is None and file.key not in made:
-                    started = time.perf_counter()
-                    made[file.key] = model.embed_file(file.kind, file.path)
-                    yield Encoded(file.key, made[file.key].cpu(), time.perf_counter() - started)
-            vectors = [(file.vector if file.vector is not None else made[file.key]).to(model.device) for file in job.files]
-            fused = model.fuse(vectors, [file.weight for file in job.files])
-            yield from WithinDeadline(engine, deadline, message).generate(model.prompt_embeds(job.conversation, fused), job.params)
+            vectors = yield from _vectors(model, job.files)
+            if isinstance(job, AnswerJob):
+                fused = model.fuse(vectors, [file.weight for file in job.files])
+                yield from WithinDeadline(engine, deadline, message).generate(model.prompt_embeds(job.conversation, fused), job.params)
+            elif isinstance(job, LookJob):
+                yield from _look(model, job, vectors)
+            else:
+                yield from decode_rows(model, vectors, job, deadline, message)
         except UserError as error:
             yield Refused(error)
+
+
+def _vectors(model: PandaGPT, files: tuple[FileToFuse, ...]) -> Generator[Encoded, None, list[torch.Tensor]]:
+    """(In the worker.) Each file's vector on the model's device, yielding each one made here (each content once)."""
+    made: dict[CacheKey, torch.Tensor] = {}
+    for file in files:
+        if file.vector is None and file.key not in made:
+            started = time.perf_counter()
+            made[file.key] = model.embed_file(file.kind, file.path)
+            yield Encoded(file.key, made[file.key].cpu(), time.perf_counter() - started)
+    return [(file.vector if file.vector is not None else made[file.key]).to(model.device) for file in files]
+
+
+def _look(model: PandaGPT, job: LookJob, vectors: list[torch.Tensor]) -> Iterator[LabelEncoded | Looked]:
+    """(In the worker.) With labels: the vectors of those the app lacks, and ImageBind's outputs of the files."""
+    if not job.labels:
+        return
+    missing = [label for label in job.labels if label not in job.known]
+    if missing:
+        for label, vector in zip(missing, binding.label_vectors(model.encoder, missing)):
+            yield LabelEncoded(label, vector.cpu())
+    outputs = [binding.imagebind_output(model.encoder, file.kind, vector) for file, vector in zip(job.files, vectors)]
+    yield Looked(torch.stack(outputs).cpu())

@@ -134,3 +134,36 @@ def test_an_answer_stops_before_its_gpu_time_is_up_keeps_its_text_and_is_in_flig
     assert question == "Tell me a long story." and role == "assistant" and answer.strip()  # the text so far is kept as the answer
     app.process.send_signal(signal.SIGTERM)  # the main thread, which runs the model loads here, still stops on a signal
     assert app.process.wait(timeout=30) == 0
+
+
+def test_on_zero_gpu_imagebinds_view_and_an_answer_table_are_one_gpu_call_each(start: Callable[..., App], tmp_path: Path) -> None:
+    """The view equals the one a plain app computes with the same dtype (float16 on the CPU, as the
+    stand-in's "cuda" is); each row of /answer_each equals /chat's greedy answer with those files,
+    and the whole table, every row decoded together, is one GPU call asking for the seconds it needs."""
+    app, log = zero_gpu_app(start, tmp_path)
+    plain = start("--dtype", "float16")
+    files = {"image": handle_file(IMAGE), "audio": handle_file(AUDIO)}
+    labels = "a sunset, a dog barking, rain"
+    log.write_text("")
+
+    view = json.loads(Client(app.url, verbose=False).predict(**files, labels=labels, api_name="/imagebind_view"))
+    expected = json.loads(Client(plain.url, verbose=False).predict(**files, labels=labels, api_name="/imagebind_view"))
+    assert view["files"] == expected["files"] and view["labels"] == ["a sunset", "a dog barking", "rain"]
+    for table in ("similarity", "probabilities"):
+        assert sum(view[table], []) == pytest.approx(sum(expected[table], []), abs=1e-6), table
+    [look] = calls(log)
+    assert look["ended"] == "completed" and look["duration"] == estimate_seconds(ZeroGpuConfig(), 0, [Modality.IMAGE, Modality.AUDIO])
+
+    log.write_text("")
+    tokens = 12
+    job = Client(app.url, verbose=False).submit("What is this?", **files, max_new_tokens=tokens, api_name="/answer_each")
+    rows = json.loads(job.result())
+    [table] = calls(log)
+    assert table["ended"] == "completed" and table["duration"] == estimate_seconds(ZeroGpuConfig(), tokens, [Modality.IMAGE, Modality.AUDIO])
+    assert [row["label"] for row in rows] == ["sunset.jpg (image)", "dog_bark.wav (audio)", "all, weighted"]
+    assert all(row["done"] and row["error"] is None and row["text"].strip() for row in rows)
+
+    def chat(**given: object) -> str:
+        return Client(app.url, verbose=False).predict("What is this?", **given, max_new_tokens=tokens, temperature=0.0, api_name="/chat").strip()
+
+    assert [row["text"].strip() for row in rows] == [chat(image=files["image"]), chat(audio=files["audio"]), chat(**files)]
