@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cache
 
 import torch
@@ -75,15 +75,16 @@ class LabelVectors:
         self._source: object = None
         self._lock = threading.Lock()
 
-    def __call__(self, encoder: ImageBindEncoder, labels: Sequence[str], source: object = None) -> torch.Tensor:
-        """(len(labels), 1024), as `label_vectors(encoder, labels)`; refused as `label_tokens` refuses."""
-        tokens = label_tokens(labels)  # refused before any work
+    def __call__(self, make: Callable[[list[str]], torch.Tensor], labels: Sequence[str], source: object = None) -> torch.Tensor:
+        """(len(labels), 1024): the vectors kept, and those of the other labels from `make` (a model's
+        `embed_labels`); refused as `label_tokens` refuses, before any work."""
+        label_tokens(labels)
         found = self.known(labels, source)
-        missing = [index for index, label in enumerate(labels) if label not in found]
+        missing = [label for label in labels if label not in found]
         if missing:
-            made = encoder(TEXT, tokens[missing])
-            self.keep({labels[index]: made[row] for row, index in enumerate(missing)}, source)
-            found.update({labels[index]: made[row] for row, index in enumerate(missing)})
+            made = dict(zip(missing, make(missing)))
+            self.keep(made, source)
+            found.update(made)
         return torch.stack([found[label] for label in labels])
 
     def known(self, labels: Sequence[str], source: object = None) -> dict[str, torch.Tensor]:

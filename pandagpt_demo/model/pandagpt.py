@@ -18,7 +18,7 @@ from torch import nn
 from pandagpt_demo.config import ModelConfig, SamplingParams
 from pandagpt_demo.errors import BadInput
 
-from . import checkpoints
+from . import binding, checkpoints
 from .context import ContextFit, fit_context, longest_piece
 from .conversation import Conversation
 from .encoder import ImageBindEncoder
@@ -105,6 +105,14 @@ class PandaGPT:
     def project_each(self, vectors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """Each vector projected alone (a model whose llama_proj is elsewhere does them in one call)."""
         return [self.project(vector) for vector in vectors]
+
+    def embed_labels(self, labels: Sequence[str]) -> torch.Tensor:
+        """Labels -> ImageBind's text tower: (len(labels), 1024), for zero-shot labels (binding.py)."""
+        return binding.label_vectors(self.encoder, labels)
+
+    def imagebind_outputs(self, inputs: Sequence[tuple[Modality, torch.Tensor]]) -> torch.Tensor:
+        """ImageBind's own output of each (kind, vector), as its example reads them (binding.py)."""
+        return torch.stack([binding.imagebind_output(self.encoder, modality, vector) for modality, vector in inputs])
 
     def embed_file(self, modality: Modality, path: str | Path) -> torch.Tensor:
         """A file's ImageBind vector; one whose projection is not finite (the model overflows on it) is

@@ -55,14 +55,19 @@ class RemoteModel(PandaGPT):
         embedding: torch.Tensor,
         encode: Callable[[Modality, torch.Tensor], torch.Tensor],
         project_each: Callable[[list[torch.Tensor]], list[torch.Tensor]],
+        embed_labels: Callable[[list[str]], torch.Tensor],
+        imagebind_outputs: Callable[[list[tuple[Modality, torch.Tensor]]], torch.Tensor],
     ) -> None:
         """`encode` and `project_each` run a replica's ImageBind and llama_proj (its weights, its
-        device and dtype); an answer's files are projected in one call to a replica."""
+        device and dtype); an answer's files are projected in one call to a replica. ImageBind's
+        view has its text tower and outputs there too (`embed_labels`, `imagebind_outputs`)."""
         super().__init__(config, encoder=None, llama_proj=None, llm=_InputEmbeddings(embedding), tokenizer=tokenizer)
         self.device = torch.device("cpu")
         self.dtype = embedding.dtype  # the replicas' own, so prompts are the ones a replica would build
         self._encode = encode
         self._project_each = project_each
+        self._embed_labels = embed_labels
+        self._imagebind_outputs = imagebind_outputs
 
     def encode(self, modality: Modality, data: torch.Tensor) -> torch.Tensor:
         return self._encode(modality, data)
@@ -72,6 +77,12 @@ class RemoteModel(PandaGPT):
 
     def project_each(self, vectors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         return self._project_each(list(vectors))
+
+    def embed_labels(self, labels: Sequence[str]) -> torch.Tensor:
+        return self._embed_labels(list(labels))
+
+    def imagebind_outputs(self, inputs: Sequence[tuple[Modality, torch.Tensor]]) -> torch.Tensor:
+        return self._imagebind_outputs(list(inputs))
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,12 @@ class Replica:
     def project_each(self, vectors: list[torch.Tensor]) -> list[torch.Tensor]:
         return [projected.cpu() for projected in self.model.project_each(vectors)]
 
+    def embed_labels(self, labels: list[str]) -> torch.Tensor:
+        return self.model.embed_labels(labels).cpu()
+
+    def imagebind_outputs(self, inputs: list[tuple[str, torch.Tensor]]) -> torch.Tensor:
+        return self.model.imagebind_outputs([(Modality(kind), vector) for kind, vector in inputs]).cpu()
+
     async def generate(self, embeds: torch.Tensor, params: SamplingParams) -> AsyncIterator[object]:
         """`{"replica": id}`, then the answer's token ids as this replica's engine decodes them."""
         yield {"replica": self.id}
@@ -134,19 +140,27 @@ class Cluster:
         info = handle.describe.remote().result(timeout_s=self.replicas.start_timeout)
         self.handle = handle
 
-        def encode(modality: Modality, data: torch.Tensor) -> torch.Tensor:
-            try:
-                return handle.encode.remote(modality.value, data).result()
-            except RayTaskError as error:
-                raise _cause(error) from None
+        def call(method: str) -> Callable:
+            """A replica's `method`, called through the router; its user errors raised here as they are."""
 
-        def project_each(vectors: list[torch.Tensor]) -> list[torch.Tensor]:
-            try:
-                return handle.project_each.remote(vectors).result()
-            except RayTaskError as error:
-                raise _cause(error) from None
+            def remote(*args: object) -> object:
+                try:
+                    return getattr(handle, method).remote(*args).result()
+                except RayTaskError as error:
+                    raise _cause(error) from None
 
-        model = RemoteModel(self.config, info["tokenizer"], info["embedding"], encode, project_each)
+            return remote
+
+        encode = call("encode")
+        model = RemoteModel(
+            self.config,
+            info["tokenizer"],
+            info["embedding"],
+            lambda modality, data: encode(modality.value, data),
+            call("project_each"),
+            call("embed_labels"),
+            lambda inputs: call("imagebind_outputs")([(modality.value, vector) for modality, vector in inputs]),
+        )
         engine = RemoteEngine(self._open, self.status, lost=RayActorError)
         log.info("replicas ready: %s", self.status())
         return model, engine

@@ -100,22 +100,22 @@ def test_the_text_tower_is_loaded_and_its_memory_reported(tiny_config: ModelConf
 @torch.inference_mode()
 def test_label_vectors_are_kept_by_text_and_given_back_in_the_order_asked(tiny_model: PandaGPT) -> None:
     cache = LabelVectors(capacity=3)
-    first = cache(tiny_model.encoder, LABELS[:2], source="tiny")
+    first = cache(tiny_model.embed_labels, LABELS[:2], source="tiny")
     assert cache.encodes == 2
     torch.testing.assert_close(first, label_vectors(tiny_model.encoder, LABELS[:2]), atol=1e-6, rtol=0)
 
-    again = cache(tiny_model.encoder, [LABELS[1], LABELS[2], LABELS[0]], source="tiny")
+    again = cache(tiny_model.embed_labels, [LABELS[1], LABELS[2], LABELS[0]], source="tiny")
     assert cache.encodes == 3, "only the new label went through the text tower"
     torch.testing.assert_close(again, label_vectors(tiny_model.encoder, [LABELS[1], LABELS[2], LABELS[0]]), atol=1e-6, rtol=0)
 
-    cache(tiny_model.encoder, ["a car engine"], source="tiny")  # a fourth: the least recently used (LABELS[1]) goes
-    cache(tiny_model.encoder, [LABELS[2], LABELS[0], "a car engine"], source="tiny")
+    cache(tiny_model.embed_labels, ["a car engine"], source="tiny")  # a fourth: the least recently used (LABELS[1]) goes
+    cache(tiny_model.embed_labels, [LABELS[2], LABELS[0], "a car engine"], source="tiny")
     assert cache.encodes == 4
-    cache(tiny_model.encoder, [LABELS[1]], source="tiny")
+    cache(tiny_model.embed_labels, [LABELS[1]], source="tiny")
     assert cache.encodes == 5
 
-    cache(tiny_model.encoder, [LABELS[1]], source="another model")
+    cache(tiny_model.embed_labels, [LABELS[1]], source="another model")
     assert cache.encodes == 6, "another model's labels are made anew"
     with pytest.raises(BadInput, match="at most 64"):
-        cache(tiny_model.encoder, [f"label {n}" for n in range(65)], source="another model")
+        cache(tiny_model.embed_labels, [f"label {n}" for n in range(65)], source="another model")
     assert cache.encodes == 6

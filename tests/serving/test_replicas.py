@@ -3,6 +3,7 @@ model: concurrent clients, answers equal to the single-process path, a replica k
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -94,6 +95,30 @@ def test_files_are_encoded_and_projected_on_a_replica_with_the_single_process_an
         **GREEDY,
     )
     assert answer == expected
+
+
+def test_imagebinds_view_and_answer_each_run_on_the_replicas_with_the_single_process_results(
+    app: App, tiny_model: PandaGPT, tiny_engine: Engine, tiny_config: ModelConfig, tmp_path: Path
+) -> None:
+    """The view's vectors, labels and outputs come from a replica's ImageBind; each row of /answer_each
+    is decoded on the replicas: all equal what a single-process app (the same weights) gives."""
+    single = App(tiny_config, tmp_path)
+    try:
+        files = {"image": handle_file(str(IMAGE)), "audio": handle_file(str(AUDIO))}
+        labels = "a sunset, a dog barking, rain"
+        view, expected = (
+            json.loads(Client(url, verbose=False).predict(**files, labels=labels, api_name="/imagebind_view")) for url in (app.url, single.url)
+        )
+        assert view["files"] == expected["files"]
+        for table in ("similarity", "probabilities"):
+            assert sum(view[table], []) == pytest.approx(sum(expected[table], []), abs=1e-6), table
+        rows, expected_rows = (
+            json.loads(Client(url, verbose=False).predict("What is this?", **files, max_new_tokens=12, api_name="/answer_each"))
+            for url in (app.url, single.url)
+        )
+        assert rows == expected_rows and all(row["done"] and not row["error"] for row in rows)
+    finally:
+        single.stop()
 
 
 def test_a_replica_killed_mid_answer_ends_its_answers_keeping_their_text_and_the_others_go_on(app: App) -> None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from pandagpt_demo.errors import BadInput, Unavailable
+from pandagpt_demo.errors import BadInput
 from pandagpt_demo.model import binding
 from pandagpt_demo.model.pandagpt import PandaGPT
 
@@ -31,7 +31,7 @@ def imagebind_view(model: Model, session: ChatSession, labels: str, label_cache:
     """The similarity of every pair of files in use and, if `labels` (comma-separated) are given,
     each file's probabilities over them (their vectors kept in `label_cache`). Files not yet encoded
     are encoded once and kept for the next answer; on ZeroGPU all of it is one GPU call. Raises
-    BadInput (no files, bad labels) before any work, or Unavailable (ImageBind on model replicas)."""
+    BadInput (no files, bad labels) before any work."""
     if not session.in_use:
         raise BadInput("No files are in use: attach a file first, then look at ImageBind's view of it.")
     parsed = binding.parse_labels(labels)
@@ -52,12 +52,11 @@ def imagebind_view(model: Model, session: ChatSession, labels: str, label_cache:
 def _look_here(
     model: PandaGPT, session: ChatSession, labels: list[str], label_cache: binding.LabelVectors
 ) -> tuple[list[torch.Tensor], torch.Tensor | None, torch.Tensor | None]:
-    """The files' vectors and, with labels, ImageBind's outputs of the files and the labels' vectors, from this process's ImageBind."""
-    if getattr(model, "encoder", None) is None:
-        raise Unavailable("ImageBind's view needs ImageBind in the app's own process; it is not available yet with model replicas.")
+    """The files' vectors and, with labels, ImageBind's outputs of the files and the labels' vectors
+    (from this process's ImageBind, or the replicas' for a model served by them)."""
     in_use = session.vectors_in_use(model)
     vectors = [vector for _, vector in in_use]
     if not labels:
         return vectors, None, None
-    outputs = torch.stack([binding.imagebind_output(model.encoder, attachment.kind, vector) for attachment, vector in in_use])
-    return vectors, outputs, label_cache(model.encoder, labels, source=model.config)
+    outputs = model.imagebind_outputs([(attachment.kind, vector) for attachment, vector in in_use])
+    return vectors, outputs, label_cache(model.embed_labels, labels, source=model.config)

@@ -50,12 +50,12 @@ class AnswerJob:
 
 @dataclass(frozen=True)
 class LookJob:
-    """ImageBind's view of `files`: their vectors and, with labels, ImageBind's outputs and the labels'
-    vectors (`known` holds those the app has already)."""
+    """ImageBind's view of `files`: their vectors, the vectors of the `labels` the app lacks, and, when
+    labels were asked about (`outputs`), ImageBind's own output of each file."""
 
     files: tuple[FileToFuse, ...]
     labels: tuple[str, ...]
-    known: dict[str, torch.Tensor]
+    outputs: bool
 
 
 @dataclass(frozen=True)

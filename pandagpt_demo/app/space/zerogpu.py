@@ -20,6 +20,9 @@ What the rules of the `spaces` package mean here (tests/zerogpu_stand_in/spaces.
 - Each call asks for the seconds its request needs (`estimate_seconds`: the files to encode and the
   tokens to decode); the answer stops `margin_s` before they are up, keeping its text, rather than
   being killed by ZeroGPU with it.
+- ImageBind's view of the files in use (`look`) and an answer table (`stream_rows`: Answer each, Blend
+  two) are one call each as well, never one per file or per row: the table's rows are decoded
+  together in the call (gpu_rows.py). What crosses a call is in gpu_jobs.py.
 """
 
 from __future__ import annotations
@@ -41,7 +44,6 @@ from pandagpt_demo.app.conversation.session import Mix, RowStream
 from pandagpt_demo.app.runtime import ModelHandle
 from pandagpt_demo.config import ModelConfig, SamplingParams, ZeroGpuConfig
 from pandagpt_demo.errors import UserError
-from pandagpt_demo.model import binding
 from pandagpt_demo.model.binding import LabelVectors
 from pandagpt_demo.model.context import ContextFit
 from pandagpt_demo.model.conversation import Conversation
@@ -118,7 +120,7 @@ class GpuModel:
         of the files and the labels' vectors; the vectors it makes join `cache` and `label_cache`."""
         fused = self._files(cache, files, [1.0] * len(files))
         known = label_cache.known(labels, source=self.config)
-        job = LookJob(fused, tuple(labels), known)
+        job = LookJob(fused, tuple(label for label in labels if label not in known), bool(labels))
         granted = estimate_seconds(self.zero_gpu, 0, kinds_to_encode(fused))
         keep, outputs, made = self._keep(cache), None, {}
         for event in self._events(self.call(job, granted=granted)):
@@ -239,12 +241,9 @@ def _vectors(model: PandaGPT, files: tuple[FileToFuse, ...]) -> Generator[Encode
 
 
 def _look(model: PandaGPT, job: LookJob, vectors: list[torch.Tensor]) -> Iterator[LabelEncoded | Looked]:
-    """(In the worker.) With labels: the vectors of those the app lacks, and ImageBind's outputs of the files."""
-    if not job.labels:
-        return
-    missing = [label for label in job.labels if label not in job.known]
-    if missing:
-        for label, vector in zip(missing, binding.label_vectors(model.encoder, missing)):
+    """(In the worker.) The vectors of the labels the app lacks, and ImageBind's outputs of the files if labels were asked about."""
+    if job.labels:
+        for label, vector in zip(job.labels, model.embed_labels(job.labels)):
             yield LabelEncoded(label, vector.cpu())
-    outputs = [binding.imagebind_output(model.encoder, file.kind, vector) for file, vector in zip(job.files, vectors)]
-    yield Looked(torch.stack(outputs).cpu())
+    if job.outputs:
+        yield Looked(model.imagebind_outputs([(file.kind, vector) for file, vector in zip(job.files, vectors)]).cpu())
