@@ -119,3 +119,21 @@ def test_label_vectors_are_kept_by_text_and_given_back_in_the_order_asked(tiny_m
     with pytest.raises(BadInput, match="at most 64"):
         cache(tiny_model.embed_labels, [f"label {n}" for n in range(65)], source="another model")
     assert cache.encodes == 6
+
+
+@torch.inference_mode()
+def test_label_vectors_made_elsewhere_are_kept_and_used(tiny_model: PandaGPT) -> None:
+    """A ZeroGPU call makes the vectors of the labels the cache lacks (`known` says which it has); kept, they are not made again."""
+    cache = LabelVectors()
+    asked: list[list[str]] = []
+
+    def make(labels: list[str]) -> torch.Tensor:
+        asked.append(labels)
+        return tiny_model.embed_labels(labels)
+
+    assert cache.known(LABELS, source="tiny") == {}
+    cache.keep({LABELS[0]: tiny_model.embed_labels([LABELS[0]])[0]}, source="tiny")
+    assert list(cache.known(LABELS, source="tiny")) == [LABELS[0]]
+    vectors = cache(make, LABELS, source="tiny")
+    assert asked == [LABELS[1:]], "only the labels not kept are made"
+    torch.testing.assert_close(vectors, label_vectors(tiny_model.encoder, LABELS), atol=1e-6, rtol=0)
