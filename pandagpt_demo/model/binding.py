@@ -20,7 +20,7 @@ import torch
 
 from pandagpt_demo.errors import BadInput
 
-from .encoder import ImageBindEncoder
+from .encoder import ImageBindEncoder, imagebind_module
 from .modalities import Modality
 
 TEXT = "text"  # ImageBind's modality key of its text tower
@@ -31,9 +31,8 @@ MAX_LABELS = 64  # labels one request may ask about: each is a pass of the text 
 def _tokenizer():  # noqa: ANN202 - ImageBind's SimpleTokenizer, imported only when labels are asked for
     from importlib.resources import files
 
-    from imagebind.models.multimodal_preprocessors import SimpleTokenizer
-
-    return SimpleTokenizer(bpe_path=str(files("imagebind") / "bpe" / "bpe_simple_vocab_16e6.txt.gz"))
+    simple_tokenizer = imagebind_module("imagebind.models.multimodal_preprocessors").SimpleTokenizer
+    return simple_tokenizer(bpe_path=str(files("imagebind") / "bpe" / "bpe_simple_vocab_16e6.txt.gz"))
 
 
 def parse_labels(text: str) -> list[str]:

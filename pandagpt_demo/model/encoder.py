@@ -7,7 +7,9 @@ the towers itself and applies PandaGPT's postprocessing.
 
 from __future__ import annotations
 
+import importlib
 import sys
+from types import ModuleType
 
 import torch
 from torch import nn
@@ -15,19 +17,22 @@ from torch import nn
 from pandagpt_demo.config import ImageBindArch
 
 
-def imagebind_model_class() -> type[nn.Module]:
-    """Import `ImageBindModel` from imagebind-unofficial.
+def imagebind_module(name: str) -> ModuleType:
+    """Import a module of imagebind-unofficial (`imagebind.models.imagebind_model`, ...).
 
     Importing the package runs `imagebind.data`, which imports pytorchvideo; pytorchvideo still
     imports `torchvision.transforms.functional_tensor`, removed from torchvision in 0.17, whose
-    functions now live in `torchvision.transforms.functional`.
+    functions now live in `torchvision.transforms.functional`. Every import of it goes through
+    here, in any process (a front end of model replicas imports only its tokenizer).
     """
     import torchvision.transforms.functional as tv_functional
 
     sys.modules.setdefault("torchvision.transforms.functional_tensor", tv_functional)
-    from imagebind.models.imagebind_model import ImageBindModel
+    return importlib.import_module(name)
 
-    return ImageBindModel
+
+def imagebind_model_class() -> type[nn.Module]:
+    return imagebind_module("imagebind.models.imagebind_model").ImageBindModel
 
 
 class ImageBindEncoder(nn.Module):

@@ -9,6 +9,8 @@ tests/model/test_modalities.py holds that loader to ImageBind's preprocessing).
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -137,3 +139,12 @@ def test_label_vectors_made_elsewhere_are_kept_and_used(tiny_model: PandaGPT) ->
     vectors = cache(make, LABELS, source="tiny")
     assert asked == [LABELS[1:]], "only the labels not kept are made"
     torch.testing.assert_close(vectors, label_vectors(tiny_model.encoder, LABELS), atol=1e-6, rtol=0)
+
+
+def test_labels_are_tokenized_in_a_process_that_never_loaded_imagebind() -> None:
+    """A front end of model replicas tokenizes labels without ever loading ImageBind's model (its
+    package imports a torchvision module that moved: encoder.imagebind_module)."""
+    code = "from pandagpt_demo.model.binding import label_tokens; print(tuple(label_tokens(['a dog barking']).shape))"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO_ROOT)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "(1, 77)"
