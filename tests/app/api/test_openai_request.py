@@ -4,15 +4,13 @@ them (the field at fault as `param`), then turns, media parts, settings, stops."
 from __future__ import annotations
 
 import base64
+import json
 
 import pytest
-from fastapi.exceptions import RequestValidationError
-from pydantic import ValidationError
 
 from pandagpt_demo.app.answering.settings import AnswerSettings
-from pandagpt_demo.app.api.openai.protocol import ChatCompletionRequest
-from pandagpt_demo.app.api.openai.refusals import HttpError, body_refusal, error_body
-from pandagpt_demo.app.api.openai.request import read_request
+from pandagpt_demo.app.api.openai.refusals import HttpError, error_body
+from pandagpt_demo.app.api.openai.request import parse_body, read_request
 from pandagpt_demo.app.api.openai.routes import StopStrings
 from pandagpt_demo.config import SamplingParams
 from pandagpt_demo.errors import BadInput, BadSetting, Busy, TooLarge, Unavailable
@@ -26,12 +24,8 @@ def body(*messages: dict, **fields: object) -> dict:
 
 
 def read(payload: object, max_file_bytes: int = 1000, max_text_chars: int = 1000):
-    """`payload` validated as FastAPI validates it (its errors located under `body`), then read."""
-    try:
-        request = ChatCompletionRequest.model_validate(payload)
-    except ValidationError as error:
-        raise body_refusal(RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in error.errors()], body=payload)) from error
-    return read_request(request, AnswerSettings(), max_file_bytes, max_text_chars)
+    """`payload` parsed and validated as /v1 does, then read."""
+    return read_request(parse_body("application/json", json.dumps(payload).encode()), AnswerSettings(), max_file_bytes, max_text_chars)
 
 
 def test_turns_pair_up_system_messages_are_ignored_and_every_users_media_are_kept() -> None:

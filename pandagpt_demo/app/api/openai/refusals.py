@@ -7,7 +7,6 @@ the body (`messages[0].content[1].image_url`), from the schema's validation erro
 from __future__ import annotations
 
 from fastapi.exceptions import RequestValidationError
-from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 
 from pandagpt_demo.app.answering.metrics import error_kind
@@ -54,21 +53,11 @@ def error_response(error: BaseException) -> JSONResponse:
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-def body_refusal(error: RequestValidationError | HTTPException) -> HttpError:
-    """What FastAPI found wrong with a body, as one refusal naming the field: the schema's errors on
-    the first field at fault (the deepest place wins, as a union's members each report one: several
-    at that place are one message), or a body it could not parse."""
-    if isinstance(error, HTTPException):  # FastAPI could not read the body as JSON at all
-        cause = error.__cause__
-        if isinstance(cause, RecursionError):
-            return HttpError(400, "The request body nests deeper than this server's JSON parser goes.", "bad_json")
-        return HttpError(400, f"The request body is not valid JSON in UTF-8 ({cause or error.detail}).", "bad_json")
+def body_refusal(error: RequestValidationError) -> HttpError:
+    """What the schema found wrong with a body, as one refusal naming the field: its errors on the
+    first field at fault (the deepest place wins, as a union's members each report one: several at
+    that place are one message)."""
     problems = list(error.errors())
-    if any(p["type"] == "json_invalid" for p in problems):
-        where = next(p for p in problems if p["type"] == "json_invalid")
-        return HttpError(400, f"The request body is not valid JSON ({where['ctx']['error']} at character {where['loc'][-1]}).", "bad_json")
-    if isinstance(error.body, bytes):
-        return HttpError(400, "The request body must be a JSON object, sent as Content-Type: application/json.", "bad_json")
     first = problems[0]["loc"][1:2]  # the first field at fault; among its errors, the deepest
     found = [(json_path(error.body, p["loc"][1:], p["type"] == "missing"), p["msg"]) for p in problems if p["loc"][1:2] == first]
     depth = max(len(path) for path, _ in found)

@@ -14,16 +14,22 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
 from dataclasses import dataclass
-from pathlib import PurePath
+from pathlib import Path, PurePath
+
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 
 from pandagpt_demo.app.answering.settings import AnswerSettings
 from pandagpt_demo.config import SamplingParams
 from pandagpt_demo.errors import BadInput, BadSetting, TooLarge
 from pandagpt_demo.model.modalities import Modality
 
+from .body import ReadBody, Spooled
 from .protocol import ChatCompletionRequest, FilePart, ImageUrlPart, InputAudioPart, TextPart, UserMessage, VideoUrlPart
+from .refusals import HttpError, body_refusal
 
 MIME_SUFFIXES = {
     "image/png": ".png",
@@ -47,18 +53,22 @@ MIME_SUFFIXES = {
     "application/octet-stream": "",
 }
 DATA_URL = re.compile(r"data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?:;[^,;]*?)*;base64,(?P<data>.*)", re.DOTALL)
+DATA_URL_HEAD = re.compile(rb"data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?:;[^,;]*?)*;base64,")
+DECODE_CHARS = 4 * 2**18  # base64 characters decoded at a time from a spooled string (1 MiB)
 
 
 @dataclass(frozen=True)
 class Medium:
-    """One media part: its kind (None: guess from the file), a file name, and its bytes or, for a
-    remote URL the server may fetch, the URL."""
+    """One media part: its kind (None: guess from the file), a file name, and its bytes, the file
+    they were decoded into (a large part, spooled to disk as the body arrived) or, for a remote
+    URL the server may fetch, the URL."""
 
     kind: Modality | None
     name: str
     where: str  # its part's path in the request, for a refusal's `param`
     data: bytes | None = None
     url: str | None = None
+    path: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -74,29 +84,57 @@ class CompletionRequest:
     include_usage: bool
 
 
-def read_request(body: ChatCompletionRequest, settings: AnswerSettings, max_file_bytes: int, max_text_chars: int) -> CompletionRequest:
+def read_request(
+    body: ChatCompletionRequest, settings: AnswerSettings, max_file_bytes: int, max_text_chars: int, read: ReadBody | None = None
+) -> CompletionRequest:
     """The validated `body` as PandaGPT's request; files over `max_file_bytes` are `TooLarge`, as is
-    text over `max_text_chars` in all (counted before any of it is tokenized)."""
+    text over `max_text_chars` in all (counted before any of it is tokenized). `read`: how the body
+    arrived, whose spooled media strings are decoded into files beside them."""
     text = sum(len(_text(m.content)) for m in body.messages)
     if text > max_text_chars:
         raise TooLarge(f"The messages hold {text:,} characters of text; this server takes at most {max_text_chars:,}.", param="messages")
     files = sum(len(m.content) - sum(isinstance(p, TextPart) for p in m.content) for m in body.messages if isinstance(m.content, list))
     if files > settings.max_files:
         raise BadSetting(f"A request takes at most {settings.max_files} files, not {files}.", param="messages")
-    media: list[Medium] = []
-    history, question = _turns(body, media, max_file_bytes)
+    media = MediaParts(max_file_bytes, read)
+    history, question = _turns(body, media)
     stop = body.stop if isinstance(body.stop, list) else [] if body.stop is None else [body.stop]
     return CompletionRequest(
         model=body.model,
         history=history,
         question=question,
-        media=media,
+        media=media.found,
         weights={modality.value: weight for modality, weight in (body.weights or {}).items()},
         params=_params(body, settings),
         stop=tuple(stop),
         stream=body.stream,
         include_usage=bool(body.stream_options and body.stream_options.include_usage),
     )
+
+
+def parse_body(content_type: str | None, data: bytes) -> ChatCompletionRequest:
+    """A body's JSON parsed and checked against the schema, as FastAPI would (JSON also without a
+    Content-Type, as OpenAI reads it); each refusal an `HttpError` naming the field at fault."""
+    if content_type is not None and not _is_json(content_type):
+        raise HttpError(400, "The request body must be a JSON object, sent as Content-Type: application/json.", "bad_json")
+    try:
+        document = json.loads(data)
+    except RecursionError as error:
+        raise HttpError(400, "The request body nests deeper than this server's JSON parser goes.", "bad_json") from error
+    except UnicodeDecodeError as error:
+        raise HttpError(400, f"The request body is not valid JSON in UTF-8 ({error}).", "bad_json") from error
+    except json.JSONDecodeError as error:
+        raise HttpError(400, f"The request body is not valid JSON ({error.msg} at character {error.pos}).", "bad_json") from error
+    try:
+        return ChatCompletionRequest.model_validate(document)
+    except ValidationError as error:
+        problems = [{**problem, "loc": ("body", *problem["loc"])} for problem in error.errors(include_url=False)]
+        raise body_refusal(RequestValidationError(problems, body=document)) from error
+
+
+def _is_json(content_type: str) -> bool:
+    kind = content_type.split(";")[0].strip().lower()
+    return kind == "application/json" or (kind.startswith("application/") and kind.endswith("+json"))
 
 
 def _params(body: ChatCompletionRequest, settings: AnswerSettings) -> SamplingParams:
@@ -123,84 +161,130 @@ def _text(content: str | list | None) -> str:
     return (content or "").strip()
 
 
-def _turns(body: ChatCompletionRequest, media: list[Medium], max_file_bytes: int) -> tuple[list[tuple[str, str]], str]:
-    """(question, answer) pairs before the last user message, and its text; media parts go to `media`."""
-    turns: list[list] = []  # [question, answer or None]
+def _turns(body: ChatCompletionRequest, media: MediaParts) -> tuple[list[tuple[str, str]], str]:
+    """(question, answer) pairs before the last user message, and its text; media parts go to `media`.
+    Consecutive messages of one role are one turn, their texts joined once (a line each; a user's
+    empty ones left out)."""
+    turns: list[tuple[list[str], list[str] | None]] = []  # a question's texts, its answer's texts (None: not answered yet)
     for index, message in enumerate(body.messages):
         where = f"messages[{index}]"
         if message.role == "user":
-            _media(message, where, media, max_file_bytes)
-            text = _text(message.content)
-            if turns and turns[-1][1] is None:
-                turns[-1][0] = f"{turns[-1][0]}\n{text}".strip()
-            else:
-                turns.append([text, None])
+            media.read(message, where)
+            if not turns or turns[-1][1] is not None:
+                turns.append(([], None))
+            turns[-1][0].append(_text(message.content))
         elif message.role == "assistant":
             if not turns:
                 raise BadSetting(f"{where}: an assistant message must follow a user message.", param=where)
-            text = _text(message.content)
-            turns[-1][1] = text if turns[-1][1] is None else f"{turns[-1][1]}\n{text}"
+            if turns[-1][1] is None:
+                turns[-1] = (turns[-1][0], [])
+            turns[-1][1].append(_text(message.content))
     last = f"messages[{len(body.messages) - 1}]"
     if not turns or turns[-1][1] is not None:
         raise BadSetting("The last message must be the user's: it holds the question to answer.", param=last)
-    if not turns[-1][0]:
+    joined = [("\n".join(text for text in question if text), None if answer is None else "\n".join(answer)) for question, answer in turns]
+    if not joined[-1][0]:
         raise BadInput("The last user message has no text: PandaGPT answers a question about the media.", param=last)
-    return [(q, a) for q, a in turns[:-1]], turns[-1][0]
+    return [(q, a) for q, a in joined[:-1]], joined[-1][0]
 
 
-def _media(message: UserMessage, where: str, media: list[Medium], max_file_bytes: int) -> None:
-    """Each media part of a user message, decoded, onto `media`."""
-    if isinstance(message.content, str):
-        return
-    for number_, part in enumerate(message.content):
-        here = f"{where}.content[{number_}]"
-        if isinstance(part, (ImageUrlPart, VideoUrlPart)):
-            modality, url = (Modality.IMAGE, part.image_url.url) if isinstance(part, ImageUrlPart) else (Modality.VIDEO, part.video_url.url)
-            media.append(_from_url(url, modality, f"{here}.{part.type}.url", len(media), max_file_bytes))
-        elif isinstance(part, InputAudioPart):
-            data = _base64(part.input_audio.data, f"{here}.input_audio.data", max_file_bytes)
-            media.append(Medium(Modality.AUDIO, f"audio-{len(media) + 1}.{part.input_audio.format}", here, data))
-        elif isinstance(part, FilePart):
-            media.append(_file(part, here, len(media), max_file_bytes))
+class MediaParts:
+    """A request's media parts, read in order into `found`: a short one decoded in memory, a long
+    one (spooled to disk as the body arrived) decoded from its file into another, a chunk at a time."""
+
+    def __init__(self, max_file_bytes: int, read: ReadBody | None) -> None:
+        self.max_file_bytes = max_file_bytes
+        self.body = read
+        self.found: list[Medium] = []
+
+    def read(self, message: UserMessage, where: str) -> None:
+        """Each media part of a user message, decoded, onto `found`."""
+        if isinstance(message.content, str):
+            return
+        for number_, part in enumerate(message.content):
+            here = f"{where}.content[{number_}]"
+            if isinstance(part, (ImageUrlPart, VideoUrlPart)):
+                modality, url = (Modality.IMAGE, part.image_url.url) if isinstance(part, ImageUrlPart) else (Modality.VIDEO, part.video_url.url)
+                self.found.append(self._from_url(url, modality, f"{here}.{part.type}.url"))
+            elif isinstance(part, InputAudioPart):
+                data = self._base64(part.input_audio.data, f"{here}.input_audio.data")
+                self.found.append(_medium(Modality.AUDIO, f"audio-{len(self.found) + 1}.{part.input_audio.format}", here, data))
+            elif isinstance(part, FilePart):
+                self.found.append(self._file(part, here))
+
+    def _from_url(self, url: str, modality: Modality, where: str) -> Medium:
+        if url.startswith(("http://", "https://")):
+            name = PurePath(url.split("?")[0]).name or f"{modality.value}-{len(self.found) + 1}"
+            return Medium(modality, name, where, url=url)
+        mime, data = self._data_url(url, where)
+        return _medium(modality, f"{modality.value}-{len(self.found) + 1}{_suffix(mime, modality, where)}", where, data)
+
+    def _file(self, part: FilePart, where: str) -> Medium:
+        raw, here = part.file.file_data or "", f"{where}.file.file_data"
+        spooled = self._spooled(raw)
+        if raw.startswith("data:") or (spooled is not None and spooled.head.startswith(b"data:")):
+            mime, data = self._data_url(raw, here)
+        else:
+            mime, data = None, self._base64(raw, here)
+        name = PurePath(part.file.filename or "").name
+        if not PurePath(name).suffix:
+            if mime is None:
+                message = f"{where}.file.filename must end in the file's suffix (.csv, .npy, .png, ...) when file_data is plain base64."
+                raise BadSetting(message, param=f"{where}.file.filename")
+            name = f"{name or f'file-{len(self.found) + 1}'}{_suffix(mime, part.modality, here)}"
+        return _medium(part.modality, name, where, data)
+
+    def _spooled(self, value: str) -> Spooled | None:
+        return self.body.spooled_string(value) if self.body is not None else None
+
+    def _data_url(self, url: str, where: str) -> tuple[str | None, bytes | Path]:
+        spooled = self._spooled(url)
+        if spooled is not None:
+            match = DATA_URL_HEAD.match(spooled.head)
+            if match is None:
+                raise BadSetting(f"{where} must be a base64 data URL (data:<type>;base64,...) or an http(s) URL.", param=where)
+            return match["mime"] and match["mime"].decode(), self._decode_spooled(spooled, match.end(), where)
+        match = DATA_URL.fullmatch(url)
+        if match is None:
+            raise BadSetting(f"{where} must be a base64 data URL (data:<type>;base64,...) or an http(s) URL.", param=where)
+        return match["mime"], self._base64(match["data"], where)
+
+    def _base64(self, value: str, where: str) -> bytes | Path:
+        spooled = self._spooled(value)
+        if spooled is not None:
+            return self._decode_spooled(spooled, 0, where)
+        self._check_size(len(value), where)
+        try:
+            return base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError) as error:
+            raise BadInput(f"{where} is not valid base64 ({error}).", param=where) from error
+
+    def _check_size(self, chars: int, where: str) -> None:
+        if chars * 3 // 4 > self.max_file_bytes + 3:
+            raise TooLarge(f"{where}: the file is larger than the {self.max_file_bytes / 2**20:g} MB the server accepts.", param=where)
+
+    def _decode_spooled(self, spooled: Spooled, start: int, where: str) -> Path:
+        """The base64 from `start` of a spooled string decoded into a file beside it (then the
+        string's file is removed): memory for one chunk, whatever the file's size."""
+        self._check_size(spooled.size - start, where)
+        decoded = spooled.path.with_suffix(".bin")
+        try:
+            with spooled.path.open("rb") as source, decoded.open("wb") as out:
+                source.seek(start)
+                while chunk := source.read(DECODE_CHARS):
+                    if b"=" in chunk[:-2] or (len(chunk) == DECODE_CHARS and chunk.endswith(b"=") and source.peek(1)):
+                        raise binascii.Error("padding before the end")
+                    out.write(base64.b64decode(chunk, validate=True))
+        except (binascii.Error, ValueError) as error:
+            decoded.unlink(missing_ok=True)
+            raise BadInput(f"{where} is not valid base64 ({error}).", param=where) from error
+        finally:
+            spooled.path.unlink(missing_ok=True)
+        return decoded
 
 
-def _from_url(url: str, modality: Modality, where: str, number_: int, max_file_bytes: int) -> Medium:
-    if url.startswith(("http://", "https://")):
-        name = PurePath(url.split("?")[0]).name or f"{modality.value}-{number_ + 1}"
-        return Medium(modality, name, where, url=url)
-    mime, data = _data_url(url, where, max_file_bytes)
-    return Medium(modality, f"{modality.value}-{number_ + 1}{_suffix(mime, modality, where)}", where, data)
-
-
-def _file(part: FilePart, where: str, number_: int, max_file_bytes: int) -> Medium:
-    raw, here = part.file.file_data or "", f"{where}.file.file_data"
-    if raw.startswith("data:"):
-        mime, data = _data_url(raw, here, max_file_bytes)
-    else:
-        mime, data = None, _base64(raw, here, max_file_bytes)
-    name = PurePath(part.file.filename or "").name
-    if not PurePath(name).suffix:
-        if mime is None:
-            message = f"{where}.file.filename must end in the file's suffix (.csv, .npy, .png, ...) when file_data is plain base64."
-            raise BadSetting(message, param=f"{where}.file.filename")
-        name = f"{name or f'file-{number_ + 1}'}{_suffix(mime, part.modality, here)}"
-    return Medium(part.modality, name, where, data)
-
-
-def _data_url(url: str, where: str, max_file_bytes: int) -> tuple[str | None, bytes]:
-    match = DATA_URL.fullmatch(url)
-    if match is None:
-        raise BadSetting(f"{where} must be a base64 data URL (data:<type>;base64,...) or an http(s) URL.", param=where)
-    return match["mime"], _base64(match["data"], where, max_file_bytes)
-
-
-def _base64(value: str, where: str, max_file_bytes: int) -> bytes:
-    if len(value) * 3 // 4 > max_file_bytes + 3:
-        raise TooLarge(f"{where}: the file is larger than the {max_file_bytes / 2**20:g} MB the server accepts.", param=where)
-    try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError) as error:
-        raise BadInput(f"{where} is not valid base64 ({error}).", param=where) from error
+def _medium(kind: Modality | None, name: str, where: str, data: bytes | Path) -> Medium:
+    return Medium(kind, name, where, path=data) if isinstance(data, Path) else Medium(kind, name, where, data=data)
 
 
 def _suffix(mime: str | None, kind: Modality | None, where: str) -> str:
