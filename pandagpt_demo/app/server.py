@@ -20,11 +20,13 @@ from starlette.middleware import Middleware
 from pandagpt_demo.app.answering.core import Answering
 from pandagpt_demo.app.answering.metrics import Metrics
 from pandagpt_demo.app.answering.settings import AnswerSettings
+from pandagpt_demo.app.answering.uploaded import use_fetch_policy
 from pandagpt_demo.app.api.chat_tool import ChatTool
 from pandagpt_demo.app.api.each_tool import EachTool
 from pandagpt_demo.app.api.monitoring import health_routes, metrics_route
 from pandagpt_demo.app.api.openai.routes import ApiConfig, OpenAIApi
 from pandagpt_demo.app.api.view_tool import ViewTool
+from pandagpt_demo.app.public.fetcher import FetchPolicy, allow_networks
 from pandagpt_demo.app.public.housekeeping import Housekeeping
 from pandagpt_demo.app.public.lifecycle import exit_process
 from pandagpt_demo.app.public.uploads import UploadBudget
@@ -33,6 +35,7 @@ from pandagpt_demo.app.space.fetch import WeightsFetch
 from pandagpt_demo.app.space.zerogpu import GpuCalls, on_zero_gpu
 from pandagpt_demo.app.web.page import PAGE_CSS, build_demo
 from pandagpt_demo.config import AUTO_DEVICE, EXAMPLES_FILE, PublicLimits, ReplicaConfig, ServingConfig, ZeroGpuConfig
+from pandagpt_demo.errors import BadSetting
 from pandagpt_demo.serving.compile_cache import use_compile_cache
 from pandagpt_demo.weights.download import Request
 
@@ -68,7 +71,15 @@ def parse_args(argv: list[str] | None = None, space: SpaceEnv | None = None) -> 
             f"serves, then swap them in; the default on a Space with a GPU (${DOWNLOAD_ENV}=7b|13b|no overrides)"
         ),
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    try:  # a bad entry stops the start, naming the flag and the entry
+        allow_networks(args.remote_media_allow)
+    except BadSetting as error:
+        parser.error(str(error))
+    args.remote_media_allow = tuple(args.remote_media_allow)
+    if not args.remote_timeout > 0:
+        parser.error(f"--remote-timeout must be a positive number of seconds, not {args.remote_timeout:g}")
+    return args
 
 
 def add_zero_gpu_arguments(parser: argparse.ArgumentParser) -> None:
@@ -110,7 +121,25 @@ def add_api_arguments(parser: argparse.ArgumentParser) -> None:
         "--api-key", default=os.environ.get("PANDAGPT_API_KEY"), help="require this Bearer token on /v1 (default: $PANDAGPT_API_KEY; none: open)"
     )
     group.add_argument("--allow-remote-media", action="store_true", help="let /v1 fetch http(s) media URLs (off: data URLs only)")
-    group.add_argument("--remote-timeout", type=float, default=ApiConfig.remote_timeout, help="seconds /v1 may spend fetching one remote file")
+    group.add_argument(
+        "--remote-media-allow",
+        action="append",
+        default=[],
+        metavar="IP_OR_CIDR",
+        help=(
+            "an address or network (127.0.0.1, 10.0.0.0/8) that media URLs (/v1's, /chat's and MCP's) may be fetched from although "
+            "not public; repeatable (default: public addresses only)"
+        ),
+    )
+    group.add_argument(
+        "--remote-timeout", type=float, default=ApiConfig.remote_timeout, help="seconds fetching one remote file may take in all (/v1, /chat, MCP)"
+    )
+    group.add_argument(
+        "--max-request-mb",
+        type=float,
+        default=ApiConfig.max_request_bytes / 2**20,
+        help="largest /v1 body; its media go to disk as they arrive (under the upload budget), so memory stays small whatever it is",
+    )
     group.add_argument("--no-mcp", dest="mcp", action="store_false", help="do not serve the MCP tool at /gradio_api/mcp/")
 
 
@@ -201,7 +230,19 @@ def main(argv: list[str] | None = None) -> None:
         gr.api(each.answer_blend, api_name="answer_blend", api_description=EachTool.blend_description())
     demo.queue(default_concurrency_limit=args.concurrency, max_size=args.queue_size)
     max_file_size = int(args.max_file_mb * 1024 * 1024)  # bytes; Gradio refuses larger uploads unread
-    api = OpenAIApi(core, ApiConfig(args.api_key or None, args.allow_remote_media, args.remote_timeout, max_file_size))
+    # /chat's and the MCP tool's URLs: fetched under the same limits and allow-list as /v1's
+    use_fetch_policy(FetchPolicy(timeout=args.remote_timeout, max_bytes=max_file_size, allow=args.remote_media_allow))
+    api = OpenAIApi(
+        core,
+        ApiConfig(
+            api_key=args.api_key or None,
+            allow_remote_media=args.allow_remote_media,
+            remote_timeout=args.remote_timeout,
+            max_file_bytes=max_file_size,
+            remote_allow=args.remote_media_allow,
+            max_request_bytes=int(args.max_request_mb * 2**20),
+        ),
+    )
     house.start()
     demo.launch(
         server_name=args.host,

@@ -1,8 +1,10 @@
 """Which files a client may name: only what was uploaded to this server (or fetched for it from a
-public URL, as Gradio fetches for its own components), never any other path on the server."""
+public URL by the one remote fetcher, public/fetcher.py, as `/v1` fetches), never any other path on the server."""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -12,9 +14,27 @@ from gradio.data_classes import FileData
 from gradio.route_utils import API_PREFIX
 from gradio_client import utils as client_utils
 
+from pandagpt_demo.app.public.fetcher import FetchPolicy, RemoteRefused, fetch_to
 from pandagpt_demo.config import EXAMPLES_FILE
 from pandagpt_demo.errors import BadInput, first_line
 from pandagpt_demo.model.modalities import MediaError, Modality
+
+# The policy a URL given to `/chat` or the MCP tool is fetched under, where the caller passes none:
+# FetchPolicy's defaults until the server sets its flags' policy once at start (`use_fetch_policy`).
+# The callers (api/attachments.py, the page's handlers) do not carry one yet.
+_fetch_policy = FetchPolicy()
+
+
+def use_fetch_policy(policy: FetchPolicy) -> None:
+    """Fetch the URLs `/chat` and the MCP tool are given under `policy` (the server's
+    --remote-timeout, --max-file-mb and --remote-media-allow), unless a caller passes its own."""
+    global _fetch_policy
+    _fetch_policy = policy
+
+
+def fetch_policy() -> FetchPolicy:
+    """The policy URLs are fetched under when a caller passes none."""
+    return _fetch_policy
 
 
 def _upload_roots() -> list[Path]:
@@ -22,12 +42,13 @@ def _upload_roots() -> list[Path]:
     return [Path(gradio_utils.get_upload_folder()).resolve(), EXAMPLES_FILE.parent.resolve()]
 
 
-def uploaded_path(modality: Modality, value: str | dict | FileData | None) -> str | None:
+def uploaded_path(modality: Modality, value: str | dict | FileData | None, policy: FetchPolicy | None = None) -> str | None:
     """A component's or an API client's file value as a local path, only if it was uploaded.
 
     A plain string reaches `/chat` unchecked by Gradio, so without this anyone could have the
-    server read (and describe) any file it can open. A URL or a data URL (what an MCP agent gives)
-    is fetched as Gradio fetches files for its own components: public hosts only.
+    server read (and describe) any file it can open. A URL (what an MCP agent gives) is fetched by
+    public/fetcher.py under `policy` (default: `fetch_policy()`): public addresses only, within its
+    time and size limits; a data URL is saved as Gradio saves one.
     """
     if value is None:
         return None
@@ -40,7 +61,7 @@ def uploaded_path(modality: Modality, value: str | dict | FileData | None) -> st
     else:
         raise BadInput(f"The {modality.value} input must be a file (gradio_client.handle_file(...)), not {type(value).__name__}.")
     if path.startswith(("http://", "https://", "data:")):  # what an MCP agent gives: a URL, or the file as a data URL
-        path = _own_file(path) or _fetched(modality, path)
+        path = _own_file(path) or _fetched(modality, path, policy)
     resolved = Path(path).resolve()
     if not any(resolved.is_relative_to(root) for root in _upload_roots()):
         raise MediaError(modality, path, "it is a path on the server, not an uploaded file; send the file itself (gradio_client.handle_file)")
@@ -65,18 +86,32 @@ def _own_file(url: str) -> str | None:
     return str(path) if path.is_relative_to(_upload_roots()[0]) and path.is_file() else None
 
 
-def _fetched(modality: Modality, url: str) -> str:
-    """A URL's file in the upload folder, as Gradio fetches files for its own components (public hosts only)."""
+def _fetched(modality: Modality, url: str, policy: FetchPolicy | None = None) -> str:
+    """A URL's file in the upload folder: a data URL saved as Gradio saves one, an http(s) URL fetched
+    by the one remote fetcher (public addresses only) into a folder of its own under an unguessable name."""
     folder = gradio_utils.get_upload_folder()
-    try:
-        if url.startswith("data:"):
+    if url.startswith("data:"):
+        try:
             return processing_utils.save_base64_to_cache(url, folder, f"{modality.value}.{client_utils.get_extension(url) or 'bin'}")
-        return processing_utils.ssrf_protected_download(url, folder)
-    except Exception as error:  # noqa: BLE001 - whatever went wrong, the URL is the user's to fix
-        shown = url if not url.startswith("data:") else "the data URL"
-        raise MediaError(
-            modality, f"{modality.value} URL", f"{shown} could not be read ({first_line(error)}); give a public http(s) URL or the file itself"
-        ) from error
+        except Exception as error:  # noqa: BLE001 - whatever went wrong, the data URL is the user's to fix
+            raise MediaError(
+                modality,
+                f"{modality.value} URL",
+                f"the data URL could not be read ({first_line(error)}); give a public http(s) URL or the file itself",
+            ) from error
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    target = Path(tempfile.mkdtemp(dir=folder))
+    try:
+        fetched = fetch_to(url, target / ".download", policy or fetch_policy())
+        path = target / fetched.name
+        (target / ".download").replace(path)
+    except RemoteRefused as error:
+        shutil.rmtree(target, ignore_errors=True)
+        raise MediaError(modality, f"{modality.value} URL", f"{error.url} could not be read: {error.reason}") from error
+    except BaseException:  # TooLarge (the user's, as it is) or a fault of ours: nothing is left behind
+        shutil.rmtree(target, ignore_errors=True)
+        raise
+    return str(path)
 
 
 def original_name(value: object, path: str) -> str:
