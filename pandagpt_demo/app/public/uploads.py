@@ -23,6 +23,8 @@ from pathlib import Path
 
 import anyio
 
+from pandagpt_demo.errors import Unavailable
+
 log = logging.getLogger(__name__)
 
 FULL = "The server's upload space is full right now; please try again in a few minutes."
@@ -164,6 +166,32 @@ class UploadStore:
         """Whether `path` was an upload here that is gone (deleted for room, or after its grace)."""
         resolved = Path(path).resolve()
         return resolved.is_relative_to(self.root) and not resolved.exists()
+
+
+class Reservation:
+    """Room in the budget for bytes that arrive a piece at a time (a request body spooled to disk):
+    reserved in steps as they come, so that the folder is swept once a step rather than once a piece,
+    and given back at `release`, when the files it was for exist and count for themselves."""
+
+    STEP = 16 * 2**20
+
+    def __init__(self, store: UploadStore) -> None:
+        self.store = store
+        self.reserved = 0
+        self.used = 0
+
+    def room(self, size: int) -> None:
+        """Count `size` more bytes; raises `Unavailable` (the folder is full) if they cannot fit."""
+        self.used += size
+        if self.used > self.reserved:
+            step = max(self.STEP, self.used - self.reserved)
+            if not self.store.reserve(step):
+                raise Unavailable(FULL)
+            self.reserved += step
+
+    def release(self) -> None:
+        self.store.unreserve(self.reserved)
+        self.reserved = self.used = 0
 
 
 class UploadBudget:

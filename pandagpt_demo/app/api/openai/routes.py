@@ -9,8 +9,13 @@ whole. Every answer on `/v1` that is not a success is OpenAI's error shape (refu
 bad body, file or setting (naming it in `param`), 401 without the `--api-key` (with
 `WWW-Authenticate: Bearer`), 404 for another model or a path this server does not serve, 405 for a
 method a path does not take, 413 over the size limit (a declared length refused before the body is
-read), 429 for a full queue, 503 while loading or draining, 504 past a timeout; 500 for our own
+read, a longer body as soon as it passes it), 429 for a full queue, 503 while loading or draining, 504 past a timeout; 500 for our own
 faults (logged, never blamed on the user).
+
+A body is read as it arrives, its media strings spooled to disk (body.py), then parsed, validated
+and turned into PandaGPT's request in a worker thread: the event loop, which serves every other
+request and the page, only moves bytes. FastAPI still describes the body (its schema is the
+endpoint's parameter), but reading it is this route's own.
 """
 
 from __future__ import annotations
@@ -23,14 +28,13 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx
 from fastapi import FastAPI, Security
-from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPBearer
 from starlette.exceptions import HTTPException
@@ -42,18 +46,21 @@ from pandagpt_demo.app.answering.core import Answering
 from pandagpt_demo.app.answering.metrics import error_kind
 from pandagpt_demo.app.api.attachments import api_attachments
 from pandagpt_demo.app.conversation.session import ChatSession
-from pandagpt_demo.app.public.uploads import FULL
-from pandagpt_demo.errors import BadInput, BadSetting, TooLarge, Unavailable
+from pandagpt_demo.app.public.fetcher import FetchPolicy, fetch_to
+from pandagpt_demo.app.public.uploads import FULL, Reservation
+from pandagpt_demo.errors import BadInput, BadSetting, TooLarge, Unavailable, UserError
 from pandagpt_demo.model.generation import partial_stop
 from pandagpt_demo.model.kinds import guess_kind
 from pandagpt_demo.model.modalities import Modality
 
+from .body import BodyScanner, ReadBody
 from .protocol import ChatCompletionRequest, ErrorResponse
-from .refusals import HttpError, body_refusal, error_body, error_response
-from .request import CompletionRequest, Medium, read_request
+from .refusals import HttpError, error_body, error_response
+from .request import CompletionRequest, Medium, parse_body, read_request
 
 log = logging.getLogger(__name__)
 ENDPOINT = "openai"
+FEED_BYTES = 2**20  # a body's bytes are handed to the scanner's thread this many at a time
 
 
 @dataclass(frozen=True)
@@ -63,8 +70,15 @@ class ApiConfig:
     api_key: str | None = None  # required as `Authorization: Bearer <key>` on /v1 when set
     allow_remote_media: bool = False  # fetch http(s) media URLs (off: a public server would fetch any URL it is given)
     remote_timeout: float = 10.0  # seconds for fetching one remote file
+    remote_allow: tuple[str, ...] = ()  # private addresses or networks remote media may come from (--remote-media-allow)
     max_file_bytes: int = 200 * 2**20  # one file, decoded; the app passes --max-file-mb
     max_text_chars: int = 1_000_000  # a request's text in all, counted before tokenizing (hundreds of times a context)
+    # A body's bytes in all: its media go to disk as they arrive (counted against the upload
+    # budget), so this bounds disk, not memory; one largest file in base64 fits.
+    max_request_bytes: int = 512 * 2**20
+    # The body apart from its long media strings, held in memory and parsed: the text limit's
+    # characters as JSON escapes (up to 6 bytes each) with room for 10,000 messages around them.
+    max_json_bytes: int = 16 * 2**20
 
 
 @dataclass
@@ -99,40 +113,14 @@ class StopStrings:
         return text[:safe], False
 
 
-class LimitedRequest(Request):
-    """A request whose body is read only up to a limit: a declared length over it is refused before
-    any byte is read, a body that outgrows it as soon as it does."""
-
-    def __init__(self, request: Request, limit: int) -> None:
-        super().__init__(request.scope, request.receive)
-        self.limit = limit
-
-    async def body(self) -> bytes:
-        if not hasattr(self, "_body"):
-            too_large = TooLarge(f"The request is larger than the {self.limit / 2**20:.0f} MB this server accepts.")
-            length = self.headers.get("content-length", "")
-            if length.isdigit() and int(length) > self.limit:
-                raise too_large
-            body = bytearray()
-            async for chunk in self.stream():
-                body += chunk
-                if len(body) > self.limit:
-                    raise too_large
-            self._body = bytes(body)
-        return self._body
-
-
 class CompletionsRoute(APIRoute):
-    """`POST /v1/chat/completions` as FastAPI serves it, with what the protocol needs around it
-    (OpenAIApi.guarded): the key checked before the body is read, the body's size bounded while it
-    is read, and every refusal, the schema's included, counted, logged once and in OpenAI's shape."""
+    """`POST /v1/chat/completions`: FastAPI publishes its body's schema; the request is handled by
+    OpenAIApi.guarded, which reads the body in bounded memory and validates it off the event loop."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
         async def guarded(request: Request) -> Response:
             api: OpenAIApi = request.app.state.openai
-            return await api.guarded(handler, request)
+            return await api.guarded(request)
 
         return guarded
 
@@ -150,7 +138,7 @@ class OpenAIApi:
         serving = core.handle.serving
         # A thread per answer waiting for its next token; beyond what the engine takes, it says Busy first.
         self.limiter = anyio.CapacityLimiter((serving.max_batch or 1) + serving.max_waiting + 4)
-        self.max_request_bytes = int(config.max_file_bytes * 4 / 3) * self.settings.max_files + 2**20
+        self.fetch_policy = FetchPolicy(timeout=config.remote_timeout, max_bytes=config.max_file_bytes, allow=config.remote_allow)
         self.app = self._app()
 
     @property
@@ -223,24 +211,26 @@ class OpenAIApi:
             return error_response(HttpError(404, f"{request.url.path} is not served here; this server serves {served}.", "not_found"))
         return error_response(HttpError(error.status_code, str(error.detail), "http_error"))
 
-    async def guarded(self, handler: Callable[[Request], Coroutine[Any, Any, Response]], request: Request) -> Response:
-        """A completions request through FastAPI's `handler`, which reads and validates its body and
-        calls `completions`; every refusal on the way is one response in OpenAI's shape."""
+    async def guarded(self, request: Request) -> Response:
+        """A completions request: the key, the body read within its limits, then validated and
+        answered; every refusal on the way is one response in OpenAI's shape."""
         self.metrics.started(ENDPOINT)
         request.state.owner = owner = f"openai-{uuid.uuid4().hex}"  # the request's id: its files' folder, its log lines
         try:
             self._authorize(request)
-            return await handler(LimitedRequest(request, self.max_request_bytes))
-        except (RequestValidationError, HTTPException) as error:
-            return self._failed(body_refusal(error), owner)
+            read = await self._read_body(request, owner)
+            body = await anyio.to_thread.run_sync(parse_body, request.headers.get("content-type"), read.json)
+            return await self.completions(request, body, read)
         except Exception as error:  # noqa: BLE001 - every failure becomes an OpenAI-format error
+            await anyio.to_thread.run_sync(self._clean_up, owner)
             return self._failed(error, owner)
 
-    async def completions(self, request: Request, body: ChatCompletionRequest) -> Response:
+    async def completions(self, request: Request, body: ChatCompletionRequest, read: ReadBody | None = None) -> Response:
         """Answer the conversation, streamed as server-sent events with `stream`, else whole."""
         owner = request.state.owner
         self._check(body)
-        parsed = read_request(body, self.settings, self.config.max_file_bytes, self.config.max_text_chars)
+        config = self.config
+        parsed = await anyio.to_thread.run_sync(partial(read_request, body, self.settings, config.max_file_bytes, config.max_text_chars, read))
         self._check_media(parsed)
         outcome = Outcome()
         pieces = self._answer(parsed, owner, outcome)
@@ -252,6 +242,40 @@ class OpenAIApi:
             outcome.text.append(first)
             first = await self._next(pieces)
         return JSONResponse(reply.whole("".join(outcome.text), outcome))
+
+    async def _read_body(self, request: Request, owner: str) -> ReadBody:
+        """The body, refused (413) by its declared length before a byte is read, or as soon as what
+        has arrived passes the limit; its media strings go to the request's folder as they come."""
+        limit = self.config.max_request_bytes
+        too_large = TooLarge(f"The request is larger than the {limit / 2**20:g} MB this server accepts.")
+        length = request.headers.get("content-length", "")
+        if length.isdigit() and int(length) > limit:
+            raise too_large
+        spool = self._folder(owner) / "spool"
+        files: list[Path] = []
+
+        def new_file(number: int) -> Path:
+            files.append(spool / f"{number}.b64")
+            self.house.uploads.hold(owner, files)  # the janitor leaves it alone from its first byte
+            return files[-1]
+
+        disk = Reservation(self.house.uploads)
+        scanner = BodyScanner(limit, self.config.max_json_bytes, new_file, disk.room)
+        batch, received = bytearray(), 0
+        try:
+            async for chunk in request.stream():
+                received += len(chunk)
+                if received > limit:
+                    raise too_large
+                batch += chunk
+                if len(batch) >= FEED_BYTES:
+                    await anyio.to_thread.run_sync(scanner.feed, bytes(batch))
+                    batch.clear()
+            await anyio.to_thread.run_sync(scanner.feed, bytes(batch))
+            return scanner.finish()
+        finally:
+            scanner.close()
+            disk.release()
 
     def _failed(self, error: BaseException, owner: str) -> JSONResponse:
         response = error_response(error)  # an internal fault is logged here, with its traceback
@@ -307,9 +331,18 @@ class OpenAIApi:
 
     # --- in worker threads ----------------------------------------------------------------------
 
+    def _folder(self, owner: str) -> Path:
+        """Where a request's files live while it is answered."""
+        return self.house.uploads.root / "api" / owner
+
+    def _clean_up(self, owner: str) -> None:
+        """A request's files gone, and the folder's budget no longer holding them."""
+        shutil.rmtree(self._folder(owner), ignore_errors=True)
+        self.house.release(owner)
+
     def _answer(self, parsed: CompletionRequest, owner: str, outcome: Outcome) -> Iterator[str]:
         """The answer's new text piece by piece; its files live in their own folder while it runs."""
-        folder = self.house.uploads.root / "api" / owner
+        folder = self._folder(owner)
         try:
             attached = api_attachments(self._save(parsed.media, folder, owner), parsed.weights, self.settings)
             with self.house.answering(owner, [a.path for a in attached]):
@@ -328,44 +361,49 @@ class OpenAIApi:
                 outcome.finish_reason = "stop" if stopped else engine.finish_reason
                 outcome.prompt_tokens, outcome.completion_tokens = engine.prompt_tokens, engine.completion_tokens
         finally:
-            shutil.rmtree(folder, ignore_errors=True)
-            self.house.release(owner)
+            self._clean_up(owner)
 
     def _save(self, media: list[Medium], folder: Path, owner: str) -> dict[Modality, list[dict]]:
-        """Write each medium into `folder` within the disk budget; the files by kind, as `/chat` takes them."""
+        """Each medium as a file in `folder`, within the disk budget; the files by kind, as `/chat` takes them."""
         files: dict[Modality, list[dict]] = {m: [] for m in Modality}
         paths: list[Path] = []
         for index, medium in enumerate(media):
-            data = medium.data if medium.data is not None else self._fetch(medium.url)
             path = folder / f"{index}-{medium.name}"
             paths.append(path)
             self.house.uploads.hold(owner, paths)  # the janitor leaves it alone from its first byte
-            if not self.house.uploads.reserve(len(data)):
-                raise Unavailable(FULL)
-            try:
-                folder.mkdir(parents=True, exist_ok=True)
-                path.write_bytes(data)
-            finally:
-                self.house.uploads.unreserve(len(data))
+            folder.mkdir(parents=True, exist_ok=True)
+            if medium.path is not None:  # decoded from the spooled body, already counted on disk
+                medium.path.replace(path)
+            elif medium.url is not None:
+                self._fetch(medium.url, path, medium.where)
+            else:
+                self._write(medium.data, path)
             kind = medium.kind or guess_kind(path)
             if kind is None:
                 raise BadInput(f"'{medium.name}' is not a kind of file PandaGPT takes; give its `modality`.", param=medium.where)
             files[kind].append({"path": str(path), "orig_name": medium.name})
         return files
 
-    def _fetch(self, url: str | None) -> bytes:
-        """A remote medium (only with --allow-remote-media), within the size and time limits."""
-        limit, body = self.config.max_file_bytes, bytearray()
+    def _write(self, data: bytes, path: Path) -> None:
+        if not self.house.uploads.reserve(len(data)):
+            raise Unavailable(FULL)
         try:
-            with httpx.stream("GET", url, timeout=self.config.remote_timeout, follow_redirects=True) as response:
-                response.raise_for_status()
-                for chunk in response.iter_bytes():
-                    body += chunk
-                    if len(body) > limit:
-                        raise TooLarge(f"{url}: the file is larger than the {limit / 2**20:g} MB the server accepts.")
-        except httpx.HTTPError as error:
-            raise BadInput(f"Could not fetch {url}: {error}.") from error
-        return bytes(body)
+            path.write_bytes(data)
+        finally:
+            self.house.uploads.unreserve(len(data))
+
+    def _fetch(self, url: str, path: Path, where: str) -> None:
+        """A remote medium (only with --allow-remote-media) into `path`, through the one fetcher
+        that refuses addresses inside the network, within the size and time limits."""
+        room = Reservation(self.house.uploads)
+        room.room(self.config.max_file_bytes)
+        try:
+            fetch_to(url, path, self.fetch_policy)
+        except UserError as error:
+            error.param = error.param or where
+            raise
+        finally:
+            room.release()
 
 
 class Reply:
