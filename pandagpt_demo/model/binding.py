@@ -112,8 +112,10 @@ class LabelVectors:
 
 
 def imagebind_output(encoder: ImageBindEncoder, modality: Modality, vector: torch.Tensor) -> torch.Tensor:
-    """What ImageBind's own forward returns for an input whose PandaGPT vector is `vector`."""
-    return encoder.full_postprocess(modality.encoder_key, vector)
+    """What ImageBind's own forward returns for an input whose PandaGPT vector is `vector`, on the
+    encoder's device: the vector may be elsewhere (a front end of model replicas keeps its vectors
+    on the CPU), and the audio logit scale it is multiplied by is on the encoder's device."""
+    return encoder.full_postprocess(modality.encoder_key, vector.to(next(encoder.parameters()).device))
 
 
 def similarity(vectors: torch.Tensor) -> torch.Tensor:
