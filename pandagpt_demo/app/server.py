@@ -20,7 +20,6 @@ from starlette.middleware import Middleware
 from pandagpt_demo.app.answering.core import Answering
 from pandagpt_demo.app.answering.metrics import Metrics
 from pandagpt_demo.app.answering.settings import AnswerSettings
-from pandagpt_demo.app.answering.uploaded import use_fetch_policy
 from pandagpt_demo.app.api.chat_tool import ChatTool
 from pandagpt_demo.app.api.each_tool import EachTool
 from pandagpt_demo.app.api.monitoring import health_routes, metrics_route
@@ -132,7 +131,7 @@ def add_api_arguments(parser: argparse.ArgumentParser) -> None:
         ),
     )
     group.add_argument(
-        "--remote-timeout", type=float, default=ApiConfig.remote_timeout, help="seconds fetching one remote file may take in all (/v1, /chat, MCP)"
+        "--remote-timeout", type=float, default=FetchPolicy.timeout, help="seconds fetching one remote file may take in all (/v1, /chat, MCP)"
     )
     group.add_argument(
         "--max-request-mb",
@@ -217,7 +216,9 @@ def main(argv: list[str] | None = None) -> None:
         WeightsFetch(handle, Request(model=size, directory=args.checkpoints), model_config(args, size)).start()
     house.lifecycle.install_signal_handlers()  # after Ray's start, which sets handlers of its own
     metrics = Metrics(handle, house)
-    settings = AnswerSettings()
+    max_file_size = int(args.max_file_mb * 1024 * 1024)  # bytes; Gradio refuses larger uploads unread
+    # every media URL (/v1's, /chat's, the MCP tool's) fetched under one policy
+    settings = AnswerSettings(remote=FetchPolicy(timeout=args.remote_timeout, max_bytes=max_file_size, allow=args.remote_media_allow))
     # ZeroGPU: each answer a GPU call, its function decorated now, before launch
     in_gpu_call = GpuCalls(ZeroGpuConfig(max_s=args.zerogpu_max_s, margin_s=args.zerogpu_margin_s), handle, metrics).model if zero_gpu else None
     core = Answering(handle, house, metrics, settings, in_gpu_call)
@@ -229,17 +230,12 @@ def main(argv: list[str] | None = None) -> None:
         gr.api(each.answer_each, api_name="answer_each", api_description=EachTool.description())
         gr.api(each.answer_blend, api_name="answer_blend", api_description=EachTool.blend_description())
     demo.queue(default_concurrency_limit=args.concurrency, max_size=args.queue_size)
-    max_file_size = int(args.max_file_mb * 1024 * 1024)  # bytes; Gradio refuses larger uploads unread
-    # /chat's and the MCP tool's URLs: fetched under the same limits and allow-list as /v1's
-    use_fetch_policy(FetchPolicy(timeout=args.remote_timeout, max_bytes=max_file_size, allow=args.remote_media_allow))
     api = OpenAIApi(
         core,
         ApiConfig(
             api_key=args.api_key or None,
             allow_remote_media=args.allow_remote_media,
-            remote_timeout=args.remote_timeout,
             max_file_bytes=max_file_size,
-            remote_allow=args.remote_media_allow,
             max_request_bytes=int(args.max_request_mb * 2**20),
         ),
     )

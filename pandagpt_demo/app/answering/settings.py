@@ -1,10 +1,11 @@
-"""The ranges every client is held to: the page's sliders, `/chat`'s and `/v1`'s numbers alike.
-Each refusal names the setting."""
+"""The ranges every client is held to: the page's sliders, `/chat`'s and `/v1`'s numbers alike,
+and the one policy their media URLs are fetched under. Each refusal names the setting."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from pandagpt_demo.app.public.fetcher import FetchPolicy
 from pandagpt_demo.config import SamplingParams
 from pandagpt_demo.errors import BadSetting
 
@@ -21,6 +22,7 @@ class AnswerSettings:
     temperature_limit: float = 2.0
     weight_limit: float = 2.0
     max_files: int = 16  # files one chat may attach (all are held on disk while it lives)
+    remote: FetchPolicy = field(default_factory=FetchPolicy)  # how a media URL is fetched, whoever gives it (/v1, /chat, MCP)
 
     def params(self, max_new_tokens: object, top_p: object, temperature: object) -> SamplingParams:
         tokens = number("max_new_tokens", max_new_tokens, 1, self.max_new_tokens_limit)

@@ -19,35 +19,18 @@ from pandagpt_demo.config import EXAMPLES_FILE
 from pandagpt_demo.errors import BadInput, first_line
 from pandagpt_demo.model.modalities import MediaError, Modality
 
-# The policy a URL given to `/chat` or the MCP tool is fetched under, where the caller passes none:
-# FetchPolicy's defaults until the server sets its flags' policy once at start (`use_fetch_policy`).
-# The callers (api/attachments.py, the page's handlers) do not carry one yet.
-_fetch_policy = FetchPolicy()
-
-
-def use_fetch_policy(policy: FetchPolicy) -> None:
-    """Fetch the URLs `/chat` and the MCP tool are given under `policy` (the server's
-    --remote-timeout, --max-file-mb and --remote-media-allow), unless a caller passes its own."""
-    global _fetch_policy
-    _fetch_policy = policy
-
-
-def fetch_policy() -> FetchPolicy:
-    """The policy URLs are fetched under when a caller passes none."""
-    return _fetch_policy
-
 
 def _upload_roots() -> list[Path]:
     """Where a file handed to a handler may live: Gradio's upload folder and the examples."""
     return [Path(gradio_utils.get_upload_folder()).resolve(), EXAMPLES_FILE.parent.resolve()]
 
 
-def uploaded_path(modality: Modality, value: str | dict | FileData | None, policy: FetchPolicy | None = None) -> str | None:
+def uploaded_path(modality: Modality, value: str | dict | FileData | None, policy: FetchPolicy) -> str | None:
     """A component's or an API client's file value as a local path, only if it was uploaded.
 
     A plain string reaches `/chat` unchecked by Gradio, so without this anyone could have the
     server read (and describe) any file it can open. A URL (what an MCP agent gives) is fetched by
-    public/fetcher.py under `policy` (default: `fetch_policy()`): public addresses only, within its
+    public/fetcher.py under `policy` (the server's, AnswerSettings.remote): public addresses only, within its
     time and size limits; a data URL is saved as Gradio saves one.
     """
     if value is None:
@@ -86,7 +69,7 @@ def _own_file(url: str) -> str | None:
     return str(path) if path.is_relative_to(_upload_roots()[0]) and path.is_file() else None
 
 
-def _fetched(modality: Modality, url: str, policy: FetchPolicy | None = None) -> str:
+def _fetched(modality: Modality, url: str, policy: FetchPolicy) -> str:
     """A URL's file in the upload folder: a data URL saved as Gradio saves one, an http(s) URL fetched
     by the one remote fetcher (public addresses only) into a folder of its own under an unguessable name."""
     folder = gradio_utils.get_upload_folder()
@@ -102,7 +85,7 @@ def _fetched(modality: Modality, url: str, policy: FetchPolicy | None = None) ->
     Path(folder).mkdir(parents=True, exist_ok=True)
     target = Path(tempfile.mkdtemp(dir=folder))
     try:
-        fetched = fetch_to(url, target / ".download", policy or fetch_policy())
+        fetched = fetch_to(url, target / ".download", policy)
         path = target / fetched.name
         (target / ".download").replace(path)
     except RemoteRefused as error:

@@ -25,7 +25,7 @@ def api_attachments(files: dict[Modality, object], weights: object, settings: An
         if len(per_file) != len(values):
             raise BadSetting(f"weights['{modality.value}'] has {len(per_file)} numbers for {len(values)} {modality.value} file(s).")
         for index, (value, w) in enumerate(zip(values, per_file)):
-            path = uploaded_path(modality, value)
+            path = uploaded_path(modality, value, settings.remote)
             label = f"{modality.value} file {index + 1}" if len(values) > 1 else f"the {modality.value} file"
             result.append(Attachment.of(path, modality, original_name(value, path), settings.weight(label, w)))
     return result

@@ -185,7 +185,7 @@ class PageHandlers:
                 refuse(BadInput(f"'{path.name}' is not a kind of file PandaGPT takes (accepted: {', '.join(accepted)}); it is left out."))
                 continue
             try:
-                attachment = Attachment.of(uploaded_path(kind, str(path)), kind)
+                attachment = Attachment.of(uploaded_path(kind, str(path), self.settings.remote), kind)
             except UserError as error:
                 refuse(error)
                 continue

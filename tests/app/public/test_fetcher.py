@@ -20,7 +20,7 @@ import httpcore
 import httpx
 import pytest
 
-from pandagpt_demo.app.answering import uploaded
+from pandagpt_demo.app.answering.settings import AnswerSettings
 from pandagpt_demo.app.answering.uploaded import uploaded_path
 from pandagpt_demo.app.public.fetcher import CheckedBackend, Deadline, Fetched, FetchPolicy, RemoteRefused, TlsFailed, fetch_to, safe_name
 from pandagpt_demo.app.server import parse_args
@@ -397,25 +397,23 @@ def test_the_allow_list_is_checked_and_the_flag_named(capsys: pytest.CaptureFixt
 
 def test_the_mcp_path_fetches_with_the_same_fetcher(site: Callable[..., Site], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`/chat`'s and the MCP tool's URLs: loopback refused unreached, nothing left in the upload
-    folder; allowed (passed, or the server's policy), the file lands in the upload folder."""
+    folder; allowed by the policy passed, the file lands in the upload folder."""
     uploads = tmp_path / "uploads"
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(uploads))
     server = site()
     server.routes["/x.png"] = body(PNG)
     url = server.url("/x.png")
     with pytest.raises(MediaError, match=r"'image URL': http://127\.0\.0\.1:\d+/x\.png could not be read: 127\.0\.0\.1 is a loopback address"):
-        uploaded_path(Modality.IMAGE, url)
+        uploaded_path(Modality.IMAGE, url, AnswerSettings().remote)
     assert server.connections == 0
     assert not uploads.exists() or not any(uploads.rglob("*")), "no folder or partial file is left behind"
 
     path = Path(uploaded_path(Modality.IMAGE, url, LOCAL))
     assert path.name == "x.png" and path.read_bytes() == PNG and path.resolve().is_relative_to(uploads.resolve())
 
-    monkeypatch.setattr(uploaded, "_fetch_policy", uploaded.fetch_policy())  # restored after the test
-    uploaded.use_fetch_policy(FetchPolicy(allow=("127.0.0.1",), max_bytes=100))
     with pytest.raises(TooLarge):
-        uploaded_path(Modality.IMAGE, url)
-    assert server.paths == ["/x.png", "/x.png"], "the server's policy allowed it, and its size limit held"
+        uploaded_path(Modality.IMAGE, url, FetchPolicy(allow=("127.0.0.1",), max_bytes=100))
+    assert server.paths == ["/x.png", "/x.png"], "the policy allowed it, and its size limit held"
 
 
 def certificate(tmp_path: Path, name: str) -> tuple[Path, Path]:

@@ -46,7 +46,7 @@ from pandagpt_demo.app.answering.core import Answering
 from pandagpt_demo.app.answering.metrics import error_kind
 from pandagpt_demo.app.api.attachments import api_attachments
 from pandagpt_demo.app.conversation.session import ChatSession
-from pandagpt_demo.app.public.fetcher import FetchPolicy, fetch_to
+from pandagpt_demo.app.public.fetcher import fetch_to
 from pandagpt_demo.app.public.uploads import FULL, Reservation
 from pandagpt_demo.errors import BadInput, BadSetting, TooLarge, Unavailable, UserError
 from pandagpt_demo.model.generation import partial_stop
@@ -69,8 +69,6 @@ class ApiConfig:
 
     api_key: str | None = None  # required as `Authorization: Bearer <key>` on /v1 when set
     allow_remote_media: bool = False  # fetch http(s) media URLs (off: a public server would fetch any URL it is given)
-    remote_timeout: float = 10.0  # seconds for fetching one remote file
-    remote_allow: tuple[str, ...] = ()  # private addresses or networks remote media may come from (--remote-media-allow)
     max_file_bytes: int = 200 * 2**20  # one file, decoded; the app passes --max-file-mb
     max_text_chars: int = 1_000_000  # a request's text in all, counted before tokenizing (hundreds of times a context)
     # A body's bytes in all: its media go to disk as they arrive (counted against the upload
@@ -138,7 +136,6 @@ class OpenAIApi:
         serving = core.handle.serving
         # A thread per answer waiting for its next token; beyond what the engine takes, it says Busy first.
         self.limiter = anyio.CapacityLimiter((serving.max_batch or 1) + serving.max_waiting + 4)
-        self.fetch_policy = FetchPolicy(timeout=config.remote_timeout, max_bytes=config.max_file_bytes, allow=config.remote_allow)
         self.app = self._app()
 
     @property
@@ -398,7 +395,7 @@ class OpenAIApi:
         room = Reservation(self.house.uploads)
         room.room(self.config.max_file_bytes)
         try:
-            fetch_to(url, path, self.fetch_policy)
+            fetch_to(url, path, self.settings.remote)
         except UserError as error:
             error.param = error.param or where
             raise
