@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 from pandagpt_demo.config import ModelConfig
 from tests.conftest import REPO_ROOT
@@ -70,10 +71,15 @@ def test_terminal_chat_shows_imagebinds_view(tiny_config: ModelConfig) -> None:
     assert re.findall(r"panda> (.*)", result.stdout), "the chat goes on after a refused label"
 
 
+FILES = {"image": "examples/sunset.jpg", "audio": "examples/dog_bark.wav"}
+
+
 def test_terminal_chat_answers_each_file_alone_and_together(tiny_config: ModelConfig) -> None:
     """`/each`: one greedy answer per file alone and one with the sum; with greedy settings the sum's
     row is the chat's own answer, and a file's row is the answer of a chat with that file alone.
-    `/blend`: five rows from the second file alone to the first alone."""
+    `/blend`: five rows from the second file alone to the first alone. (dog_bark.wav, not rain.wav: with
+    the tiny random model, sunset.jpg plus rain.wav answers as sunset.jpg alone, so the sum's row could
+    not show it was made from both.)"""
     both = run_chat(
         tiny_config,
         "--temperature",
@@ -81,17 +87,25 @@ def test_terminal_chat_answers_each_file_alone_and_together(tiny_config: ModelCo
         "--image",
         "examples/sunset.jpg",
         "--audio",
-        "examples/rain.wav",
+        "examples/dog_bark.wav",
         "What is it?",
         stdin="/each\n/blend\n/blend 1 1\n\n",
     )
-    alone = run_chat(tiny_config, "--temperature", "0", "--audio", "examples/rain.wav", "What is it?", stdin="")
-    assert both.returncode == 0 and alone.returncode == 0, both.stderr + alone.stderr
+    alone = {kind: run_chat(tiny_config, "--temperature", "0", f"--{kind}", path, "What is it?", stdin="") for kind, path in FILES.items()}
+    assert both.returncode == 0 and all(run.returncode == 0 for run in alone.values()), both.stderr + "".join(r.stderr for r in alone.values())
     answer = re.findall(r"panda> (.*)", both.stdout)[0].strip()
     rows = dict(re.findall(r"\[([^\]]+)\] (.*)", both.stdout))
-    blend = ["0·sunset.jpg + 1·rain.wav", "0.25·sunset.jpg + 0.75·rain.wav", "0.5·sunset.jpg + 0.5·rain.wav", "0.75·sunset.jpg + 0.25·rain.wav"]
-    assert list(rows) == ["sunset.jpg (image)", "rain.wav (audio)", "all, weighted", *blend, "1·sunset.jpg + 0·rain.wav"]
-    assert rows[blend[0]] == rows["rain.wav (audio)"] and rows["1·sunset.jpg + 0·rain.wav"] == rows["sunset.jpg (image)"]
+    blend = [
+        "0·sunset.jpg + 1·dog_bark.wav",
+        "0.25·sunset.jpg + 0.75·dog_bark.wav",
+        "0.5·sunset.jpg + 0.5·dog_bark.wav",
+        "0.75·sunset.jpg + 0.25·dog_bark.wav",
+    ]
+    assert list(rows) == ["sunset.jpg (image)", "dog_bark.wav (audio)", "all, weighted", *blend, "1·sunset.jpg + 0·dog_bark.wav"]
+    assert rows[blend[0]] == rows["dog_bark.wav (audio)"] and rows["1·sunset.jpg + 0·dog_bark.wav"] == rows["sunset.jpg (image)"]
     assert "Blend two different files" in both.stderr
     assert rows["all, weighted"].strip() == answer
-    assert rows["rain.wav (audio)"].strip() == re.findall(r"panda> (.*)", alone.stdout)[0].strip()
+    for kind, path in FILES.items():  # row i is file i's: the answer of a chat with that file alone
+        assert rows[f"{Path(path).name} ({kind})"].strip() == re.findall(r"panda> (.*)", alone[kind].stdout)[0].strip(), kind
+    ends = [rows["sunset.jpg (image)"], rows["dog_bark.wav (audio)"], rows["all, weighted"]]
+    assert len(set(ends)) == 3, f"each file's row and the sum's differ, so swapped rows or blend ends would show: {ends}"

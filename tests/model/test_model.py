@@ -339,20 +339,30 @@ def test_cancel_stops_generation(tiny_model: PandaGPT) -> None:
     assert len(rest) <= 1
 
 
-def test_context_drops_oldest_turns(tiny_config: ModelConfig) -> None:
+def test_context_drops_oldest_turns(tiny_config: ModelConfig, tiny_model: PandaGPT, tiny_engine: Engine) -> None:
+    """The oldest turns go, the open question stays, and the answer decoded in the 80-token context is
+    the one the same weights give (with room to spare) for the kept turns alone: nothing of the
+    dropped turns reaches the prompt and no position runs past the context."""
     model = PandaGPT.load(tiny_config.updated(context_length=80))
     conversation = Conversation()
     for index in range(6):
         conversation.ask(f"Question number {index} about the picture?")
         conversation.answer(f"Answer number {index}.")
     conversation.ask("And now?")
+    turns = list(conversation.turns)
     fit = model.fit(conversation, with_vector=True, max_new_tokens=20)
     assert fit.dropped_turns > 0
-    assert conversation.turns[-1].question == "And now?"
+    assert conversation.turns == turns[fit.dropped_turns :] and conversation.turns[-1].question == "And now?"
     before, after = model.prompt_ids(conversation, True)
     assert len(before) + 1 + len(after) + fit.max_new_tokens <= 80
     params = dataclasses.replace(GREEDY, max_new_tokens=fit.max_new_tokens)
-    assert list(model.stream(conversation, torch.zeros(64), params, start_engine(model, ServingConfig.inline()))) is not None
+    vector = torch.linspace(-1, 1, 64)
+    answer = "".join(model.stream(conversation, vector, params, start_engine(model, ServingConfig.inline())))
+    kept = Conversation(conversation.template, turns[fit.dropped_turns :])
+    assert answer.strip() and answer == "".join(tiny_model.stream(kept, vector, params, tiny_engine))
+    assert answer != "".join(tiny_model.stream(Conversation(conversation.template, turns), vector, params, tiny_engine)), (
+        "the whole history gives another answer: the test would see turns that were not dropped"
+    )
     huge = Conversation()
     huge.ask("word " * 200)
     with pytest.raises(PromptTooLong, match="holds 80"):

@@ -15,7 +15,7 @@ from tests.conftest import REPO_ROOT
 from tests.launched import App
 
 IMAGE, AUDIO = REPO_ROOT / "examples" / "sunset.jpg", REPO_ROOT / "examples" / "dog_bark.wav"
-TOKENS = 10
+TOKENS = 12  # at 10, the tiny model answers sunset.jpg + dog_bark.wav as dog_bark.wav alone: rows that must differ would not
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +47,8 @@ def test_rows_are_the_answers_with_each_file_alone_and_with_all(app: App) -> Non
     assert rows[0]["text"].strip() == chat(app, image=handle_file(str(IMAGE))).strip()
     assert rows[1]["text"].strip() == chat(app, audio=handle_file(str(AUDIO))).strip()
     assert rows[2]["text"].strip() == chat(app, image=handle_file(str(IMAGE)), audio=handle_file(str(AUDIO)), weights={"audio": 0.5}).strip()
+    texts = [row["text"] for row in rows]
+    assert len(set(texts)) == 3, f"every row is an answer of its own, so swapped rows or an ignored vector would show: {texts}"
     assert metric(app, counted) == before + 1
 
 
@@ -81,6 +83,8 @@ def test_a_blend_streams_a_row_per_step_whose_ends_are_each_files_answer(app: Ap
         rows[1]["text"].strip()
         == chat(app, image=handle_file(str(IMAGE)), audio=handle_file(str(AUDIO)), weights={"image": 0.5, "audio": 0.5}).strip()
     )
+    texts = [row["text"] for row in rows]
+    assert len(set(texts)) == 3, f"B alone, the half mix and A alone differ, so swapped ends would show: {texts}"
     assert metric(app, counted) == before + 1
 
 

@@ -270,7 +270,9 @@ def test_a_full_queue_is_a_429_and_the_streams_a_client_drops_stop_decoding(app:
     wait_until(lambda: bool(waiting))
     waiting[0].close()
     wait_until(lambda: engine(app)["active"] == 0 and engine(app)["waiting"] == 0)
-    assert ask(app, "Now?", max_tokens=2).choices[0].message.content is not None
+    now = ask(app, "Now?", max_tokens=2)  # the row and the queue are free again: a whole answer, /chat's own
+    assert (now.choices[0].finish_reason, now.usage.completion_tokens) == ("length", 2)
+    assert now.choices[0].message.content == chat(app, "Now?", max_new_tokens=2) != ""
 
 
 def engine(app: App) -> dict:

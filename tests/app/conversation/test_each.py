@@ -35,7 +35,9 @@ def files(tmp_path: Path) -> list[Attachment]:
         Attachment.of(REPO_ROOT / "examples" / "sunset.jpg", Modality.IMAGE),
         Attachment.of(tmp_path / "red.png", Modality.IMAGE, weight=0.5),
         Attachment.of(REPO_ROOT / "examples" / "dog_bark.wav", Modality.AUDIO),
-        Attachment.of(REPO_ROOT / "examples" / "thermal_person.png", Modality.THERMAL, weight=-0.3),
+        # -1: with the tiny random model, weights such as -0.3 leave the sum's 12 greedy tokens equal to
+        # sunset.jpg's alone, and a row that equals another cannot show which file it was made from.
+        Attachment.of(REPO_ROOT / "examples" / "thermal_person.png", Modality.THERMAL, weight=-1.0),
     ]
 
 
@@ -59,6 +61,8 @@ def test_each_row_is_the_answer_with_that_file_alone_and_all_are_decoded_togethe
             alone = Attachment.of(attachment.path, attachment.kind)  # weight 1: the file alone, as /chat takes it
             assert row.text == last(ChatSession().ask(tiny_model, engine, "What is this?", GREEDY, attached=[alone])), row.label
         assert rows[-1].text == together
+        texts = [row.text for row in rows]
+        assert len(set(texts)) == len(texts), f"every row is an answer of its own, so a swapped row or an ignored vector shows: {texts}"
         assert max(active) == 5, f"the five answers were not decoded together: {sorted(set(active))}"
         assert [e.question for e in session.exchanges] == ["What is this?"] and session.exchanges[0].answer.text == together.strip()
     finally:
@@ -99,7 +103,11 @@ def test_a_blend_runs_from_one_file_to_the_other_decoded_together(tiny_model: Pa
         with Fault(tiny_model, lambda rows, length: active.append(engine.stats().active)):
             blend = last(answer_blend(session, tiny_model, engine, TOKENS, pair=(0, 2)))
         assert [row.label for row in blend] == [f"{w:g}·sunset.jpg + {1 - w:g}·dog_bark.wav" for w in (0, 0.25, 0.5, 0.75, 1)]
-        assert blend[0].text == each[2].text and blend[-1].text == each[0].text, "a blend's ends are the files alone"
+        assert blend[0].text == each[2].text and blend[-1].text == each[0].text, "a blend's ends are the files alone, B then A"
+        assert each[0].text != each[2].text, "A's answer and B's differ, so ends in the wrong order would show"
+        half = [Attachment.of(a.path, a.kind, weight=0.5) for a in (files(tmp_path)[0], files(tmp_path)[2])]
+        assert blend[2].text == last(ChatSession().ask(tiny_model, engine, "What is this?", GREEDY, attached=half))
+        assert len({row.text for row in blend}) > 2, f"the steps between the ends answer from their own mix: {[row.text for row in blend]}"
         assert max(active) == 5
         for pair, steps, message in [
             ((0, 0), 5, "two different files"),

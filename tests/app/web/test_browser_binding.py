@@ -122,6 +122,7 @@ def test_the_view_answer_each_and_blend_two_fill_the_page(page: Page, page_error
     each = cells(page, "#each-table")
     assert each[:3] == [greedy_chat(app_url, **{kind: path}) for kind, path in FILES.items()]
     assert each[3] == greedy_chat(app_url, **FILES)
+    assert len(set(each)) == 4, f"every row is an answer of its own, so swapped rows or an ignored vector would show: {each}"
 
     expect(page.locator("#blend-a input")).to_have_value(f"1 · {names[0]}")
     expect(page.locator("#blend-b input")).to_have_value(f"2 · {names[1]}")
@@ -136,6 +137,7 @@ def test_the_view_answer_each_and_blend_two_fill_the_page(page: Page, page_error
     blend = cells(page, "#blend-row")
     assert blend[0] == each[1] and blend[-1] == each[0], "a blend's ends are the single files' answers"
     assert blend[1] == greedy_chat(app_url, image=FILES["image"], audio=FILES["audio"], weights={"image": 0.5, "audio": 0.5})
+    assert len(set(blend)) == 3, f"B alone, the half mix and A alone differ, so swapped ends would show: {blend}"
 
     expect(page.locator("#chatbot .bot-row")).to_have_count(1)  # the conversation itself is unchanged
     assert {endpoint: counted(app_url, endpoint) - count for endpoint, count in before.items()} == {"page_view": 2, "page_each": 1, "page_blend": 1}
