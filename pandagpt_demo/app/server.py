@@ -25,6 +25,7 @@ from pandagpt_demo.app.api.each_tool import EachTool
 from pandagpt_demo.app.api.monitoring import health_routes, metrics_route
 from pandagpt_demo.app.api.openai.routes import ApiConfig, OpenAIApi
 from pandagpt_demo.app.api.view_tool import ViewTool
+from pandagpt_demo.app.public.body_limit import BodyLimit, data_url_bytes
 from pandagpt_demo.app.public.fetcher import FetchPolicy, allow_networks
 from pandagpt_demo.app.public.housekeeping import Housekeeping
 from pandagpt_demo.app.public.lifecycle import exit_process
@@ -253,7 +254,10 @@ def main(argv: list[str] | None = None) -> None:
         state_session_capacity=max(10_000, 2 * limits.max_sessions),  # Gradio's own silent eviction stays far beyond our cap
         app_kwargs={
             "routes": [*health_routes(handle, house.lifecycle), metrics_route(metrics), *api.routes()],
-            "middleware": [Middleware(UploadBudget, store=house.uploads, limit=max_file_size)],
+            "middleware": [
+                Middleware(UploadBudget, store=house.uploads, limit=max_file_size),
+                Middleware(BodyLimit, limit=data_url_bytes(max_file_size)),
+            ],
         },
     )
     house.lifecycle.wait_for_stop(loads.run_for if loads is not None else None)

@@ -150,3 +150,13 @@ def test_a_url_or_a_redirect_inside_the_network_is_refused_unfetched_and_an_allo
     same = post(app, json.dumps(completion(file_part(APPLE, "image/png"))).encode())
     assert fetched.json()["choices"][0]["message"]["content"] == same.json()["choices"][0]["message"]["content"]
     assert allowed.hits == ["/to?" + inside.url("/apple.png"), "/apple.png"]
+
+
+@pytest.mark.parametrize("route", ["gradio_api/queue/join", "gradio_api/mcp/", "gradio_api/call/chat"])
+def test_gradios_routes_refuse_a_body_past_one_file_as_a_data_url(app: App, route: str) -> None:
+    """Their bodies are read whole: past 1 MB (--max-file-mb) as base64 plus 1 MB, a 413 whether the
+    length is declared or not; a body within it reaches the route (which answers for itself)."""
+    url, headers = app.url + route, {"content-type": "application/json"}
+    assert httpx.post(url, content=b" " * (3 * 2**20), headers=headers, timeout=60).status_code == 413
+    assert httpx.post(url, content=iter([b" " * 2**18] * 12), headers=headers, timeout=60).status_code == 413
+    assert httpx.post(url, content=b"{}" + b" " * (2 * 2**20), headers=headers, timeout=60).status_code != 413
