@@ -15,11 +15,11 @@ from pandagpt_demo.weights.synthetic import write_model_set
 from tests.conftest import REPO_ROOT
 from tests.model.measure_load import MID_LLAMA, mid_config
 
-# What a load may add to the process's peak, over the model's own size. Holding each weight once
-# measures 1.18 here (the pages of the tensor being copied, allocator pools: costs that do not grow
-# with the model; 1.04 at 7B, README "Loading and host memory"); main's loader, which built
-# ImageBind in float32 and kept Vicuna's file mapped beside the model, measured 2.1.
-PEAK_OVER_MODEL = 1.3
+# What a load may add to the process's peak, over the model's own size: the claim (issue 23, "at
+# most 1.15x the loaded model's own size, no transient copies"), not a margin above a measurement.
+# Main's loader, which built ImageBind in float32 and kept Vicuna's file mapped beside the model,
+# measured 2.1 here.
+PEAK_OVER_MODEL = 1.15
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +57,9 @@ def test_loading_holds_each_weight_once(vicuna: str, tiny_config: ModelConfig, r
     numbers = json.loads(result.stdout.splitlines()[-1])
     added = numbers["peak_rss"] - numbers["rss_before"]
     assert numbers["model_bytes"] > 300e6, "the set is big enough for twice its weights to stand out"
-    assert added <= PEAK_OVER_MODEL * numbers["model_bytes"], f"the load added {added / 1e6:.0f} MB for a {numbers['model_bytes'] / 1e6:.0f} MB model"
+    ratio = added / numbers["model_bytes"]
+    print(f"{vicuna}: the load added {added / 1e6:.0f} MB for a {numbers['model_bytes'] / 1e6:.0f} MB model ({ratio:.3f}x)")
+    assert ratio <= PEAK_OVER_MODEL, f"the load added {added / 1e6:.0f} MB for a {numbers['model_bytes'] / 1e6:.0f} MB model: {ratio:.3f}x"
 
 
 def test_streamed_weights_equal_the_files_cast_whole(mid_set: ModelConfig) -> None:
