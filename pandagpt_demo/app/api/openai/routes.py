@@ -215,16 +215,17 @@ class OpenAIApi:
         request.state.owner = owner = f"openai-{uuid.uuid4().hex}"  # the request's id: its files' folder, its log lines
         try:
             self._authorize(request)
-            read = await self._read_body(request, owner)
+            request.state.read = read = await self._read_body(request, owner)
             body = await anyio.to_thread.run_sync(parse_body, request.headers.get("content-type"), read.json)
-            return await self.completions(request, body, read)
+            return await self.completions(request, body)
         except Exception as error:  # noqa: BLE001 - every failure becomes an OpenAI-format error
             await anyio.to_thread.run_sync(self._clean_up, owner)
             return self._failed(error, owner)
 
-    async def completions(self, request: Request, body: ChatCompletionRequest, read: ReadBody | None = None) -> Response:
-        """Answer the conversation, streamed as server-sent events with `stream`, else whole."""
-        owner = request.state.owner
+    async def completions(self, request: Request, body: ChatCompletionRequest) -> Response:
+        """Answer the conversation, streamed as server-sent events with `stream`, else whole.
+        (Its parameters are what FastAPI publishes; `guarded` has read the body.)"""
+        owner, read = request.state.owner, request.state.read
         self._check(body)
         config = self.config
         parsed = await anyio.to_thread.run_sync(partial(read_request, body, self.settings, config.max_file_bytes, config.max_text_chars, read))
