@@ -38,7 +38,7 @@ from fastapi import FastAPI, Security
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPBearer
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount
 
@@ -218,6 +218,10 @@ class OpenAIApi:
             request.state.read = read = await self._read_body(request, owner)
             body = await anyio.to_thread.run_sync(parse_body, request.headers.get("content-type"), read.json)
             return await self.completions(request, body)
+        except ClientDisconnect as error:  # gone while sending its body: nobody to answer, nothing of ours failed
+            await anyio.to_thread.run_sync(self._clean_up, owner)
+            self.core.failed(ENDPOINT, "disconnected", owner, error)
+            return Response(status_code=400)
         except Exception as error:  # noqa: BLE001 - every failure becomes an OpenAI-format error
             await anyio.to_thread.run_sync(self._clean_up, owner)
             return self._failed(error, owner)
