@@ -118,6 +118,14 @@ def imagebind_output(encoder: ImageBindEncoder, modality: Modality, vector: torc
     return encoder.full_postprocess(modality.encoder_key, vector.to(next(encoder.parameters()).device))
 
 
+def output_scale(encoder: ImageBindEncoder, modality: Modality) -> float:
+    """ImageBind's own output of an input is its PandaGPT vector times this: the audio logit scale
+    PandaGPT skips, 1 for every other kind (`full_postprocess` of a one). A number, so a process
+    that cannot read the encoder's weights (a ZeroGPU Space's, outside its calls) can apply it."""
+    parameter = next(encoder.parameters())
+    return encoder.full_postprocess(modality.encoder_key, torch.ones((), device=parameter.device, dtype=parameter.dtype)).item()
+
+
 def similarity(vectors: torch.Tensor) -> torch.Tensor:
     """(n, n) cosine similarity of n ImageBind vectors, (n, 1024), computed in float32."""
     unit = torch.nn.functional.normalize(vectors.float(), dim=-1)

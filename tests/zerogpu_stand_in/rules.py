@@ -6,9 +6,24 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
+from types import SimpleNamespace
 
 import spaces  # first, as app.py imports it
 import torch
+from gradio.context import LocalContext
+
+
+def shared_fds() -> int:
+    """This process's file descriptors on torch's shared memory."""
+    found = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            found += "torch_" in os.readlink(f"/proc/self/fd/{fd}")
+        except FileNotFoundError:  # the listing's own descriptor, closed meanwhile
+            pass
+    return found
+
 
 seen: dict[str, object] = {}
 on_gpu = torch.ones(3).to("cuda")  # on the importing thread
@@ -30,11 +45,16 @@ thread.join()
 calls = {"made": 0}
 
 
-@spaces.GPU(duration=lambda what: 2)
-def task(what: str):
+@spaces.GPU(duration=lambda what, given=None: 2)
+def task(what: str, given: torch.Tensor | None = None):
+    started = time.monotonic()
     calls["made"] += 1
     if what == "count":
-        yield os.getpid(), calls["made"], str((on_gpu * 2).device)
+        yield os.getpid(), calls["made"], str((on_gpu * 2).device), started
+    elif what == "given":
+        yield given.is_shared()
+    elif what == "host tensor kept":
+        yield (on_gpu * 2).cpu()
     elif what == "gpu tensor":
         yield on_gpu * 2
     elif what == "host tensor":
@@ -49,10 +69,10 @@ def task(what: str):
         yield "finished"
 
 
-def outcome(what: str) -> object:
+def outcome(what: str, given: torch.Tensor | None = None) -> object:
     got = []
     try:
-        for value in task(what):
+        for value in task(what, given):
             got.append(value)
     except Exception as error:  # noqa: BLE001 - what the caller sees is the observation
         return {"got": got, "raised": type(error).__name__, "message": str(error)}
@@ -63,4 +83,18 @@ seen["first call"], seen["second call"] = outcome("count"), outcome("count")
 seen["main pid"], seen["calls in main"] = os.getpid(), calls["made"]
 for what in ("gpu tensor", "host tensor", "mixed", "secret", "too long"):
     seen[what] = outcome(what)
+
+before = shared_fds()
+given = torch.ones(4)
+[kept] = outcome("host tensor kept")
+seen["shared"] = {"kept": kept.is_shared(), "given there": outcome("given", given), "given here": given.is_shared(), "fds": shared_fds() - before}
+del kept, given
+seen["shared"]["fds after"] = shared_fds() - before
+
+visitor = SimpleNamespace(headers={"x-ip-token": "visitor's token"})  # what spaces reads of a gr.Request
+LocalContext.request.set(visitor)
+outcome("host tensor")
+elsewhere = threading.Thread(target=outcome, args=("host tensor",))  # a thread of the app's own: no request
+elsewhere.start()
+elsewhere.join()
 print(json.dumps(seen))

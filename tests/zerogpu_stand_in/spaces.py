@@ -1,5 +1,5 @@
 """A stand-in for Hugging Face's `spaces` package on a ZeroGPU Space, on CPU (the real one needs
-their ZeroGPU service). It keeps the rules of the real package (read in spaces 0.51, `spaces/zero/`)
+their ZeroGPU service). It keeps the rules of the real package (read in spaces 0.51.3, `spaces/zero/`)
 that an app can break, each marked below with the part it copies:
 
 1. `torch/patching.py: patch`: importing enters a torch function mode on the importing thread
@@ -8,12 +8,16 @@ that an app can break, each marked below with the part it copies:
    own initialisation is replaced by one that raises, so from any other thread `.to("cuda")`
    fails, and `torch.cuda.is_available()` says True on every thread.
 2. `wrappers.py: generator_function_wrapper`: each call runs in a forked worker process, its
-   arguments pickled there and each value it yields pickled back; what it changes stays in the
-   worker. An idle worker is reused by the next call of the same decorated function, so a worker
-   holds the process's memory as it was when forked. Inside a call "cuda" works, on every thread of
-   the worker (the real worker initialises CUDA for real and undoes the patching: here the mode is
-   entered on the worker's thread and on each thread started in the worker, and mixing GPU and host
-   tensors in one operation raises, as CUDA does). The caller closing the generator stops the task
+   arguments sent there and each value it yields sent back; what it changes stays in the worker.
+   Both go through multiprocessing's `ForkingPickler` (`utils.py: SimpleQueue.put`), where torch's
+   reducers (`torch.multiprocessing.reductions`, registered by `import torch`) move a host
+   tensor's storage into shared memory, the sender's own tensor included: each such tensor then
+   holds a file descriptor, in each process, for as long as it lives. An idle worker is reused by
+   the next call of the same decorated function, so a worker holds the process's memory as it was
+   when forked. Inside a call "cuda" works, on every thread of the worker (the real worker
+   initialises CUDA for real and undoes the patching: here the mode is entered on the worker's
+   thread and on each thread started in the worker, and mixing GPU and host tensors in one
+   operation raises, as CUDA does). The caller closing the generator stops the task
    at its next value.
 3. `torch.multiprocessing.reductions.rebuild_cuda_tensor`: a GPU tensor sent back cannot be
    read in the main process, because reading it initialises CUDA, which raises there. (The real
@@ -21,14 +25,25 @@ that an app can break, each marked below with the part it copies:
    cannot be sent to a worker either, where the real package would send its empty host stand-in.)
 4. `wrappers.py: exception_result`: an exception of the task comes back as a `gr.Error` naming only
    its class ("ZeroGPU worker error"), unless it is a `gr.Error`; that worker is not reused.
-5. `wrappers.py: static_duration`: `duration(*args, **kwargs)` is asked first; a call still running
-   when its seconds are up is ended with its worker ("GPU task aborted"), losing what it had left.
+5. `wrappers.py: static_duration`: `duration(*args, **kwargs)` is asked first; the seconds count
+   from the grant (`client.py: schedule` returning, after which `gradio_handler` hands the
+   arguments to the worker and starts its own `warn_duration` clock), so they include a new
+   worker's start, which moves the weights to the GPU (`wrappers.py: worker_init`, `torch.move`;
+   $SPACES_STAND_IN_MOVE_S seconds here, default 0). A call still running when its seconds are up is
+   ended with its worker ("GPU task aborted"), losing what it had left.
 6. `zero/__init__.py: startup`: at `launch`, ZeroGPU is told the Space started only if some
    function was decorated by then.
+7. `wrappers.py: generator_function_wrapper` (`request_var.get(None)`, `utils.py:
+   gradio_request_var`) and `client.py: schedule` (`_get_headers`, `_get_token_and_payload`): a
+   call is scheduled on the visitor's quota, by the `X-IP-Token` header of their Gradio request,
+   which is read from `gradio.context.LocalContext.request` (a contextvar) when the call is first
+   advanced. Advanced where that is unset (a thread of the app's own), the call has no token and is
+   scheduled on the Space's anonymous quota; the record says which (`token`).
 
 Only generator functions are supported: the app decorates nothing else. $SPACES_STAND_IN_LOG gets
 one JSON line at launch (the names decorated by then) and one per call: the task's name, the seconds
-asked for, the threads alive at its start, the worker's pid, how it ended and after how long.
+asked for, the visitor's token it was scheduled with, the threads alive at its start, the worker's
+pid, when it was granted (`time.monotonic()`), how it ended and how long after the grant.
 """
 
 from __future__ import annotations
@@ -43,14 +58,17 @@ import pickle
 import threading
 import time
 import traceback
+from multiprocessing.reduction import ForkingPickler
 
 import gradio as gr
 import torch
+from gradio.context import LocalContext
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten, tree_map_only
 from torch.utils.weak import WeakTensorKeyDictionary
 
 DEFAULT_S = 60  # what the real package asks for when told nothing
+TOKEN_HEADER = "x-ip-token"  # `client.py: TOKEN_HEADER`, as `_get_token_and_payload` reads it
 _CUDA = torch.device("cuda", 0)
 _on_gpu = WeakTensorKeyDictionary()  # the tensors "on the GPU" (the real package's `cuda_aliases`)
 _decorated: list[str] = []
@@ -142,8 +160,9 @@ def _rebuild_gpu_tensor(shape: tuple[int, ...], dtype: str) -> torch.Tensor:
     raise AssertionError("unreachable: CUDA's initialisation raises outside a GPU call")
 
 
-class _Pickler(pickle.Pickler):
-    """Pickle, with a GPU tensor written as a call that initialises CUDA when read (rule 3)."""
+class _Pickler(ForkingPickler):
+    """ForkingPickler, torch's reducers included (rule 2), with a GPU tensor written as a call that
+    initialises CUDA when read (rule 3): `reducer_override` is asked before the reducers."""
 
     def reducer_override(self, obj: object) -> object:
         if isinstance(obj, torch.Tensor) and obj in _on_gpu:
@@ -192,12 +211,16 @@ def _serve(task, conn, parent_end, stop) -> None:
 
     threading.Thread.run = run_with_cuda  # in the worker only: CUDA works on its every thread
     torch.Generator = _HostGenerator  # and a random generator can be made on it
+    moved = False
     while True:
         try:
             sent = conn.recv_bytes()
         except EOFError:
             return
         stop.clear()
+        if not moved:  # rule 5: a new worker's first call moves the weights first (`worker_init`)
+            time.sleep(float(os.environ.get("SPACES_STAND_IN_MOVE_S", "0")))
+            moved = True
         try:
             args, kwargs = pickle.loads(sent)
             values = task(*args, **kwargs)
@@ -232,21 +255,22 @@ def GPU(task=None, *, duration=None, size=None):  # noqa: N802 - the real packag
 
     @functools.wraps(task)
     def handler(*args, **kwargs):
+        token = _token(LocalContext.request.get(None))  # rule 7: read where the call is first advanced
         seconds = duration(*args, **kwargs) if callable(duration) else duration or DEFAULT_S
-        sent = _dumps((args, kwargs))
+        granted = time.monotonic()  # rule 5: scheduled (no queue here), so the seconds count from now
         worker = None
         with lock:
             while idle and worker is None:
                 worker = idle.pop()
                 worker = worker if worker.process.is_alive() else None
         worker = worker or _Worker(task)
-        record = {"task": task.__name__, "duration": seconds, "threads": [t.name for t in threading.enumerate()], "worker": worker.process.pid}
-        started = time.monotonic()
-        worker.conn.send_bytes(sent)
+        record = {"task": task.__name__, "duration": seconds, "token": token, "threads": [t.name for t in threading.enumerate()]}
+        record |= {"worker": worker.process.pid, "granted": granted}
+        worker.conn.send_bytes(_dumps((args, kwargs)))  # after the grant and the worker, as `arg_queue.put`
         keep = False
         try:
             while True:
-                if not worker.conn.poll(max(started + seconds - time.monotonic(), 0.0)):
+                if not worker.conn.poll(max(granted + seconds - time.monotonic(), 0.0)):
                     record["ended"] = "aborted"
                     raise gr.Error("GPU task aborted", title="ZeroGPU worker error", print_exception=False)
                 kind, value = pickle.loads(worker.conn.recv_bytes())
@@ -265,7 +289,7 @@ def GPU(task=None, *, duration=None, size=None):  # noqa: N802 - the real packag
                 record["ended"] = "stopped"
                 yield result
         finally:
-            record["elapsed"] = time.monotonic() - started
+            record["elapsed"] = time.monotonic() - granted
             if keep:
                 with lock:
                     idle.append(worker)
@@ -276,6 +300,15 @@ def GPU(task=None, *, duration=None, size=None):  # noqa: N802 - the real packag
             _log(record)
 
     return handler
+
+
+def _token(request: gr.Request | None) -> str | None:
+    """Rule 7: the visitor's token in `request`'s headers (`client.py: _get_headers`,
+    `_get_token_and_payload`); None without a request, as for an anonymous visitor."""
+    if request is None:
+        return None
+    headers = request.headers
+    return (headers if hasattr(headers, "get") else headers.__dict__).get(TOKEN_HEADER)
 
 
 def _log(record: dict) -> None:

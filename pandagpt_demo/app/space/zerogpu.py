@@ -17,16 +17,22 @@ What the rules of the `spaces` package mean here (tests/zerogpu_stand_in/spaces.
 - A worker serves the later calls of its decorated function: each model served gets a function of
   its own, so a swapped-in model is answered by workers forked after it was loaded. The first one's
   is decorated before launch: `spaces` tells ZeroGPU the Space started only if some function is.
-- Each call asks for the seconds its request needs (`estimate_seconds`: the files to encode and the
-  tokens to decode); the answer stops `margin_s` before they are up, keeping its text, rather than
-  being killed by ZeroGPU with it.
+- Each call asks for the seconds its request needs (`estimate_seconds`: the files to encode, the
+  tokens to decode, the rows decoding them); the answer stops `margin_s` before they are up,
+  counted from the grant (`Grant`), keeping its text, rather than being killed by ZeroGPU with it.
+- A call is scheduled on the quota of the visitor whose request `spaces` finds in the context
+  advancing it (gradio's `LocalContext.request`, a contextvar), so each call is advanced in the
+  context of the request that made it (`_in_context`), wherever it is read: an answer table's is
+  read on a thread of its own.
 - ImageBind's view of the files in use (`look`) and an answer table (`stream_rows`: Answer each, Blend
   two) are one call each as well, never one per file or per row: the table's rows are decoded
-  together in the call (gpu_rows.py). What crosses a call is in gpu_jobs.py.
+  together in the call (gpu_rows.py). The view makes no call at all when the vectors, the labels
+  and ImageBind's output scales it needs are all kept here. What crosses a call is in gpu_jobs.py.
 """
 
 from __future__ import annotations
 
+import contextvars
 import math
 import os
 import threading
@@ -44,6 +50,7 @@ from pandagpt_demo.app.conversation.session import Mix, RowStream
 from pandagpt_demo.app.runtime import ModelHandle
 from pandagpt_demo.config import ModelConfig, SamplingParams, ZeroGpuConfig
 from pandagpt_demo.errors import UserError
+from pandagpt_demo.model import binding
 from pandagpt_demo.model.binding import LabelVectors
 from pandagpt_demo.model.context import ContextFit
 from pandagpt_demo.model.conversation import Conversation
@@ -52,8 +59,14 @@ from pandagpt_demo.model.modalities import Modality
 from pandagpt_demo.model.pandagpt import PandaGPT
 from pandagpt_demo.serving.deadlines import WithinDeadline
 
-from .gpu_jobs import AnswerJob, Encoded, FileToFuse, LabelEncoded, Looked, LookJob, Refused, RowsJob, kinds_to_encode
+from .gpu_jobs import AnswerJob, Encoded, FileToFuse, Grant, LabelEncoded, LookJob, Refused, RowsJob, Scales, kinds_to_encode
 from .gpu_rows import RowStreams, decode_rows
+
+# Each row decoded beside the first adds this share of a decode step. From the H200 benchmark of
+# the project's batching decoder (benchmarks/results/h200_bench_7b_eager.json): 16 answers decoded
+# together took 46 ms a step against 24 ms for one, 0.06 more per row; asked: about twice that, as
+# a table's rows are also read and ended by a thread each in the call (gpu_rows.py).
+ROW_STEP_SHARE = 0.1
 
 
 def on_zero_gpu(environ: Mapping[str, str] = os.environ) -> bool:
@@ -61,11 +74,26 @@ def on_zero_gpu(environ: Mapping[str, str] = os.environ) -> bool:
     return environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "t", "true")
 
 
-def estimate_seconds(config: ZeroGpuConfig, max_new_tokens: int, to_encode: Iterable[Modality]) -> int:
-    """Seconds to ask ZeroGPU for: encoding `to_encode`, decoding `max_new_tokens`, the margin; within [min_s, max_s]."""
+def estimate_seconds(config: ZeroGpuConfig, max_new_tokens: int, to_encode: Iterable[Modality], rows: int = 1) -> int:
+    """Seconds to ask ZeroGPU for: encoding `to_encode`, decoding `max_new_tokens` for each of `rows`
+    answers decoded together (an answer table's), the margin; within [min_s, max_s]."""
     per_kind = dict(config.encode_s)
-    needed = config.margin_s + sum(per_kind[kind.value] for kind in to_encode) + max(max_new_tokens, 0) * config.token_s
+    step_s = config.token_s * (1 + (rows - 1) * ROW_STEP_SHARE)
+    needed = config.margin_s + sum(per_kind[kind.value] for kind in to_encode) + max(max_new_tokens, 0) * step_s
     return int(min(max(math.ceil(needed), config.min_s), config.max_s))
+
+
+def _in_context(context: contextvars.Context, events: Iterator[object]) -> Iterator[object]:
+    """`events` (a GPU call) advanced, and closed, inside `context`, whichever thread reads it."""
+    try:
+        while True:
+            try:
+                event = context.run(next, events)
+            except StopIteration:
+                return
+            yield event
+    finally:
+        context.run(events.close)
 
 
 @dataclass(frozen=True)
@@ -80,12 +108,21 @@ class GpuModel:
     """The model as a ZeroGPU answer uses it, in this process: the session's files are looked up in its
     cache (`pending`), the prompt is fitted here, and `stream` makes the one GPU call of the answer."""
 
-    def __init__(self, model: PandaGPT, call: Callable[..., Iterator[Encoded | Refused | int]], config: ZeroGpuConfig, metrics: Metrics) -> None:
-        """`call(job, granted=seconds)`: the `spaces.GPU` function of this model (`GpuCalls`)."""
+    def __init__(
+        self,
+        model: PandaGPT,
+        call: Callable[..., Iterator[Encoded | Refused | int]],
+        config: ZeroGpuConfig,
+        metrics: Metrics,
+        scales: dict[Modality, float],
+    ) -> None:
+        """`call(job, grant)`: the `spaces.GPU` function of this model (`GpuCalls`); `scales`: ImageBind's
+        output scale of each kind learnt from this model's calls, kept by the app (`GpuCalls`)."""
         self.model = model
         self.call = call
         self.zero_gpu = config
         self.metrics = metrics
+        self.scales = scales
 
     @property
     def config(self) -> ModelConfig:
@@ -104,6 +141,10 @@ class GpuModel:
         keys = cache.keys(files, source=self.config)
         return tuple(FileToFuse(kind, Path(path), key, weight, cache.get(key)) for (kind, path), key, weight in zip(files, keys, weights))
 
+    def _open(self, job: AnswerJob | LookJob | RowsJob, seconds: int) -> Iterator[object]:
+        """The GPU call of `job` asking for `seconds`, advanced in this request's context (see the module's docstring)."""
+        return _in_context(contextvars.copy_context(), self.call(job, Grant(seconds)))
+
     def _keep(self, cache: EmbeddingCache) -> Callable[[Encoded], None]:
         """What happens here to a vector a call made: it joins `cache`, its time the metrics."""
 
@@ -116,24 +157,33 @@ class GpuModel:
     def look(
         self, cache: EmbeddingCache, files: Sequence[tuple[Modality, Path]], labels: Sequence[str], label_cache: LabelVectors
     ) -> tuple[list[torch.Tensor], torch.Tensor | None, torch.Tensor | None]:
-        """ImageBind's view in one GPU call: the files' vectors and, with labels, ImageBind's outputs
-        of the files and the labels' vectors; the vectors it makes join `cache` and `label_cache`."""
+        """ImageBind's view: the files' vectors and, with labels, ImageBind's outputs of the files and
+        the labels' vectors. What is not kept here (the session's vectors, the app's label vectors and
+        output scales) is made in one GPU call, and kept; with all of it kept, there is no call."""
         fused = self._files(cache, files, [1.0] * len(files))
         known = label_cache.known(labels, source=self.config)
-        job = LookJob(fused, tuple(label for label in labels if label not in known), bool(labels))
-        granted = estimate_seconds(self.zero_gpu, 0, kinds_to_encode(fused))
-        keep, outputs, made = self._keep(cache), None, {}
-        for event in self._events(self.call(job, granted=granted)):
-            if isinstance(event, Encoded):
-                keep(event)
-            elif isinstance(event, LabelEncoded):
-                made[event.label] = event.vector
-            elif isinstance(event, Looked):
-                outputs = event.outputs
-        label_cache.keep(made, source=self.config)
+        kinds = {file.kind for file in fused} if labels else set()
+        job = LookJob(
+            tuple(file for file in fused if file.vector is None),
+            tuple(label for label in labels if label not in known),
+            tuple(kind for kind in kinds if kind not in self.scales),
+        )
+        made: dict[str, torch.Tensor] = {}
+        if job.files or job.labels or job.kinds:
+            keep = self._keep(cache)
+            for event in self._events(self._open(job, estimate_seconds(self.zero_gpu, 0, kinds_to_encode(job.files)))):
+                if isinstance(event, Encoded):
+                    keep(event)
+                elif isinstance(event, LabelEncoded):
+                    made[event.label] = event.vector
+                elif isinstance(event, Scales):
+                    self.scales.update(event.scales)
+            label_cache.keep(made, source=self.config)
         vectors = [cache.get(file.key) if file.vector is None else file.vector for file in fused]
-        label_vectors = torch.stack([{**known, **made}[label] for label in labels]) if labels else None
-        return vectors, outputs, label_vectors
+        if not labels:
+            return vectors, None, None
+        outputs = torch.stack([vector * self.scales[file.kind] for file, vector in zip(fused, vectors)])
+        return vectors, outputs, torch.stack([{**known, **made}[label] for label in labels])
 
     def stream_rows(
         self,
@@ -147,16 +197,14 @@ class GpuModel:
         """An answer table's rows, each a mix of `files`, decoded together in one GPU call (opened
         when the first row is read); the vectors it makes join `cache`."""
         job = RowsJob(conversation, self._files(cache, files, [1.0] * len(files)), tuple(mixes), params)
-        granted = estimate_seconds(self.zero_gpu, params.max_new_tokens, kinds_to_encode(job.files))
-        events = self.call(job, granted=granted)
+        events = self._open(job, estimate_seconds(self.zero_gpu, params.max_new_tokens, kinds_to_encode(job.files), rows=len(mixes)))
         return RowStreams(events, len(mixes), self._keep(cache), self.model, engine, params).streams()
 
     def stream(self, conversation: Conversation, vector: PendingVector | None, params: SamplingParams, engine: MeteredEngine) -> Iterator[str]:
         """The answer's text, piece by piece, from one GPU call asking for the seconds it needs; the
         vectors it makes join the session's cache, its tokens are counted by `engine` here."""
         job = AnswerJob(conversation, vector.files if vector is not None else (), params)
-        granted = estimate_seconds(self.zero_gpu, params.max_new_tokens, kinds_to_encode(job.files))
-        tokens = self._tokens(self.call(job, granted=granted), vector)
+        tokens = self._tokens(self._open(job, estimate_seconds(self.zero_gpu, params.max_new_tokens, kinds_to_encode(job.files))), vector)
         yield from stream_text(self.model.tokenizer, engine.relay(tokens, params), self.config.spec.prompt.stop_text)
 
     def _tokens(self, events: Iterator[Encoded | Refused | int], vector: PendingVector | None) -> Iterator[int]:
@@ -189,30 +237,34 @@ class GpuCalls:
         self.handle = handle
         self.metrics = metrics
         self._functions: dict[int, Callable[..., Iterator]] = {}
+        self._scales: dict[int, dict[Modality, float]] = {}  # each model's output scales, learnt from its calls
         self._lock = threading.Lock()
         self._function(handle.generation + 1)  # the first model's, decorated before launch (see the module's docstring)
 
     def model(self, model: PandaGPT) -> GpuModel:
         """`model` (the one served now) as this process's answers use it."""
-        return GpuModel(model, self._function(self.handle.generation), self.config, self.metrics)
+        generation = self.handle.generation
+        with self._lock:
+            scales = self._scales.setdefault(generation, {})
+        return GpuModel(model, self._function(generation), self.config, self.metrics, scales)
 
     def _function(self, generation: int) -> Callable[..., Iterator]:
         with self._lock:
             if generation not in self._functions:
                 import spaces
 
-                def answer(job: AnswerJob, granted: int) -> Iterator[Encoded | Refused | int]:
-                    yield from self._compute(job, granted)
+                def answer(job: AnswerJob, grant: Grant) -> Iterator[Encoded | Refused | int]:
+                    yield from self._compute(job, grant)
 
                 answer.__name__ = f"answer_model{generation}"
-                self._functions[generation] = spaces.GPU(answer, duration=lambda job, granted: granted)
+                self._functions[generation] = spaces.GPU(answer, duration=lambda job, grant: grant.seconds)
             return self._functions[generation]
 
-    def _compute(self, job: AnswerJob | LookJob | RowsJob, granted: int) -> Iterator[object]:
+    def _compute(self, job: AnswerJob | LookJob | RowsJob, grant: Grant) -> Iterator[object]:
         """(In the worker.) Encode the files the session lacks (each new vector goes back), then the job's own work."""
-        deadline = time.monotonic() + granted - self.config.margin_s
+        deadline = grant.deadline(self.config.margin_s)
         message = (
-            f"This answer used up the GPU time ZeroGPU granted it (about {granted} s) and stops here. "
+            f"This answer used up the GPU time ZeroGPU granted it (about {grant.seconds} s) and stops here. "
             "Ask for fewer new tokens, or ask PandaGPT to go on."
         )
         try:
@@ -222,7 +274,7 @@ class GpuCalls:
                 fused = model.fuse(vectors, [file.weight for file in job.files])
                 yield from WithinDeadline(engine, deadline, message).generate(model.prompt_embeds(job.conversation, fused), job.params)
             elif isinstance(job, LookJob):
-                yield from _look(model, job, vectors)
+                yield from _look(model, job)
             else:
                 yield from decode_rows(model, vectors, job, deadline, message)
         except UserError as error:
@@ -236,14 +288,14 @@ def _vectors(model: PandaGPT, files: tuple[FileToFuse, ...]) -> Generator[Encode
         if file.vector is None and file.key not in made:
             started = time.perf_counter()
             made[file.key] = model.embed_file(file.kind, file.path)
-            yield Encoded(file.key, made[file.key].cpu(), time.perf_counter() - started)
+            yield Encoded(file.key, made[file.key], time.perf_counter() - started)
     return [(file.vector if file.vector is not None else made[file.key]).to(model.device) for file in files]
 
 
-def _look(model: PandaGPT, job: LookJob, vectors: list[torch.Tensor]) -> Iterator[LabelEncoded | Looked]:
-    """(In the worker.) The vectors of the labels the app lacks, and ImageBind's outputs of the files if labels were asked about."""
+def _look(model: PandaGPT, job: LookJob) -> Iterator[LabelEncoded | Scales]:
+    """(In the worker.) The vectors of the labels the app lacks, and ImageBind's output scales of the kinds it lacks."""
     if job.labels:
         for label, vector in zip(job.labels, model.embed_labels(job.labels)):
-            yield LabelEncoded(label, vector.cpu())
-    if job.outputs:
-        yield Looked(model.imagebind_outputs([(file.kind, vector) for file, vector in zip(job.files, vectors)]).cpu())
+            yield LabelEncoded(label, vector)
+    if job.kinds:
+        yield Scales({kind: binding.output_scale(model.encoder, kind) for kind in job.kinds})

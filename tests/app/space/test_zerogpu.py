@@ -30,6 +30,7 @@ from tests.app.test_app import AUDIO, IMAGE, send_args, texts
 from tests.app.test_public_link import wait_for
 from tests.conftest import REPO_ROOT
 from tests.launched import App
+from tests.media import write_image
 
 STAND_IN = REPO_ROOT / "tests" / "zerogpu_stand_in"
 
@@ -55,32 +56,62 @@ def calls(log: Path) -> list[dict]:
     return [record for record in records(log) if "task" in record]
 
 
-def zero_gpu_app(start: Callable[..., App], tmp_path: Path, *flags: str, slow_step: float | None = None) -> tuple[App, Path]:
+def zero_gpu_app(start: Callable[..., App], tmp_path: Path, *flags: str, slow_step: float | None = None, move_s: float = 0) -> tuple[App, Path]:
+    """The app on the stand-in; `move_s`: how long a new worker takes to move the weights to the GPU."""
     log = tmp_path / f"gpu-calls-{len(list(tmp_path.glob('gpu-calls-*')))}.jsonl"
-    env = {"SPACES_ZERO_GPU": "true", "SPACES_STAND_IN_LOG": str(log)}
+    env = {"SPACES_ZERO_GPU": "true", "SPACES_STAND_IN_LOG": str(log), "SPACES_STAND_IN_MOVE_S": str(move_s)}
     return start(*flags, slow_step=slow_step, env=env, python_path=(STAND_IN,)), log
 
 
+def shared_fds(pid: int) -> int:
+    """The file descriptors of process `pid` on torch's shared memory."""
+    found = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            found += "torch_" in os.readlink(f"/proc/{pid}/fd/{fd}")
+        except FileNotFoundError:  # closed while listed
+            pass
+    return found
+
+
+def ended(pid: int) -> bool:
+    """Whether process `pid` (a child of the app) has died: a zombie until the app reaps it, or gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
 def test_the_stand_in_keeps_the_real_packages_rules(tmp_path: Path) -> None:
+    move_s = 0.5
     run = subprocess.run(
         [sys.executable, str(STAND_IN / "rules.py")],
-        env={**os.environ, "SPACES_STAND_IN_LOG": str(tmp_path / "calls.jsonl")},
+        env={**os.environ, "SPACES_STAND_IN_LOG": str(tmp_path / "calls.jsonl"), "SPACES_STAND_IN_MOVE_S": str(move_s)},
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert run.returncode == 0, run.stderr
     seen = json.loads(run.stdout.splitlines()[-1])
+    made_calls = calls(tmp_path / "calls.jsonl")
     assert seen["importing thread"] == "cuda:0" and "CUDA init" in seen["other thread"], "CUDA only on the importing thread"
-    [(pid, made, device)], [(again, made_again, _)] = seen["first call"], seen["second call"]
+    [(pid, made, device, started)], [(again, made_again, _, started_again)] = seen["first call"], seen["second call"]
     assert pid == again != seen["main pid"] and device == "cuda:0", "calls run in one forked worker, where CUDA works"
+    assert started - made_calls[0]["granted"] >= move_s > started_again - made_calls[1]["granted"], (
+        "a new worker moves the weights in the granted time"
+    )
+    shared = seen["shared"]
+    assert shared == {"kept": True, "given there": [True], "given here": True, "fds": 2, "fds after": 0}, (
+        "tensors cross through shared memory, an fd each"
+    )
+    assert [call["token"] for call in made_calls[-2:]] == ["visitor's token", None], "scheduled with the request of the context advancing the call"
     assert (made, made_again, seen["calls in main"]) == (1, 2, 0), "what a call changes stays in its worker"
     assert seen["gpu tensor"]["raised"] == "RuntimeError" and "CUDA init" in seen["gpu tensor"]["message"], "a GPU tensor cannot come back"
     assert seen["host tensor"] == [[2.0, 2.0, 2.0]]
     assert seen["mixed"]["message"] == "'RuntimeError'", "a GPU and a host tensor in one operation raise, as on CUDA"
     assert seen["secret"] == {"got": [], "raised": "Error", "message": "'ValueError'"}, "an error comes back as its class name alone"
     assert seen["too long"] == {"got": ["started"], "raised": "Error", "message": "'GPU task aborted'"}
-    assert [call["ended"] for call in calls(tmp_path / "calls.jsonl")][-1] == "aborted"
+    assert [call["ended"] for call in made_calls[:7]][-1] == "aborted"  # "too long", the seventh call
 
 
 def test_on_zero_gpu_the_model_loads_and_answers_while_sessions_caches_holds_and_counts_stay_here(start: Callable[..., App], tmp_path: Path) -> None:
@@ -120,7 +151,11 @@ def test_on_zero_gpu_the_model_loads_and_answers_while_sessions_caches_holds_and
 def test_an_answer_stops_before_its_gpu_time_is_up_keeps_its_text_and_is_in_flight_here_meanwhile_then_the_app_drains(
     start: Callable[..., App], tmp_path: Path
 ) -> None:
-    app, log = zero_gpu_app(start, tmp_path, "--zerogpu-max-s", "4", "--zerogpu-margin-s", "2", slow_step=0.05)
+    """The time is counted from the grant: a new worker's moving the weights (2.5 s here) is in it."""
+    app, log = zero_gpu_app(start, tmp_path, "--zerogpu-max-s", "4", "--zerogpu-margin-s", "1", slow_step=0.05, move_s=2.5)
+    [probe] = calls(log)
+    os.kill(probe["worker"], signal.SIGKILL)  # the GPU went elsewhere: the next call gets a new worker
+    wait_for(lambda: ended(probe["worker"]), timeout=10)
     log.write_text("")
     client = Client(app.url, verbose=False)
     job = client.submit(*send_args("Tell me a long story.", IMAGE, max_new_tokens=1000), api_name="/send")
@@ -128,8 +163,9 @@ def test_an_answer_stops_before_its_gpu_time_is_up_keeps_its_text_and_is_in_flig
     chat, _, _ = job.result()
     assert metric(app, "pandagpt_answers_in_flight") == 0, "the drain's count is kept here"
     [call] = calls(log)
-    assert call["duration"] == 4 and call["ended"] == "completed"  # not aborted by ZeroGPU: it stopped itself
-    assert 4 - 2 - 0.5 < call["elapsed"] < 4, "it stopped at its deadline, not by reaching its end"
+    assert call["worker"] != probe["worker"] and call["duration"] == 4
+    assert call["ended"] == "completed", "not aborted by ZeroGPU: it stopped itself, its deadline counted from the grant"
+    assert 4 - 1 - 0.5 < call["elapsed"] < 4, "it stopped at its deadline, not by reaching its end"
     (_, question), (role, answer) = texts(chat)[-2:]
     assert question == "Tell me a long story." and role == "assistant" and answer.strip()  # the text so far is kept as the answer
     app.process.send_signal(signal.SIGTERM)  # the main thread, which runs the model loads here, still stops on a signal
@@ -139,27 +175,32 @@ def test_an_answer_stops_before_its_gpu_time_is_up_keeps_its_text_and_is_in_flig
 def test_on_zero_gpu_imagebinds_view_and_an_answer_table_are_one_gpu_call_each(start: Callable[..., App], tmp_path: Path) -> None:
     """The view equals the one a plain app computes with the same dtype (float16 on the CPU, as the
     stand-in's "cuda" is); each row of /answer_each equals /chat's greedy answer with those files,
-    and the whole table, every row decoded together, is one GPU call asking for the seconds it needs."""
-    app, log = zero_gpu_app(start, tmp_path)
+    and the whole table, every row decoded together, is one GPU call asking for the seconds it needs.
+    (A margin of 20 s lifts the short answers' asks above the 20 s floor, where rows can show.)"""
+    config = ZeroGpuConfig(margin_s=20)
+    app, log = zero_gpu_app(start, tmp_path, "--zerogpu-margin-s", str(config.margin_s))
     plain = start("--dtype", "float16")
     files = {"image": handle_file(IMAGE), "audio": handle_file(AUDIO)}
     labels = "a sunset, a dog barking, rain"
+    visitor = {"X-IP-Token": "the visitor's token"}  # what ZeroGPU schedules a call on (spaces' client.py)
     log.write_text("")
 
-    view = json.loads(Client(app.url, verbose=False).predict(**files, labels=labels, api_name="/imagebind_view"))
+    view = json.loads(Client(app.url, verbose=False, headers=visitor).predict(**files, labels=labels, api_name="/imagebind_view"))
     expected = json.loads(Client(plain.url, verbose=False).predict(**files, labels=labels, api_name="/imagebind_view"))
     assert view["files"] == expected["files"] and view["labels"] == ["a sunset", "a dog barking", "rain"]
     for table in ("similarity", "probabilities"):
         assert sum(view[table], []) == pytest.approx(sum(expected[table], []), abs=1e-6), table
     [look] = calls(log)
-    assert look["ended"] == "completed" and look["duration"] == estimate_seconds(ZeroGpuConfig(), 0, [Modality.IMAGE, Modality.AUDIO])
+    assert look["ended"] == "completed" and look["duration"] == estimate_seconds(config, 0, [Modality.IMAGE, Modality.AUDIO])
 
     log.write_text("")
     tokens = 12
-    job = Client(app.url, verbose=False).submit("What is this?", **files, max_new_tokens=tokens, api_name="/answer_each")
+    job = Client(app.url, verbose=False, headers=visitor).submit("What is this?", **files, max_new_tokens=tokens, api_name="/answer_each")
     rows = json.loads(job.result())
     [table] = calls(log)
-    assert table["ended"] == "completed" and table["duration"] == estimate_seconds(ZeroGpuConfig(), tokens, [Modality.IMAGE, Modality.AUDIO])
+    assert [look["token"], table["token"]] == ["the visitor's token"] * 2, "each call on the visitor's quota, the table's too"
+    assert table["duration"] > estimate_seconds(config, tokens, [Modality.IMAGE, Modality.AUDIO]), "more than one answer's seconds"
+    assert table["ended"] == "completed" and table["duration"] == estimate_seconds(config, tokens, [Modality.IMAGE, Modality.AUDIO], rows=3)
     assert [row["label"] for row in rows] == ["sunset.jpg (image)", "dog_bark.wav (audio)", "all, weighted"]
     assert all(row["done"] and row["error"] is None and row["text"].strip() for row in rows)
 
@@ -167,3 +208,20 @@ def test_on_zero_gpu_imagebinds_view_and_an_answer_table_are_one_gpu_call_each(s
         return Client(app.url, verbose=False).predict("What is this?", **given, max_new_tokens=tokens, temperature=0.0, api_name="/chat").strip()
 
     assert [row["text"].strip() for row in rows] == [chat(image=files["image"]), chat(audio=files["audio"]), chat(**files)]
+
+
+def test_vectors_a_session_keeps_hold_no_shared_memory(start: Callable[..., App], tmp_path: Path) -> None:
+    """A call's results (and arguments) pass through ForkingPickler, where a tensor becomes shared
+    memory holding a file descriptor for as long as it lives: the session's cached vectors cross as
+    bytes instead, so the app holds no descriptor for them, however many it keeps."""
+    app, log = zero_gpu_app(start, tmp_path)
+    images = [tmp_path / f"image-{seed}.png" for seed in range(8)]
+    for seed, path in enumerate(images):
+        write_image(path, size=(64, 48), seed=seed)
+    client = Client(app.url, verbose=False)
+    log.write_text("")
+    client.predict(*send_args("What are these?", *images, max_new_tokens=2), api_name="/send")
+    encoded = shared_fds(app.process.pid)
+    client.predict(*send_args("And now?", max_new_tokens=2), api_name="/send")  # the eight vectors cached here go into the call
+    assert [call["ended"] for call in calls(log)] == ["completed"] * 2
+    assert (encoded, shared_fds(app.process.pid)) == (0, 0), "no descriptor held for the 8 vectors kept"
