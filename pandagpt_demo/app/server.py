@@ -20,12 +20,12 @@ from starlette.middleware import Middleware
 from pandagpt_demo.app.answering.core import Answering
 from pandagpt_demo.app.answering.metrics import Metrics
 from pandagpt_demo.app.answering.settings import AnswerSettings
+from pandagpt_demo.app.api.body_limit import BodyLimit, data_url_bytes
 from pandagpt_demo.app.api.chat_tool import ChatTool
 from pandagpt_demo.app.api.each_tool import EachTool
 from pandagpt_demo.app.api.monitoring import health_routes, metrics_route
 from pandagpt_demo.app.api.openai.routes import ApiConfig, OpenAIApi
 from pandagpt_demo.app.api.view_tool import ViewTool
-from pandagpt_demo.app.public.body_limit import BodyLimit, data_url_bytes
 from pandagpt_demo.app.public.fetcher import FetchPolicy, allow_networks
 from pandagpt_demo.app.public.housekeeping import Housekeeping
 from pandagpt_demo.app.public.lifecycle import exit_process
