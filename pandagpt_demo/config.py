@@ -280,6 +280,10 @@ class ZeroGpuConfig:
     max_s: int = 120  # never ask for more (the cap of a signed-in visitor; a Space's owner may raise it)
     margin_s: float = 10.0  # the answer stops this long before the grant ends (the start, one last step)
     token_s: float = 0.076  # one decode step (measured 0.066, see above)
+    # Each row of an answer table beside the first adds this share of a step: the batching decoder
+    # took 46 ms a step for 16 answers against 24 ms for one (h200_bench_7b_eager.json), 0.06 a
+    # row; asked about twice that, as a table's rows are also read and ended by a thread each.
+    row_step_share: float = 0.1
     encode_s: tuple[tuple[str, float], ...] = (  # one file of each kind through ImageBind (a video: its clips)
         ("image", 0.5),
         ("audio", 1.5),

@@ -62,12 +62,6 @@ from pandagpt_demo.serving.deadlines import WithinDeadline
 from .gpu_jobs import AnswerJob, Encoded, FileToFuse, Grant, LabelEncoded, LookJob, Refused, RowsJob, Scales, kinds_to_encode
 from .gpu_rows import RowStreams, decode_rows
 
-# Each row decoded beside the first adds this share of a decode step. From the H200 benchmark of
-# the project's batching decoder (benchmarks/results/h200_bench_7b_eager.json): 16 answers decoded
-# together took 46 ms a step against 24 ms for one, 0.06 more per row; asked: about twice that, as
-# a table's rows are also read and ended by a thread each in the call (gpu_rows.py).
-ROW_STEP_SHARE = 0.1
-
 
 def on_zero_gpu(environ: Mapping[str, str] = os.environ) -> bool:
     """Whether this is a ZeroGPU Space (as `spaces` itself reads it; app.py repeats it, before any import of torch)."""
@@ -78,7 +72,7 @@ def estimate_seconds(config: ZeroGpuConfig, max_new_tokens: int, to_encode: Iter
     """Seconds to ask ZeroGPU for: encoding `to_encode`, decoding `max_new_tokens` for each of `rows`
     answers decoded together (an answer table's), the margin; within [min_s, max_s]."""
     per_kind = dict(config.encode_s)
-    step_s = config.token_s * (1 + (rows - 1) * ROW_STEP_SHARE)
+    step_s = config.token_s * (1 + (rows - 1) * config.row_step_share)
     needed = config.margin_s + sum(per_kind[kind.value] for kind in to_encode) + max(max_new_tokens, 0) * step_s
     return int(min(max(math.ceil(needed), config.min_s), config.max_s))
 
