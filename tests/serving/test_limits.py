@@ -23,7 +23,8 @@ from pandagpt_demo.serving.deadlines import WithinDeadline
 from pandagpt_demo.serving.inline import InlineEngine
 from pandagpt_demo.serving.static_decode import StaticSlot
 from tests.serving.test_batching import prompt
-from tests.serving.test_decoder_robustness import Reader, wait_until
+from tests.serving.test_decoder_robustness import Reader
+from tests.waiting import wait_until
 
 LONG = SamplingParams(max_new_tokens=60, temperature=0.0)
 
@@ -136,11 +137,13 @@ def test_a_request_that_waits_past_the_stall_timeout_ends_while_the_running_one_
             started = time.monotonic()
             with pytest.raises(TimedOut, match=r"No new token came for 0.5 s"):
                 list(decoder.generate(prompt(tiny_model, "Waiting behind it", False), LONG))
-            waited = time.monotonic() - started
+            waited, still_decoding = time.monotonic() - started, not running.done
             assert running.result() == expected(tiny_model, "Decoding slowly")
     finally:
         decoder.close()
-    assert 0.5 <= waited < 1.5
+    # Ended by its own stall timeout, while the running answer still held the row (not when the row
+    # came free): the event itself, where a window (< 1.5 s) could fail on a loaded machine.
+    assert waited >= 0.5 and still_decoding
 
 
 @pytest.mark.parametrize("engine_kind", ["batched", "inline"])

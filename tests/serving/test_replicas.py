@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from pandagpt_demo.model.pandagpt import PandaGPT
 from pandagpt_demo.serving.engine import Engine
 from tests.conftest import REPO_ROOT
 from tests.launched import App
+from tests.waiting import wait_until
 
 pytest.importorskip("ray.serve", reason="replicas need ray[serve] (requirements-test.txt)")
 
@@ -42,7 +42,7 @@ def ray_processes() -> list[str]:
 def app(tiny_config: ModelConfig, tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
     assert not ray_processes(), "a Ray cluster was already running"
     app = App(tiny_config, tmp_path_factory.mktemp("replicas"), "--replicas", "2", "--concurrency", "8")
-    wait_until(lambda: replicas(app)["ready"] == 2)
+    wait_until(lambda: replicas(app)["ready"] == 2, timeout=90, what="two replicas ready")
     yield app
     app.process.send_signal(signal.SIGTERM)  # a graceful stop takes the replicas and the cluster down
     assert app.process.wait(60) == 0
@@ -51,13 +51,6 @@ def app(tiny_config: ModelConfig, tmp_path_factory: pytest.TempPathFactory) -> I
 
 def replicas(app: App) -> dict:
     return httpx.get(app.url + "readyz").json().get("replicas", {"ready": 0})
-
-
-def wait_until(condition, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "the condition never came true"
-        time.sleep(0.1)
 
 
 def test_two_replicas_serve_sixteen_clients_with_the_single_process_answers(app: App, tiny_model: PandaGPT, tiny_engine: Engine) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import signal
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from pandagpt_demo.model.conversation import Conversation, Turn
 from pandagpt_demo.model.pandagpt import PandaGPT
 from tests.conftest import REPO_ROOT
 from tests.launched import App
+from tests.waiting import wait_until
 
 KEY = "test-key"
 MODEL = "pandagpt-tiny"
@@ -279,13 +279,6 @@ def engine(app: App) -> dict:
     return httpx.get(app.url + "readyz").json()["engine"]
 
 
-def wait_until(condition, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "the condition never came true"
-        time.sleep(0.05)
-
-
 def metric(app: App, line: str) -> float:
     for row in httpx.get(app.url + "metrics").text.splitlines():
         if row.startswith(line + " "):
@@ -318,7 +311,7 @@ def test_while_draining_v1_answers_503(tiny_config: ModelConfig, tmp_path: Path)
         )
         next(iter(stream))
         app.process.send_signal(signal.SIGTERM)
-        time.sleep(1)
+        wait_until(lambda: httpx.get(app.url + "readyz").status_code == 503, what="the app draining")
         with pytest.raises(openai.InternalServerError, match="(?i)restart") as caught:
             openai.OpenAI(base_url=app.url + "v1", api_key="none", max_retries=0).chat.completions.create(
                 model=MODEL, messages=[{"role": "user", "content": "Hi"}], max_tokens=2

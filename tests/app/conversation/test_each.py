@@ -4,7 +4,6 @@ alone, the last to the answer from all of them; all decoded together; Stop ends 
 from __future__ import annotations
 
 import threading
-import time
 from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +22,7 @@ from pandagpt_demo.serving.start import start_engine
 from tests.conftest import REPO_ROOT
 from tests.media import write_image
 from tests.serving.test_limits import Fault
+from tests.waiting import wait_until
 
 T = TypeVar("T")
 TOKENS = 12
@@ -85,10 +85,7 @@ def test_stop_ends_every_row_and_bad_requests_change_nothing(tiny_model: PandaGP
             if any(row.text for row in rows):
                 stop.set()
         assert all(row.done for row in rows) and max(len(row.text) for row in rows) < 200
-        deadline = time.monotonic() + 10
-        while engine.stats().active and time.monotonic() < deadline:  # cancelled rows leave at the engine's next step
-            time.sleep(0.01)
-        assert engine.stats().active == 0
+        wait_until(lambda: engine.stats().active == 0, what="the cancelled rows leaving")  # at the engine's next step
     finally:
         engine.close()
 
