@@ -30,9 +30,11 @@ GREEDY = dict(temperature=0.0, top_p=0.01)
 
 @pytest.fixture(scope="module")
 def app(tiny_config: ModelConfig, tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
-    """One app with a key, remote media on, 1 MB files, and one row plus one waiting place (so a
-    third long answer finds the queue full); every forward pass slowed by 10 ms."""
-    flags = ["--api-key", KEY, "--allow-remote-media", "--max-file-mb", "1", "--concurrency", "1", "--queue-size", "1"]
+    """One app with a key, remote media on (loopback allowed: its own files are the remote ones), 1 MB
+    files, and one row plus one waiting place (so a third long answer finds the queue full); every
+    forward pass slowed by 10 ms."""
+    remote = ["--allow-remote-media", "--remote-media-allow", "127.0.0.1"]
+    flags = ["--api-key", KEY, *remote, "--max-file-mb", "1", "--concurrency", "1", "--queue-size", "1"]
     app = App(tiny_config, tmp_path_factory.mktemp("openai"), *flags, slow_step=0.01)
     yield app
     app.stop()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -18,6 +19,7 @@ from gradio_client import Client, handle_file
 from pandagpt_demo.config import ModelConfig
 from tests.conftest import REPO_ROOT
 from tests.launched import App
+from tests.waiting import wait_until
 
 MODEL = "pandagpt-tiny"
 EXAMPLES = REPO_ROOT / "examples"
@@ -160,3 +162,14 @@ def test_gradios_routes_refuse_a_body_past_one_file_as_a_data_url(app: App, rout
     assert httpx.post(url, content=b" " * (3 * 2**20), headers=headers, timeout=60).status_code == 413
     assert httpx.post(url, content=iter([b" " * 2**18] * 12), headers=headers, timeout=60).status_code == 413
     assert httpx.post(url, content=b"{}" + b" " * (2 * 2**20), headers=headers, timeout=60).status_code != 413
+
+
+def test_a_client_gone_midway_through_its_body_leaves_nothing_behind_and_is_no_fault_of_ours(app: App) -> None:
+    body = json.dumps(completion(file_part(BARK, "audio/wav"))).encode()
+    with socket.create_connection(("127.0.0.1", app.port)) as raw:
+        head = f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        raw.sendall(head.encode() + body[: len(body) // 2])
+    line = 'pandagpt_errors_total{endpoint="openai",kind="disconnected"} 1.0'
+    wait_until(lambda: line in httpx.get(app.url + "metrics").text, what="the disconnect counted")
+    assert not any((app.uploads / "api").glob("*/*")), "its spooled half is gone"
+    assert "Internal error" not in app.log.read_text()
