@@ -12,6 +12,7 @@ import pytest
 from pandagpt_demo.app.answering.uploaded import uploaded_path
 from pandagpt_demo.app.api.monitoring import readiness
 from pandagpt_demo.app.conversation.session import ChatSession
+from pandagpt_demo.app.public.fetcher import FetchPolicy
 from pandagpt_demo.app.public.housekeeping import Housekeeping
 from pandagpt_demo.app.public.lifecycle import RESTARTING, Lifecycle
 from pandagpt_demo.app.public.sessions import SessionRegistry
@@ -90,23 +91,23 @@ def test_gradios_own_files_do_not_count_against_the_budget(tmp_path: Path) -> No
 def test_a_removed_upload_asks_the_user_to_attach_it_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))
     path = upload(tmp_path, "photo.png", 10)
-    assert uploaded_path(Modality.IMAGE, str(path)) == str(path)
+    assert uploaded_path(Modality.IMAGE, str(path), FetchPolicy()) == str(path)
     path.unlink()
     with pytest.raises(MediaError, match=r"'photo.png': it is no longer on the server .* please attach it again"):
-        uploaded_path(Modality.IMAGE, str(path))
+        uploaded_path(Modality.IMAGE, str(path), FetchPolicy())
 
 
 def test_a_url_of_the_servers_own_file_route_names_only_an_upload(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """What `gradio upload-mcp` returns maps to the upload itself; any other path behind that route is
-    fetched as a URL, and a private address is refused as Gradio refuses it."""
+    fetched as a URL, and a private address is refused (public/fetcher.py)."""
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "uploads"))
     path = upload(tmp_path / "uploads", "a photo#1.png", 10)
     own = "http://127.0.0.1:7860/gradio_api/file=" + str(path).replace(" ", "%20").replace("#", "%23")
-    assert uploaded_path(Modality.IMAGE, own) == str(path)
+    assert uploaded_path(Modality.IMAGE, own, FetchPolicy()) == str(path)
     outside = upload(tmp_path, "secret.png", 10)
     for url in ("http://127.0.0.1:7860/gradio_api/file=" + str(outside), own + "?x=1", own.replace("file=", "files=")):
         with pytest.raises(MediaError, match="could not be read"):
-            uploaded_path(Modality.IMAGE, url)
+            uploaded_path(Modality.IMAGE, url, FetchPolicy())
 
 
 class Clock:
