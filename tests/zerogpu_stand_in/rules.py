@@ -13,17 +13,7 @@ import spaces  # first, as app.py imports it
 import torch
 from gradio.context import LocalContext
 
-
-def shared_fds() -> int:
-    """This process's file descriptors on torch's shared memory."""
-    found = 0
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            found += "torch_" in os.readlink(f"/proc/self/fd/{fd}")
-        except FileNotFoundError:  # the listing's own descriptor, closed meanwhile
-            pass
-    return found
-
+from tests.shared_memory import shared_fds
 
 seen: dict[str, object] = {}
 on_gpu = torch.ones(3).to("cuda")  # on the importing thread

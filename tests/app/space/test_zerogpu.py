@@ -86,7 +86,7 @@ def test_the_stand_in_keeps_the_real_packages_rules(tmp_path: Path) -> None:
     move_s = 0.5
     run = subprocess.run(
         [sys.executable, str(STAND_IN / "rules.py")],
-        env={**os.environ, "SPACES_STAND_IN_LOG": str(tmp_path / "calls.jsonl"), "SPACES_STAND_IN_MOVE_S": str(move_s)},
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "SPACES_STAND_IN_LOG": str(tmp_path / "calls.jsonl"), "SPACES_STAND_IN_MOVE_S": str(move_s)},
         capture_output=True,
         text=True,
         timeout=120,

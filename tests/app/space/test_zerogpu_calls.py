@@ -9,7 +9,6 @@ seconds `duration(*args)` asks for.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from collections import deque
@@ -36,6 +35,7 @@ from pandagpt_demo.model.modalities import Modality
 from pandagpt_demo.model.pandagpt import PandaGPT
 from pandagpt_demo.serving.engine import Engine
 from tests.conftest import REPO_ROOT
+from tests.shared_memory import shared_fds
 
 IMAGE, AUDIO = REPO_ROOT / "examples" / "sunset.jpg", REPO_ROOT / "examples" / "dog_bark.wav"
 LABELS = "a sunset, a dog barking, rain"
@@ -78,17 +78,6 @@ def session_with(*files: tuple[Path, Modality]) -> ChatSession:
 
 def last(stream: Iterator) -> object:
     return deque(stream, maxlen=1)[0]
-
-
-def shared_fds() -> int:
-    """This process's file descriptors on torch's shared memory."""
-    found = 0
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            found += "torch_" in os.readlink(f"/proc/self/fd/{fd}")
-        except FileNotFoundError:  # the listing's own descriptor, closed meanwhile
-            pass
-    return found
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
