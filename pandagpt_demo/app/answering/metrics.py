@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import gradio as gr
 import torch
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -34,7 +35,11 @@ TOKEN_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2)
 
 
 def error_kind(error: BaseException) -> str:
-    """A label for an error: the user error's kind in snake case (`bad_input`, `busy`, ...) or `internal`."""
+    """A label for an error: the user error's kind in snake case (`bad_input`, `busy`, ...), `zerogpu`
+    for Gradio's own `Error` (beneath the handlers only `spaces` raises one: a visitor's quota, a
+    task it aborted), or `internal`."""
+    if isinstance(error, gr.Error):
+        return "zerogpu"
     if not isinstance(error, errors.UserError):
         return "internal"
     kind = next(c for c in type(error).__mro__ if c.__module__ == errors.__name__)

@@ -35,6 +35,8 @@ def one_shot(core: Answering, endpoint: str) -> Iterator[str]:
             yield owner
     except UserError as error:
         raise gr.Error(str(error), print_exception=False) from error
+    except gr.Error:  # ZeroGPU's own words for the visitor (their quota, a task it aborted)
+        raise
     except Exception as error:
         raise gr.Error(internal_error(error), print_exception=False) from error
     finally:

@@ -42,6 +42,8 @@ class BindingPanel:
         except UserError as error:
             gr.Warning(str(error))
             return gr.skip(), gr.skip()
+        except gr.Error:  # ZeroGPU's own words for the visitor (their quota, a task it aborted)
+            raise
         except Exception as error:
             raise gr.Error(internal_error(error), print_exception=False) from error  # logged once, by internal_error
         return heat_map(view), label_bars(view)
@@ -93,6 +95,8 @@ class BindingPanel:
         except UserError as error:
             gr.Warning(str(error))
             yield gr.skip()
+        except gr.Error:  # ZeroGPU's own words for the visitor (their quota, a task it aborted)
+            raise
         except Exception as error:
             raise gr.Error(internal_error(error), print_exception=False) from error
         finally:

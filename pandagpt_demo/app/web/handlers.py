@@ -265,6 +265,8 @@ class PageHandlers:
                 kept_box = box_back
         except Exception as error:
             yield (*self.view(session), box_back if box_back is not None else gr.skip(), session)
+            if isinstance(error, gr.Error):  # ZeroGPU's own words for the visitor (their quota, a task it aborted)
+                raise
             raise gr.Error(internal_error(error), print_exception=False) from error  # logged once, by internal_error
         yield (*self.view(session), kept_box, session)
 

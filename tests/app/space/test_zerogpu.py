@@ -21,6 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
 
 from pandagpt_demo.app.space.zerogpu import estimate_seconds
 from pandagpt_demo.config import ZeroGpuConfig
@@ -170,6 +171,18 @@ def test_an_answer_stops_before_its_gpu_time_is_up_keeps_its_text_and_is_in_flig
     assert question == "Tell me a long story." and role == "assistant" and answer.strip()  # the text so far is kept as the answer
     app.process.send_signal(signal.SIGTERM)  # the main thread, which runs the model loads here, still stops on a signal
     assert app.process.wait(timeout=30) == 0
+
+
+def test_a_task_zerogpu_aborts_is_told_in_its_own_words_not_as_our_fault(start: Callable[..., App], tmp_path: Path) -> None:
+    """With no margin, a step that runs past the grant (1.5 s steps, 4 s granted) is cut by ZeroGPU
+    itself, whose `spaces` raises Gradio's Error "GPU task aborted": the visitor reads those words,
+    /metrics counts a `zerogpu` failure, and no internal fault is logged."""
+    app, log = zero_gpu_app(start, tmp_path, "--zerogpu-max-s", "4", "--zerogpu-margin-s", "0", slow_step=1.5)
+    with pytest.raises(AppError, match="GPU task aborted"):
+        Client(app.url, verbose=False).predict(*send_args("Tell me a long story.", IMAGE, max_new_tokens=1000), api_name="/send")
+    assert calls(log)[-1]["ended"] == "aborted"
+    assert metric(app, 'pandagpt_errors_total{endpoint="page",kind="zerogpu"}') == 1
+    assert "Internal error" not in app.log.read_text()
 
 
 def test_on_zero_gpu_imagebinds_view_and_an_answer_table_are_one_gpu_call_each(start: Callable[..., App], tmp_path: Path) -> None:
