@@ -82,7 +82,7 @@ class BodyScanner:
     def feed(self, chunk: bytes) -> None:
         self.received += len(chunk)
         if self.received > self.limit:
-            raise TooLarge(f"The request is larger than the {self.limit / 2**20:g} MB this server accepts.")
+            raise too_large(self.limit)
         data = self.carry + chunk if self.carry else chunk
         self.carry = b""
         pos = 0
@@ -183,6 +183,11 @@ class BodyScanner:
         """Close a file still being written (a body that failed midway); the caller removes the folder."""
         if self.spool_file is not None:
             self.spool_file.close()
+
+
+def too_large(limit: int) -> TooLarge:
+    """The refusal of a body over `limit` bytes, whether by its declared length or by what arrived."""
+    return TooLarge(f"The request is larger than the {limit / 2**20:g} MB this server accepts.")
 
 
 def _unescape(raw: bytes) -> bytes:

@@ -52,8 +52,9 @@ MIME_SUFFIXES = {
     "text/csv": ".csv",
     "application/octet-stream": "",
 }
-DATA_URL = re.compile(r"data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?:;[^,;]*?)*;base64,(?P<data>.*)", re.DOTALL)
-DATA_URL_HEAD = re.compile(rb"data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?:;[^,;]*?)*;base64,")
+DATA_URL_PREFIX = r"data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?:;[^,;]*?)*;base64,"
+DATA_URL = re.compile(DATA_URL_PREFIX + r"(?P<data>.*)", re.DOTALL)
+DATA_URL_HEAD = re.compile(DATA_URL_PREFIX.encode())  # the same prefix, on a spooled string's first bytes
 DECODE_CHARS = 4 * 2**18  # base64 characters decoded at a time from a spooled string (1 MiB)
 
 
@@ -239,14 +240,11 @@ class MediaParts:
 
     def _data_url(self, url: str, where: str) -> tuple[str | None, bytes | Path]:
         spooled = self._spooled(url)
-        if spooled is not None:
-            match = DATA_URL_HEAD.match(spooled.head)
-            if match is None:
-                raise BadSetting(f"{where} must be a base64 data URL (data:<type>;base64,...) or an http(s) URL.", param=where)
-            return match["mime"] and match["mime"].decode(), self._decode_spooled(spooled, match.end(), where)
-        match = DATA_URL.fullmatch(url)
+        match = DATA_URL_HEAD.match(spooled.head) if spooled is not None else DATA_URL.fullmatch(url)
         if match is None:
             raise BadSetting(f"{where} must be a base64 data URL (data:<type>;base64,...) or an http(s) URL.", param=where)
+        if spooled is not None:
+            return match["mime"] and match["mime"].decode(), self._decode_spooled(spooled, match.end(), where)
         return match["mime"], self._base64(match["data"], where)
 
     def _base64(self, value: str, where: str) -> bytes | Path:
@@ -257,7 +255,7 @@ class MediaParts:
         try:
             return base64.b64decode(value, validate=True)
         except (binascii.Error, ValueError) as error:
-            raise BadInput(f"{where} is not valid base64 ({error}).", param=where) from error
+            raise _not_base64(where, error) from error
 
     def _check_size(self, chars: int, where: str) -> None:
         if chars * 3 // 4 > self.max_file_bytes + 3:
@@ -277,10 +275,14 @@ class MediaParts:
                     out.write(base64.b64decode(chunk, validate=True))
         except (binascii.Error, ValueError) as error:
             decoded.unlink(missing_ok=True)
-            raise BadInput(f"{where} is not valid base64 ({error}).", param=where) from error
+            raise _not_base64(where, error) from error
         finally:
             spooled.path.unlink(missing_ok=True)
         return decoded
+
+
+def _not_base64(where: str, error: Exception) -> BadInput:
+    return BadInput(f"{where} is not valid base64 ({error}).", param=where)
 
 
 def _medium(kind: Modality | None, name: str, where: str, data: bytes | Path) -> Medium:

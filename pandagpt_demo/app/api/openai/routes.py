@@ -48,12 +48,12 @@ from pandagpt_demo.app.api.attachments import api_attachments
 from pandagpt_demo.app.conversation.session import ChatSession
 from pandagpt_demo.app.public.fetcher import fetch_to
 from pandagpt_demo.app.public.uploads import FULL, Reservation
-from pandagpt_demo.errors import BadInput, BadSetting, TooLarge, Unavailable, UserError
+from pandagpt_demo.errors import BadInput, BadSetting, Unavailable, UserError
 from pandagpt_demo.model.generation import partial_stop
 from pandagpt_demo.model.kinds import guess_kind
 from pandagpt_demo.model.modalities import Modality
 
-from .body import BodyScanner, ReadBody
+from .body import BodyScanner, ReadBody, too_large
 from .protocol import ChatCompletionRequest, ErrorResponse
 from .refusals import HttpError, error_body, error_response
 from .request import CompletionRequest, Medium, parse_body, read_request
@@ -249,10 +249,9 @@ class OpenAIApi:
         """The body, refused (413) by its declared length before a byte is read, or as soon as what
         has arrived passes the limit; its media strings go to the request's folder as they come."""
         limit = self.config.max_request_bytes
-        too_large = TooLarge(f"The request is larger than the {limit / 2**20:g} MB this server accepts.")
         length = request.headers.get("content-length", "")
         if length.isdigit() and int(length) > limit:
-            raise too_large
+            raise too_large(limit)
         spool = self._folder(owner) / "spool"
         files: list[Path] = []
 
@@ -267,8 +266,8 @@ class OpenAIApi:
         try:
             async for chunk in request.stream():
                 received += len(chunk)
-                if received > limit:
-                    raise too_large
+                if received > limit:  # at once, not when the batch reaches the scanner
+                    raise too_large(limit)
                 batch += chunk
                 if len(batch) >= FEED_BYTES:
                     await anyio.to_thread.run_sync(scanner.feed, bytes(batch))
