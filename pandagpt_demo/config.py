@@ -353,6 +353,10 @@ class ModelFiles:
         """The fix command and the sources it uses, for error messages."""
         return f"{self.get_weights} ({self.weight_sources})"
 
+    def quantized_dir(self, setting: str) -> Path:
+        """Where the LLM quantized on the CPU with `setting` is kept between starts (model/quantized_cache.py)."""
+        return self.root / "quantized" / f"{self.vicuna_dir.name}-{setting}"
+
 
 AUTO_DEVICE = "auto"  # with replicas: "cuda" if the Ray cluster has GPUs, decided once joined (serving/replicas.py)
 
@@ -362,10 +366,15 @@ class RunSettings:
     """How the model runs on this machine."""
 
     device: str = "cpu"
-    dtype: str = "auto"  # auto: float16 on CUDA (as the original), float32 on CPU
-    merge_lora: bool = True  # ignored when quantized: the LoRA then runs beside the 8/4-bit weights
+    dtype: str = "auto"  # auto: float16 on CUDA (as the original); on CPU float32, or bfloat16 beside quantized weights
+    merge_lora: bool = True  # on a GPU with bitsandbytes the LoRA runs beside the 8/4-bit weights; the CPU's merges first
     compile: bool = True  # on CUDA, a lone request decodes in a static cache compiled into CUDA graphs
-    quantize: str | None = None  # "8bit" or "4bit" (bitsandbytes): 13B fits in 24 GB, 7B in 12 GB
+    quantize: str | None = None  # "8bit" or "4bit": PyTorch's packed kernels on the CPU, bitsandbytes on a GPU
+
+    @property
+    def quantized_on_cpu(self) -> bool:
+        """Whether the LLM's weights are int8/int4 for PyTorch's CPU kernels (model/quantized.py)."""
+        return self.quantize is not None and self.device.split(":")[0] == "cpu"
 
 
 @dataclass(frozen=True)

@@ -78,7 +78,8 @@ class ModelChoice:
 
     @property
     def banner(self) -> str:
-        dtype = str(resolve_dtype(self.config.run.dtype, self.config.run.device)).removeprefix("torch.")
+        run = self.config.run
+        dtype = str(resolve_dtype(run.dtype, run.device, run.quantize is not None)).removeprefix("torch.")
         bits = f", LLM in {self.config.run.quantize}" if self.config.run.quantize else ""
         live = f"Model **{self.config.name}** on **{self.config.run.device}** ({dtype}{bits})"
         if self.config.name != "tiny":

@@ -115,14 +115,14 @@ def imagebind_output(encoder: ImageBindEncoder, modality: Modality, vector: torc
     """What ImageBind's own forward returns for an input whose PandaGPT vector is `vector`, on the
     encoder's device: the vector may be elsewhere (a front end of model replicas keeps its vectors
     on the CPU), and the audio logit scale it is multiplied by is on the encoder's device."""
-    return encoder.full_postprocess(modality.encoder_key, vector.to(next(encoder.parameters()).device))
+    return encoder.full_postprocess(modality.encoder_key, vector.to(encoder.placement.device))
 
 
 def output_scale(encoder: ImageBindEncoder, modality: Modality) -> float:
     """ImageBind's own output of an input is its PandaGPT vector times this: the audio logit scale
     PandaGPT skips, 1 for every other kind (`full_postprocess` of a one). A number, so a process
     that cannot read the encoder's weights (a ZeroGPU Space's, outside its calls) can apply it."""
-    parameter = next(encoder.parameters())
+    parameter = encoder.placement
     return encoder.full_postprocess(modality.encoder_key, torch.ones((), device=parameter.device, dtype=parameter.dtype)).item()
 
 

@@ -18,7 +18,7 @@ see README, "Loading and host memory").
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +36,7 @@ PROJ_KEYS = ("llama_proj.weight", "llama_proj.bias")
 TOKENIZER_FILES = ("tokenizer.model", "tokenizer.json")  # either holds the vocabulary
 SHOWN_KEYS = 5  # keys named in an error message; the rest are counted
 IGNORED_LLM_KEYS = ("rotary_emb.inv_freq",)  # buffers in old checkpoints; the model computes them
+DEFERRED_TOWER = "text"  # ImageBind's tower read on first use on the CPU (zero-shot labels only)
 
 
 def _require(path: Path, what: str, config: ModelConfig) -> None:
@@ -87,22 +88,38 @@ def _some(items: list[str]) -> str:
 
 def load_imagebind(config: ModelConfig, dtype: torch.dtype) -> ImageBindEncoder:
     """ImageBind on the run device in `dtype`, each tensor cast as it is read: built without weights
-    first, never whole in float32 (the checkpoint's dtype) beside a second copy from the file."""
+    first, never whole in float32 (the checkpoint's dtype) beside a second copy from the file.
+
+    On the CPU its text tower (`DEFERRED_TOWER`) is read only when labels are first asked for:
+    host memory is the CPU's limit, and a chat without labels never needs it.
+    """
     from accelerate import init_empty_weights
 
     path = config.files.imagebind_path
+    device = config.run.device
     _require(path, "ImageBind checkpoint", config)
     with init_empty_weights():  # parameters on `meta`; not torch.device("meta"): ImageBind's init calls .item()
         encoder = ImageBindEncoder(config.spec.imagebind)
+    defer = torch.device(device).type == "cpu"
     with _open_state_dict(path, "ImageBind checkpoint") as file:
         expected = {k: v.shape for k, v in encoder.model.state_dict().items()}
         check_keys(path, "ImageBind checkpoint", expected, _meta_tensors(file))
-        encoder.model.load_state_dict({key: file.take(key, config.run.device, dtype) for key in file.keys()}, assign=True)
-    return encoder.to(config.run.device, dtype)  # moves nothing already in place: only buffers a checkpoint does not hold
+        later = [key for key in file.keys() if defer and encoder.tower_of(key) == DEFERRED_TOWER]
+        now = [key for key in file.keys() if key not in set(later)]
+        encoder.model.load_state_dict({key: file.take(key, device, dtype) for key in now}, strict=not later, assign=True)
+    if later:
+        encoder.defer(DEFERRED_TOWER, lambda: _read_tensors(path, later, device, dtype))
+    return encoder.place(device, dtype)  # moves nothing already in place: only buffers a checkpoint does not hold
+
+
+def _read_tensors(path: Path, keys: list[str], device: str, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """Some tensors of a state-dict file, on `device` in `dtype`."""
+    with _open_state_dict(path, "ImageBind checkpoint") as file:
+        return {key: file.take(key, device, dtype) for key in keys}
 
 
 def _quantization(config: ModelConfig, dtype: torch.dtype) -> dict:
-    """from_pretrained arguments that load the LLM in 8 or 4 bits (on the device every weight goes to)."""
+    """from_pretrained arguments that load the LLM in 8 or 4 bits with bitsandbytes (on a GPU)."""
     from transformers import BitsAndBytesConfig
 
     if config.run.quantize == "8bit":
@@ -167,8 +184,16 @@ def _require_readable_shards(folder: Path, config: ModelConfig) -> None:
             ) from error
 
 
-def load_vicuna(config: ModelConfig, dtype: torch.dtype) -> tuple[nn.Module, object]:
+def load_vicuna(
+    config: ModelConfig,
+    dtype: torch.dtype,
+    lora: dict[str, torch.Tensor] | None = None,
+    detail: Callable[[str], None] = lambda message: None,
+) -> tuple[nn.Module, object]:
     """The base LLM and its tokenizer from a Hugging Face folder, every tensor of the model loaded from it.
+
+    Quantized on the CPU (`config.run.quantize`), the delta's `lora` is merged into the weights
+    before they are rounded (quantized_load.py), and `detail` hears the quantizing's progress.
 
     Not `from_pretrained(folder)`: transformers memory-maps the weight files and keeps every page it
     touched mapped to the end, so the whole file would sit in host memory beside the model on the
@@ -176,6 +201,8 @@ def load_vicuna(config: ModelConfig, dtype: torch.dtype) -> tuple[nn.Module, obj
     cannot put a tensor on "cuda" (only the thread that imported `spaces` can, app/space/zerogpu.py).
     """
     from transformers import MODEL_FOR_CAUSAL_LM_MAPPING, AutoConfig
+
+    from .quantized_load import load_quantized_llm
 
     folder = config.files.vicuna_dir
     _require(folder / "config.json", "Vicuna folder (config.json)", config)
@@ -185,8 +212,14 @@ def load_vicuna(config: ModelConfig, dtype: torch.dtype) -> tuple[nn.Module, obj
         llm_config = AutoConfig.from_pretrained(folder)
         model_class = MODEL_FOR_CAUSAL_LM_MAPPING[type(llm_config)]
         with FolderTensors(folder) as tensors:
-            load = _stream_llm if config.run.quantize is None else _quantized_llm
-            llm = load(model_class, llm_config, tensors, config, dtype)
+            if config.run.quantize is None:
+                llm = _stream_llm(model_class, llm_config, tensors, config, dtype)
+            elif config.run.quantized_on_cpu:
+                if lora is None:
+                    raise TypeError("quantizing on the CPU merges the LoRA first: pass the delta's")
+                llm = load_quantized_llm(model_class, llm_config, tensors, lora, config, dtype, detail)
+            else:
+                llm = _quantized_llm(model_class, llm_config, tensors, config, dtype)
     except (OSError, ValueError, KeyError) as error:  # KeyError: a config of no causal LM; UnreadableFile is a ValueError
         raise CheckpointError(f"Vicuna folder '{folder}' could not be loaded: {error}. Get it: {config.files.how_to_get()}") from error
     llm.eval().requires_grad_(False)
@@ -195,23 +228,29 @@ def load_vicuna(config: ModelConfig, dtype: torch.dtype) -> tuple[nn.Module, obj
 
 def _stream_llm(model_class: type[nn.Module], llm_config: object, tensors: FolderTensors, config: ModelConfig, dtype: torch.dtype) -> nn.Module:
     """The LLM built with its parameters on `meta`, then given each tensor of the folder on the run
-    device in `dtype`, one at a time in this thread. Keys are checked as `weights check` checks them:
-    every tensor of the model present with its shape, nothing else but the rotary buffers of old
-    checkpoints (which the model computes itself, like every buffer the checkpoint does not hold)."""
+    device in `dtype`, one at a time in this thread."""
     from accelerate import init_empty_weights
 
     with init_empty_weights():
         llm = model_class._from_config(llm_config, dtype=dtype)
-    expected = {key: value.shape for key, value in llm.state_dict().items()}
-    _require_all(config, sorted(set(expected) - set(tensors.keys())))
-    given = {key: tensor for key, tensor in _meta_tensors(tensors).items() if not key.endswith(IGNORED_LLM_KEYS)}
-    check_keys(tensors.folder, "The Vicuna folder", expected, given)
+    expected = check_llm_keys(llm, tensors, config)
     llm.load_state_dict({key: tensors.take(key, config.run.device, dtype) for key in expected}, assign=True)
     return llm
 
 
+def check_llm_keys(llm: nn.Module, tensors: FolderTensors, config: ModelConfig) -> list[str]:
+    """The keys of `llm` (built on `meta`), checked against the folder as `weights check` checks them:
+    every tensor of the model present with its shape, nothing else but the rotary buffers of old
+    checkpoints (which the model computes itself, like every buffer the checkpoint does not hold)."""
+    expected = {key: value.shape for key, value in llm.state_dict().items()}
+    _require_all(config, sorted(set(expected) - set(tensors.keys())))
+    given = {key: tensor for key, tensor in _meta_tensors(tensors).items() if not key.endswith(IGNORED_LLM_KEYS)}
+    check_keys(tensors.folder, "The Vicuna folder", expected, given)
+    return list(expected)
+
+
 def _quantized_llm(model_class: type[nn.Module], llm_config: object, tensors: FolderTensors, config: ModelConfig, dtype: torch.dtype) -> nn.Module:
-    """The LLM in 8 or 4 bits through transformers' `from_pretrained`, which quantizes each weight as it
+    """The LLM in 8 or 4 bits on a GPU through transformers' `from_pretrained` and bitsandbytes, which quantizes each weight as it
     is placed (in this thread: it does not read in threads while it quantizes), given the folder's
     tensors as deferred ones that read themselves to the device (`FolderTensors.deferred`)."""
     llm, info = model_class.from_pretrained(

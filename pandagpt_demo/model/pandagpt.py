@@ -29,10 +29,13 @@ from .modalities import MediaError, Modality, load_modality
 log = logging.getLogger(__name__)
 
 
-def resolve_dtype(name: str, device: str) -> torch.dtype:
-    """`auto` is float16 on CUDA (what the original ran) and float32 elsewhere."""
+def resolve_dtype(name: str, device: str, quantized: bool = False) -> torch.dtype:
+    """`auto` is float16 on CUDA (what the original ran); on the CPU bfloat16 beside quantized weights
+    (the dtype the packed kernels run in), float32 otherwise."""
     if name == "auto":
-        return torch.float16 if device.startswith("cuda") else torch.float32
+        if device.startswith("cuda"):
+            return torch.float16
+        return torch.bfloat16 if quantized else torch.float32
     dtype = getattr(torch, name, None)
     if not isinstance(dtype, torch.dtype):
         raise ValueError(f"unknown dtype {name!r}; use auto, float32, float16 or bfloat16")
@@ -56,35 +59,49 @@ class PandaGPT:
         self.llm = llm
         self.tokenizer = tokenizer
         self.device = torch.device(config.run.device)
-        self.dtype = resolve_dtype(config.run.dtype, config.run.device)
+        self.dtype = resolve_dtype(config.run.dtype, config.run.device, config.run.quantize is not None)
         self.chars_per_token = longest_piece(tokenizer.get_vocab())
 
     @classmethod
-    def load(cls, config: ModelConfig, progress: Callable[[str], None] = lambda step: None) -> PandaGPT:
-        """Load the three released files; `progress` hears each step as it starts.
+    def load(
+        cls,
+        config: ModelConfig,
+        progress: Callable[[str], None] = lambda step: None,
+        detail: Callable[[str], None] = lambda message: None,
+    ) -> PandaGPT:
+        """Load the three released files; `progress` hears each step as it starts, `detail` the
+        progress within a long one (quantizing).
 
         Every weight is read straight to the run device in its dtype and the LoRA is merged there,
         so host memory holds at most the model itself (on the CPU) and one tensor in transit.
         """
-        dtype = resolve_dtype(config.run.dtype, config.run.device)
-        device = config.run.device
+        run = config.run
+        dtype = resolve_dtype(run.dtype, run.device, run.quantize is not None)
+        device = run.device
         progress(f"ImageBind from {config.files.imagebind_path} to {device} as {dtype}")
         encoder = checkpoints.load_imagebind(config, dtype)
-        log.info("ImageBind's text tower (zero-shot labels): %.1f MB on %s", encoder.tower_bytes("text") / 1e6, device)
+        when = "read when labels are first asked for" if not encoder.loaded("text") else f"on {device}"
+        log.info("ImageBind's text tower (zero-shot labels): %.1f MB, %s", encoder.tower_bytes("text") / 1e6, when)
         progress(f"PandaGPT delta from {config.files.delta_path}")
         delta = checkpoints.read_delta(config)
-        progress(f"Vicuna from {config.files.vicuna_dir} to {device} as {dtype}")
-        llm, tokenizer = checkpoints.load_vicuna(config, dtype)
-        progress("LoRA")
-        llm = checkpoints.wrap_lora(llm, config.spec.lora)
-        checkpoints.load_lora(llm, delta.lora, config.files.delta_path)
-        # Quantized weights are already on their device, and merging would re-round them: the LoRA stays beside.
-        if config.run.quantize is None and config.run.merge_lora:
-            llm = llm.merge_and_unload()  # one matmul per projection instead of three
+        bits = f", linear layers in {run.quantize}" if run.quantize else ""
+        progress(f"Vicuna from {config.files.vicuna_dir} to {device} as {dtype}{bits}")
+        if run.quantized_on_cpu:  # the LoRA is merged into each weight before it is rounded
+            llm, tokenizer = checkpoints.load_vicuna(config, dtype, lora=delta.lora, detail=detail)
+            progress("LoRA (merged before quantizing)")
+        else:
+            llm, tokenizer = checkpoints.load_vicuna(config, dtype)
+            progress("LoRA")
+            llm = checkpoints.wrap_lora(llm, config.spec.lora)
+            checkpoints.load_lora(llm, delta.lora, config.files.delta_path)
+            # bitsandbytes' weights are already on their device, and merging would re-round them: the LoRA stays beside.
+            if run.quantize is None and run.merge_lora:
+                llm = llm.merge_and_unload()  # one matmul per projection instead of three
         proj = checkpoints.load_llama_proj(delta, config.spec.imagebind.out_embed_dim, llm.config.hidden_size, config.files.delta_path)
-        if config.run.quantize is None:
+        if run.quantize is None or run.quantized_on_cpu:
             # The weights are in place already; this moves and casts the buffers the model computes
             # itself (the rotary frequencies, made on the CPU in float32), as the original's .half() did.
+            # Integer codes are left as they are.
             llm = llm.to(device, dtype)
         model = cls(config, encoder, proj.to(device, dtype), llm, tokenizer)
         progress("ready")

@@ -231,3 +231,16 @@ def _open_listed(path: Path, index: Path | None) -> TensorFile:
         return TensorFile(path)
     except UnreadableFile as error:
         raise UnreadableFile(f"'{path}': {error}; download it again") from error
+
+
+def shard_groups(sizes: dict[str, int], limit: int) -> list[list[str]]:
+    """Keys in order, cut into consecutive groups of at most `limit` bytes (a larger tensor alone), as weight files are sharded."""
+    groups: list[list[str]] = [[]]
+    size = 0
+    for key, nbytes in sizes.items():
+        if groups[-1] and size + nbytes > limit:
+            groups.append([])
+            size = 0
+        groups[-1].append(key)
+        size += nbytes
+    return groups

@@ -10,7 +10,8 @@
 - `make-tiny DIR`: a tiny random model set in exactly the released formats (see `synthetic.py`),
   its Vicuna folder written afresh (nothing left from an earlier one).
 - `make-random --size {7b,13b} DIR`: random weights at the real sizes in the layout the app loads
-  with `--checkpoints DIR --model SIZE`, for GPU checks and benchmarks without the real files.
+  with `--checkpoints DIR --model SIZE`, for checks and benchmarks without the real files; written
+  shard by shard (host memory holds one 2 GB shard), `--imagebind FILE` links an ImageBind file.
 """
 
 from __future__ import annotations
@@ -122,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     real.add_argument("--size", choices=("7b", "13b"), required=True)
     real.add_argument("--seed", type=int, default=0)
     real.add_argument("--device", default="cpu", help="where to initialise the weights (cuda is much faster)")
+    real.add_argument("--imagebind", type=Path, metavar="FILE", help="link this ImageBind checkpoint instead of writing a random one (4.5 GB)")
     args = parser.parse_args(argv)
 
     if args.command == "download":
@@ -156,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "make-tiny":
             config = make_tiny(args.directory, args.seed)
         else:
-            config = write_random_model_set(ModelConfig.preset(args.size, args.directory), args.size, args.seed, args.device)
+            config = ModelConfig.preset(args.size, args.directory)
+            config = write_random_model_set(config, args.size, args.seed, args.device, imagebind_from=args.imagebind)
     except FileExistsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -8,6 +8,9 @@ CPU; `7b` and `13b` have the real sizes, for checks and benchmarks on a GPU.
 
 from __future__ import annotations
 
+import json
+import math
+import os
 import shutil
 from pathlib import Path
 
@@ -16,8 +19,10 @@ import torch
 from pandagpt_demo.config import LLAMA_SHAPES, LlamaShape, ModelConfig, SpecialTokens
 from pandagpt_demo.model.checkpoints import DELTA_LLM_PREFIX, wrap_lora
 from pandagpt_demo.model.encoder import ImageBindEncoder
+from pandagpt_demo.model.tensorfiles import shard_groups
 
 RANDOM_SET_MARKER = ".random_weights"  # in a Vicuna folder this module wrote, and may rewrite
+SHARD_BYTES = 2_000_000_000  # the most one LLM weight file holds (and host memory, while writing it)
 
 
 def llama_tokenizer():
@@ -39,44 +44,109 @@ def llama_tokenizer():
     return LlamaTokenizer(tokenizer_object=backend, bos_token=tokens.bos, eos_token=tokens.eos, unk_token=tokens.unk)
 
 
-def write_random_model_set(config: ModelConfig, size: str, seed: int = 0, device: str = "cpu") -> ModelConfig:
+def write_random_model_set(config: ModelConfig, size: str, seed: int = 0, device: str = "cpu", imagebind_from: Path | None = None) -> ModelConfig:
     """Write random weights of `LLAMA_SHAPES[size]` to the three paths of `config`.
 
     The LLM is saved in float16 for the real sizes (as the released Vicuna), float32 for tiny;
     `device` only speeds up initialising the big ones. The Vicuna folder is written afresh.
     """
     dtype = torch.float32 if size == "tiny" else torch.float16
-    return write_model_set(config, LLAMA_SHAPES[size], dtype, seed, device)
+    return write_model_set(config, LLAMA_SHAPES[size], dtype, seed, device, imagebind_from)
 
 
-def write_model_set(config: ModelConfig, shape: LlamaShape, dtype: torch.dtype, seed: int = 0, device: str = "cpu") -> ModelConfig:
-    """Write random weights of any LLaMA `shape` (saved in `dtype`) and of `config`'s ImageBind to its three paths."""
-    from transformers import LlamaForCausalLM
+def write_model_set(
+    config: ModelConfig,
+    shape: LlamaShape,
+    dtype: torch.dtype,
+    seed: int = 0,
+    device: str = "cpu",
+    imagebind_from: Path | None = None,
+) -> ModelConfig:
+    """Write random weights of any LLaMA `shape` (saved in `dtype`) and of `config`'s ImageBind to its three paths.
 
+    The LLM is written shard by shard (`_write_llm`), so host memory holds one shard, not the
+    model: 13B (26 GB in float16) is made on a 24 GB machine. `imagebind_from` links an existing
+    ImageBind file instead of writing another (4.5 GB each at real size).
+    """
     torch.manual_seed(seed)
-    config.files.imagebind_path.parent.mkdir(parents=True, exist_ok=True)
-    with torch.device(device):
-        encoder = ImageBindEncoder(config.spec.imagebind)
-    torch.save({k: v.cpu() for k, v in encoder.model.state_dict().items()}, config.files.imagebind_path)
-    del encoder
-
-    with torch.device(device):
-        llm = LlamaForCausalLM._from_config(shape.llama_config(), dtype=dtype)
+    _write_imagebind(config, device, imagebind_from)
+    llm_config = shape.llama_config()
     _fresh_folder(config.files.vicuna_dir)
-    llm.save_pretrained(config.files.vicuna_dir)
+    _write_llm(config.files.vicuna_dir, llm_config, dtype, device)
     llama_tokenizer().save_pretrained(config.files.vicuna_dir)
-
-    peft_model = wrap_lora(llm, config.spec.lora)
-    delta = {
-        DELTA_LLM_PREFIX + key: (torch.randn_like(value, dtype=torch.float32) * 0.02).to(value.dtype).cpu()
-        for key, value in peft_model.state_dict().items()
-        if ".lora_" in key
-    }
-    proj = torch.nn.Linear(config.spec.imagebind.out_embed_dim, llm.config.hidden_size)
-    delta |= {"llama_proj.weight": proj.weight.detach(), "llama_proj.bias": proj.bias.detach()}
+    delta = _random_delta(config, llm_config, dtype)
     config.files.delta_path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(delta, config.files.delta_path)
     return config
+
+
+def _write_imagebind(config: ModelConfig, device: str, source: Path | None) -> None:
+    path = config.files.imagebind_path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if source is not None:
+        path.unlink(missing_ok=True)
+        try:
+            os.link(source, path)  # the same bytes, no second copy on disk
+        except OSError:
+            shutil.copyfile(source, path)  # another file system
+        return
+    with torch.device(device):
+        encoder = ImageBindEncoder(config.spec.imagebind)
+    torch.save({k: v.cpu() for k, v in encoder.model.state_dict().items()}, path)
+
+
+def _llm_shapes(llm_config) -> dict[str, tuple[int, ...]]:
+    """Every tensor of the LLaMA `llm_config` describes, by name, without allocating it."""
+    from accelerate import init_empty_weights
+    from transformers import LlamaForCausalLM
+
+    with init_empty_weights():
+        llm = LlamaForCausalLM._from_config(llm_config)
+    return {key: tuple(value.shape) for key, value in llm.state_dict().items()}
+
+
+def _random_tensor(key: str, shape: tuple[int, ...], llm_config, dtype: torch.dtype, device: str) -> torch.Tensor:
+    """transformers' own initialisation of a LLaMA tensor: norms one, the rest normal(0, 0.02), the pad row of the embeddings zero."""
+    if key.endswith("norm.weight"):
+        return torch.ones(shape, dtype=dtype)
+    tensor = torch.empty(shape, device=device).normal_(0.0, llm_config.initializer_range)
+    if key.endswith("embed_tokens.weight") and llm_config.pad_token_id is not None:
+        tensor[llm_config.pad_token_id] = 0
+    return tensor.to("cpu", dtype)
+
+
+def _write_llm(folder: Path, llm_config, dtype: torch.dtype, device: str) -> None:
+    """The LLM's weights as Hugging Face writes a sharded model (`model-0000i-of-0000n.safetensors` and
+    an index; one `model.safetensors` if it fits one shard), each shard made, written and let go."""
+    from safetensors.torch import save_file
+    from transformers import GenerationConfig, LlamaForCausalLM
+
+    shapes = _llm_shapes(llm_config)
+    shards = shard_groups({key: math.prod(shape) * dtype.itemsize for key, shape in shapes.items()}, SHARD_BYTES)
+    names = ["model.safetensors"] if len(shards) == 1 else [f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))]
+    for name, keys in zip(names, shards):
+        save_file({key: _random_tensor(key, shapes[key], llm_config, dtype, device) for key in keys}, folder / name, metadata={"format": "pt"})
+    if len(shards) > 1:
+        total = sum(math.prod(shape) * dtype.itemsize for shape in shapes.values())
+        weight_map = {key: name for name, keys in zip(names, shards) for key in keys}
+        index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+        (folder / "model.safetensors.index.json").write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
+    llm_config.dtype = dtype
+    llm_config.architectures = [LlamaForCausalLM.__name__]
+    llm_config.save_pretrained(folder)
+    GenerationConfig.from_model_config(llm_config).save_pretrained(folder)
+
+
+def _random_delta(config: ModelConfig, llm_config, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """PandaGPT's delta with random LoRA tensors (the names peft gives them) and a random llama_proj."""
+    from accelerate import init_empty_weights
+    from transformers import LlamaForCausalLM
+
+    with init_empty_weights():
+        peft_model = wrap_lora(LlamaForCausalLM._from_config(llm_config), config.spec.lora)
+    delta = {DELTA_LLM_PREFIX + key: (torch.randn(value.shape) * 0.02).to(dtype) for key, value in peft_model.state_dict().items() if ".lora_" in key}
+    proj = torch.nn.Linear(config.spec.imagebind.out_embed_dim, llm_config.hidden_size)
+    return delta | {"llama_proj.weight": proj.weight.detach(), "llama_proj.bias": proj.bias.detach()}
 
 
 def _fresh_folder(folder: Path) -> None:

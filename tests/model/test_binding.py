@@ -87,16 +87,28 @@ def test_labels_as_typed_and_those_refused() -> None:
     assert label_tokens(["a dog " * 37 + "a"]).shape == (1, 77)  # 75 tokens: read whole
 
 
-def test_the_text_tower_is_loaded_and_its_memory_reported(tiny_config: ModelConfig, caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level("INFO", logger="pandagpt_demo.model.pandagpt"):
+def test_the_text_tower_is_read_when_labels_are_first_asked_for(tiny_config: ModelConfig, caplog: pytest.LogCaptureFixture) -> None:
+    """On the CPU a chat without labels never holds the text tower; the first labels load it, once."""
+    with caplog.at_level("INFO", logger="pandagpt_demo.model"):
         model = PandaGPT.load(tiny_config)
-    encoder = model.encoder
-    towers = sum(encoder.tower_bytes(key) for key in ("vision", "text", "audio", "depth", "thermal", "imu"))
-    everything = sum(t.numel() * t.element_size() for t in (*encoder.parameters(), *encoder.buffers()))
-    assert towers == everything  # the six towers are the whole of ImageBind: nothing counted twice or left out
-    text = encoder.tower_bytes("text")
-    assert text > 0
-    assert f"ImageBind's text tower (zero-shot labels): {text / 1e6:.1f} MB on cpu" in caplog.text
+        encoder = model.encoder
+        towers = sum(encoder.tower_bytes(key) for key in ("vision", "text", "audio", "depth", "thermal", "imu"))
+        everything = sum(t.numel() * t.element_size() for t in (*encoder.parameters(), *encoder.buffers()))
+        assert towers == everything  # the six towers are the whole of ImageBind: nothing counted twice or left out
+        text = encoder.tower_bytes("text")
+        assert text > 0
+        assert f"ImageBind's text tower (zero-shot labels): {text / 1e6:.1f} MB, read when labels are first asked for" in caplog.text
+        assert not encoder.loaded("text")
+        assert all(p.is_meta for p in encoder.model.modality_trunks["text"].parameters())
+
+        vectors = model.embed_labels(LABELS[:2])
+        assert encoder.loaded("text") and not any(p.is_meta for p in encoder.parameters())
+        assert caplog.text.count("ImageBind's text tower loaded on first use") == 1
+        model.embed_labels(LABELS[:2])
+        assert caplog.text.count("ImageBind's text tower loaded on first use") == 1
+    eager = PandaGPT.load(tiny_config)
+    eager.encoder._load_deferred("text")
+    assert torch.equal(vectors, eager.embed_labels(LABELS[:2]))
 
 
 @torch.inference_mode()
