@@ -12,6 +12,7 @@ from pathlib import Path
 
 MODEL_SIZES = ("7b", "13b", "tiny")
 QUANTIZATIONS = ("8bit", "4bit")
+QUANTIZE_CHOICES = ("auto", "none", *QUANTIZATIONS)  # --quantize: auto picks by memory on the CPU
 IMAGEBIND_URL = "https://dl.fbaipublicfiles.com/imagebind/imagebind_huge.pth"
 IMAGEBIND_URL_ENV = "PANDAGPT_IMAGEBIND_URL"  # overrides IMAGEBIND_URL (a mirror, or a test server)
 PROJECT_ROOT = Path(__file__).resolve().parent.parent  # the repository: app.py, examples/, checkpoints/
@@ -359,6 +360,14 @@ class ModelFiles:
 
 
 AUTO_DEVICE = "auto"  # with replicas: "cuda" if the Ray cluster has GPUs, decided once joined (serving/replicas.py)
+
+
+@dataclass(frozen=True)
+class CpuMemoryPlan:
+    """What choosing a precision on the CPU keeps free beyond the weights (app/precision.py)."""
+
+    runtime_gb: float = 1.5  # Python, torch, Gradio, ImageBind's activations for a video, the allocator's slack
+    session_tokens: int = 768  # KV cache kept for each of the engine's concurrent answers: a few turns of a chat
 
 
 @dataclass(frozen=True)

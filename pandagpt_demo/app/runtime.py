@@ -21,8 +21,9 @@ from typing import TypeVar
 import torch
 from tqdm import tqdm
 
-from pandagpt_demo.config import MODEL_SIZES, QUANTIZATIONS, ModelConfig, ReplicaConfig, ServingConfig
+from pandagpt_demo.config import LLAMA_SHAPES, MODEL_SIZES, QUANTIZE_CHOICES, ModelConfig, ReplicaConfig, ServingConfig
 from pandagpt_demo.errors import Unavailable
+from pandagpt_demo.model.footprint import Precision
 from pandagpt_demo.model.pandagpt import PandaGPT, resolve_dtype
 from pandagpt_demo.serving.engine import Engine, EngineStats
 from pandagpt_demo.serving.monitor import EngineMonitor
@@ -52,14 +53,18 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", choices=MODEL_SIZES, default="7b", help="model size (default 7b; tiny = random test weights)")
     parser.add_argument("--device", help="torch device (default: cuda if this machine has a GPU; with replicas, cuda if the Ray cluster has GPUs)")
     parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "float16", "bfloat16"), help="auto: float16 on CUDA, float32 on CPU")
-    quantize = os.environ.get(QUANTIZE_ENV) or None  # a Space runs app.py without flags: its variables stand in
-    if quantize is not None and quantize not in QUANTIZATIONS:
-        raise SystemExit(f"${QUANTIZE_ENV} is '{quantize}': it takes {' or '.join(QUANTIZATIONS)}.")
+    quantize = os.environ.get(QUANTIZE_ENV) or "auto"  # a Space runs app.py without flags: its variables stand in
+    if quantize not in QUANTIZE_CHOICES:
+        raise SystemExit(f"${QUANTIZE_ENV} is '{quantize}': it takes {', '.join(QUANTIZE_CHOICES)}.")
     parser.add_argument(
         "--quantize",
-        choices=QUANTIZATIONS,
+        choices=QUANTIZE_CHOICES,
         default=quantize,
-        help=f"load the LLM in 8 or 4 bits (bitsandbytes) to fit smaller GPUs (default ${QUANTIZE_ENV})",
+        help=(
+            "the LLM's linear layers in 8 or 4 bits (PyTorch's kernels on the CPU, bitsandbytes on a GPU), or none; "
+            f"auto (default, or ${QUANTIZE_ENV}): on the CPU the largest precision that fits the memory, "
+            "float32 > bfloat16 > 8bit > 4bit; elsewhere none"
+        ),
     )
     parser.add_argument(
         "--no-compile", dest="compile", action="store_false", help="on CUDA, skip compiling the decode steps: ready minutes sooner, decodes slower"
@@ -75,13 +80,15 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 class ModelChoice:
     config: ModelConfig
     fallback_reason: str | None  # why the tiny model runs instead of the one asked for
+    precision_reason: str | None = None  # why this precision, when chosen from the machine's memory
 
     @property
     def banner(self) -> str:
         run = self.config.run
         dtype = str(resolve_dtype(run.dtype, run.device, run.quantize is not None)).removeprefix("torch.")
         bits = f", LLM in {self.config.run.quantize}" if self.config.run.quantize else ""
-        live = f"Model **{self.config.name}** on **{self.config.run.device}** ({dtype}{bits})"
+        chosen = ", chosen from this machine's memory" if self.precision_reason else ""
+        live = f"Model **{self.config.name}** on **{self.config.run.device}** ({dtype}{bits}{chosen})"
         if self.config.name != "tiny":
             return live
         real = ModelConfig.preset("7b", self.config.files.imagebind_path.parent.parent)
@@ -97,23 +104,47 @@ def choose_model(args: argparse.Namespace) -> ModelChoice:
     """
     from pandagpt_demo.weights.check import check_model
 
-    config = model_config(args, args.model)
+    config, precision_reason = model_config(args, args.model), None
     reason = None
     if args.model != "tiny":
         report = check_model(config, args.model)
         if not report.ok:
             reason = report.explanation()
             config = model_config(args, "tiny")
+    if config.name != "tiny":
+        config, precision_reason = cpu_precision(args, config)
     log.info(
-        "model %s on %s, dtype %s, compile %s, quantize %s%s",
+        "model %s on %s, dtype %s, compile %s, quantize %s%s%s",
         config.name,
         config.run.device,
         config.run.dtype,
         config.run.compile,
         config.run.quantize,
+        f" (precision from memory: {precision_reason})" if precision_reason else "",
         f" (fallback: {reason})" if reason else "",
     )
-    return ModelChoice(config, reason)
+    return ModelChoice(config, reason, precision_reason)
+
+
+def cpu_precision(args: argparse.Namespace, config: ModelConfig) -> tuple[ModelConfig, str | None]:
+    """On the CPU, `config` at the precision chosen from the memory available (with `--quantize auto`
+    and `--dtype auto`), or as asked if that can load; DoesNotFit (a SystemExit) otherwise.
+    Elsewhere, or where the memory cannot be read, `config` as it is."""
+    from .precision import available_memory, choose, needs_of, require
+
+    available = available_memory()
+    if config.run.device.split(":")[0] != "cpu" or available is None:
+        return config, None
+    shape = LLAMA_SHAPES[config.name]
+    needs = needs_of(shape, config.spec.imagebind, getattr(args, "concurrency", None) or 1)
+    if args.quantize == "auto" and args.dtype == "auto":
+        precision, reason = choose(needs, available)
+        if precision.quantize is None and precision.dtype != "float32":
+            reason += "; decoding is faster in fewer bits: --quantize 4bit (README, 'On a CPU')"
+        return config.updated(dtype=precision.dtype, quantize=precision.quantize), reason
+    dtype = str(resolve_dtype(config.run.dtype, config.run.device, config.run.quantize is not None)).removeprefix("torch.")
+    require(needs, Precision(dtype, config.run.quantize), available)
+    return config, None
 
 
 def local_device(asked: str | None) -> str:
@@ -123,7 +154,8 @@ def local_device(asked: str | None) -> str:
 
 def model_config(args: argparse.Namespace, size: str) -> ModelConfig:
     """The config of model `size` in --checkpoints with the run settings the flags ask for."""
-    return ModelConfig.preset(size, args.checkpoints, device=args.device, dtype=args.dtype, quantize=args.quantize, compile=args.compile)
+    quantize = None if args.quantize in ("auto", "none") else args.quantize  # auto: decided by cpu_precision, once the model is known
+    return ModelConfig.preset(size, args.checkpoints, device=args.device, dtype=args.dtype, quantize=quantize, compile=args.compile)
 
 
 def load_with_progress(choice: ModelChoice, on_step=lambda message: None) -> PandaGPT:

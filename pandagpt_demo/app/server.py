@@ -39,7 +39,7 @@ from pandagpt_demo.errors import BadSetting
 from pandagpt_demo.serving.compile_cache import use_compile_cache
 from pandagpt_demo.weights.download import Request
 
-from .runtime import MainThreadLoads, ModelChoice, ModelHandle, add_model_arguments, choose_model, local_device, model_config, setup_logging
+from .runtime import MainThreadLoads, ModelHandle, add_model_arguments, choose_model, cpu_precision, local_device, model_config, setup_logging
 
 
 def parse_args(argv: list[str] | None = None, space: SpaceEnv | None = None) -> argparse.Namespace:
@@ -192,14 +192,12 @@ def main(argv: list[str] | None = None) -> None:
     replicas = replica_config(args)
     # replicas run where the Ray cluster puts them: their device is decided once it is joined
     args.device = (args.device or AUTO_DEVICE) if replicas is not None else local_device(args.device)
-    size, not_fetched = space.to_fetch(args.model, args.download, gpu=space.zero_gpu or args.device.startswith("cuda"))
+    size = space.to_fetch(args.model, args.download)
     if size is not None:
         args.model = size
     if size is not None and replicas is not None:
         download_first(args)
     choice = choose_model(args)
-    if not_fetched and choice.fallback_reason:
-        choice = ModelChoice(choice.config, f"{not_fetched} {choice.fallback_reason}")
     fetch = size is not None and replicas is None and choice.fallback_reason is not None  # not there yet: fetched while tiny serves
     print(choice.banner.replace("**", ""))
     zero_gpu = on_zero_gpu()
@@ -214,7 +212,8 @@ def main(argv: list[str] | None = None) -> None:
     loads = MainThreadLoads() if zero_gpu else None  # ZeroGPU: "cuda" only on the thread that imported `spaces`
     handle = ModelHandle(choice, serving, replicas, loads).start()
     if fetch:
-        WeightsFetch(handle, Request(model=size, directory=args.checkpoints), model_config(args, size)).start()
+        target, precision_reason = cpu_precision(args, model_config(args, size))
+        WeightsFetch(handle, Request(model=size, directory=args.checkpoints), target, precision_reason).start()
     house.lifecycle.install_signal_handlers()  # after Ray's start, which sets handlers of its own
     metrics = Metrics(handle, house)
     max_file_size = int(args.max_file_mb * 1024 * 1024)  # bytes; Gradio refuses larger uploads unread

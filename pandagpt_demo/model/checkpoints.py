@@ -338,6 +338,15 @@ def wrap_lora(llm: nn.Module, spec: LoraSpec) -> nn.Module:
         return get_peft_model(llm, lora_config).eval()
 
 
+def lora_shapes(llm_config: object, spec: LoraSpec) -> dict[str, torch.Size]:
+    """The LoRA keys and shapes (peft's names) of the LLM `llm_config` describes, from a `meta` model: what `load_lora` demands."""
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        llm = AutoModelForCausalLM.from_config(llm_config)
+    return {key: value.shape for key, value in wrap_lora(llm, spec).state_dict().items() if ".lora_" in key}
+
+
 def load_lora(model: nn.Module, lora_state: dict[str, torch.Tensor], path: Path) -> None:
     """Load the delta's LoRA tensors into a wrapped model, every one accounted for."""
     expected = {k: v.shape for k, v in model.state_dict().items() if ".lora_" in k}

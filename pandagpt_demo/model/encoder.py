@@ -7,6 +7,7 @@ the towers itself and applies PandaGPT's postprocessing.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
 import sys
@@ -34,6 +35,16 @@ def imagebind_module(name: str) -> ModuleType:
 
     sys.modules.setdefault("torchvision.transforms.functional_tensor", tv_functional)
     return importlib.import_module(name)
+
+
+@functools.cache
+def imagebind_shapes(arch: ImageBindArch) -> dict[str, torch.Size]:
+    """Key -> shape of ImageBind's state dict, built without allocating its weights."""
+    from accelerate import init_empty_weights
+
+    with init_empty_weights(include_buffers=False):  # parameters on `meta`; ImageBind's __init__ calls .item()
+        encoder = ImageBindEncoder(arch)
+    return {key: value.shape for key, value in encoder.model.state_dict().items()}
 
 
 def imagebind_model_class() -> type[nn.Module]:
@@ -95,7 +106,7 @@ class ImageBindEncoder(nn.Module):
     def loaded(self, modality_key: str) -> bool:
         return modality_key not in self._deferred
 
-    def _load_deferred(self, modality_key: str) -> None:
+    def ensure_loaded(self, modality_key: str) -> None:
         if modality_key not in self._deferred:
             return
         with self._loading:  # two first requests at once load it once
@@ -128,7 +139,7 @@ class ImageBindEncoder(nn.Module):
         if clips:
             n_inputs, n_clips = batch.shape[:2]
             batch = batch.reshape(n_inputs * n_clips, *batch.shape[2:])
-        self._load_deferred(modality_key)
+        self.ensure_loaded(modality_key)
         parameter = self.placement
         batch = batch.to(device=parameter.device, dtype=parameter.dtype if batch.is_floating_point() else batch.dtype)  # text: token ids
         prepared = self.model.modality_preprocessors[modality_key](**{modality_key: batch})

@@ -17,7 +17,6 @@ killed while writing leaves the previous cache (or none), never half of one.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -28,13 +27,14 @@ from pathlib import Path
 
 import torch
 
+from pandagpt_demo.files import sha256_file
+
 from .tensorfiles import TensorFile, UnreadableFile, shard_groups
 
 log = logging.getLogger(__name__)
 
 METADATA_KEY = "pandagpt_quantized"
 SHARD_BYTES = 1_000_000_000  # per file: a write holds at most one shard's bytes beyond the model
-HASH_CHUNK = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ class Source:
     @classmethod
     def of(cls, path: Path) -> Source:
         stat = path.stat()
-        return cls(path.name, stat.st_size, stat.st_mtime_ns, file_sha256(path))
+        return cls(path.name, stat.st_size, stat.st_mtime_ns, sha256_file(path))
 
     def still(self, path: Path) -> bool:
         """Whether `path` holds the same bytes: by size and time, else by hashing it again."""
@@ -59,15 +59,7 @@ class Source:
             return False
         if stat.st_size != self.size:
             return False
-        return stat.st_mtime_ns == self.mtime_ns or file_sha256(path) == self.sha256
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        while chunk := file.read(HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return stat.st_mtime_ns == self.mtime_ns or sha256_file(path) == self.sha256
 
 
 class QuantizedCache:

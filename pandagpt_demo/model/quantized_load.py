@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from pandagpt_demo.config import LoraSpec, ModelConfig
 
-from .checkpoints import check_keys, check_llm_keys, wrap_lora
+from .checkpoints import check_keys, check_llm_keys, lora_shapes
 from .quantized import Scheme, empty_quantized_linear, quantized_linear, quantized_targets, swap_module
 from .quantized_cache import QuantizedCache
 from .tensorfiles import FolderTensors, weight_files
@@ -43,7 +43,7 @@ def load_quantized_llm(
     with init_empty_weights():
         llm = model_class._from_config(llm_config, dtype=dtype)
     expected = check_llm_keys(llm, tensors, config)
-    updates = lora_updates(lora, model_class, llm_config, config.spec.lora, config.files.delta_path)
+    updates = lora_updates(lora, llm_config, config.spec.lora, config.files.delta_path)
     cache = QuantizedCache(config.files.quantized_dir(config.run.quantize))
     identity = cache_identity(scheme, dtype, config.spec.lora)
     sources = source_files(config)
@@ -108,16 +108,9 @@ def _head_name(llm: nn.Module) -> str:
     return next(name for name, module in llm.named_modules() if module is head)
 
 
-def lora_updates(
-    lora: dict[str, torch.Tensor], model_class: type[nn.Module], llm_config: object, spec: LoraSpec, path: Path
-) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """The delta's LoRA as module name -> (A, B), every key checked against peft's wrapping of this model (built on `meta`)."""
-    from accelerate import init_empty_weights
-
-    with init_empty_weights():
-        wrapped = wrap_lora(model_class._from_config(llm_config), spec)
-    expected = {key: value.shape for key, value in wrapped.state_dict().items() if ".lora_" in key}
-    check_keys(path, "PandaGPT delta (LoRA part)", expected, lora)
+def lora_updates(lora: dict[str, torch.Tensor], llm_config: object, spec: LoraSpec, path: Path) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """The delta's LoRA as module name -> (A, B), every key checked against peft's wrapping of this model."""
+    check_keys(path, "PandaGPT delta (LoRA part)", lora_shapes(llm_config, spec), lora)
     parts: dict[str, dict[str, torch.Tensor]] = {}
     for key, tensor in lora.items():  # base_model.model.<module>.lora_A.default.weight
         module_name, _, rest = key.removeprefix(PEFT_PREFIX).rpartition(".lora_")

@@ -13,6 +13,7 @@ import torch
 
 from pandagpt_demo.config import SamplingParams, ServingConfig
 from pandagpt_demo.model.conversation import Conversation
+from pandagpt_demo.model.modalities import IMAGE_SIZE, Modality
 from pandagpt_demo.model.pandagpt import PandaGPT
 
 from .batching import BatchedDecoder
@@ -50,19 +51,32 @@ def start_engine(model: PandaGPT, serving: ServingConfig = ServingConfig(), prog
     if compile_steps:
         progress("compiling the decode steps (a few minutes on a first start, cached after)")
         warm_up(model, decoder)
+    elif model.device.type == "cpu":
+        progress("warming up")
+        warm_up_once(model, decoder)
     return decoder
+
+
+def _question_embeds(model: PandaGPT, question: str) -> torch.Tensor:
+    conversation = Conversation(model.config.spec.prompt)
+    conversation.ask(question)
+    return model.prompt_embeds(conversation, None)
+
+
+def warm_up_once(model: PandaGPT, decoder: BatchedDecoder) -> None:
+    """One short answer in the batch and one image through ImageBind before the app says it is ready:
+    the first pass of each touches every weight page and sets up the CPU kernels, seconds at 7B
+    that would otherwise fall inside the first user's answer."""
+    start = time.perf_counter()
+    decoder.warm_up([_question_embeds(model, "Hi")], SamplingParams(max_new_tokens=2, temperature=0.0), False)
+    model.encode(Modality.IMAGE, torch.zeros(3, IMAGE_SIZE, IMAGE_SIZE))  # an image as the loader makes it
+    log.info("warm-up: one answer and one image in %.1f s", time.perf_counter() - start)
 
 
 def warm_up(model: PandaGPT, decoder: BatchedDecoder) -> None:
     """Run every kind of decode step once: alone in the slot, alone in the batch, in a batch of
     equal lengths, in a padded batch (a batch of one row is its own shape to the compiler)."""
-
-    def embeds(question: str) -> torch.Tensor:
-        conversation = Conversation(model.config.spec.prompt)
-        conversation.ask(question)
-        return model.prompt_embeds(conversation, None)
-
-    short, long = embeds("Hi"), embeds("Hello! What can you do for me today?")
+    short, long = _question_embeds(model, "Hi"), _question_embeds(model, "Hello! What can you do for me today?")
     params = SamplingParams(max_new_tokens=4, temperature=0.0)
     kinds = {
         "alone (the slot)": ([short], True),

@@ -25,7 +25,17 @@ import torch
 from pandagpt_demo.config import LLAMA_SHAPES, ImageBindArch, LlamaShape, ModelConfig
 from pandagpt_demo.errors import first_line
 from pandagpt_demo.files import human_size, sha256_file
-from pandagpt_demo.model.checkpoints import IGNORED_LLM_KEYS, PROJ_KEYS, TOKENIZER_FILES, CheckpointError, check_keys, load_tokenizer, peft_keys
+from pandagpt_demo.model.checkpoints import (
+    IGNORED_LLM_KEYS,
+    PROJ_KEYS,
+    TOKENIZER_FILES,
+    CheckpointError,
+    check_keys,
+    load_tokenizer,
+    lora_shapes,
+    peft_keys,
+)
+from pandagpt_demo.model.encoder import imagebind_shapes
 from pandagpt_demo.model.tensorfiles import FolderTensors, TensorFile, UnreadableFile, weight_files
 
 from .delta import DELTA_NORM_LIMIT, NORM_KEY, norm_scale
@@ -141,29 +151,13 @@ def check_imagebind(path: Path, arch: ImageBindArch, root: Path) -> Row:
     try:
         file = TensorFile(path)
         given = {key: torch.empty(file.shape(key), device="meta") for key in file.keys()}
-        check_keys(path, "ImageBind checkpoint", _imagebind_shapes(arch), given)
+        check_keys(path, "ImageBind checkpoint", imagebind_shapes(arch), given)
     except UnreadableFile as error:
         return Row("imagebind", name, WRONG, str(error))
     except CheckpointError as error:
         return Row("imagebind", name, WRONG, _differences(error))
     kind = "huge" if arch == ImageBindArch() else "tiny" if arch == ImageBindArch.tiny() else "custom"
     return Row("imagebind", name, OK, f"ImageBind {kind}: {len(given)} tensors, {human_size(path.stat().st_size)}")
-
-
-_IMAGEBIND_SHAPES: dict[ImageBindArch, dict[str, torch.Size]] = {}
-
-
-def _imagebind_shapes(arch: ImageBindArch) -> dict[str, torch.Size]:
-    """Key -> shape of ImageBind's state dict, built without allocating its weights."""
-    if arch not in _IMAGEBIND_SHAPES:
-        from accelerate import init_empty_weights
-
-        from pandagpt_demo.model.encoder import ImageBindEncoder
-
-        with init_empty_weights(include_buffers=False):  # parameters on `meta`; ImageBind's __init__ calls .item()
-            encoder = ImageBindEncoder(arch)
-        _IMAGEBIND_SHAPES[arch] = {key: value.shape for key, value in encoder.model.state_dict().items()}
-    return _IMAGEBIND_SHAPES[arch]
 
 
 # --- Vicuna -----------------------------------------------------------------------------------
@@ -299,22 +293,10 @@ def check_delta(path: Path, llm: object | LlamaShape | None, config: ModelConfig
         )
     try:
         given = {target: torch.empty(file.shape(key), device="meta") for key, target in peft_keys(keys, path).items()}
-        check_keys(path, "PandaGPT delta (LoRA part)", _lora_shapes(llm_config, config), given)
+        check_keys(path, "PandaGPT delta (LoRA part)", lora_shapes(llm_config, config.spec.lora), given)
     except CheckpointError as error:
         return Row("delta", name, WRONG, _differences(error))
     return Row("delta", name, OK, f"llama_proj {proj}, LoRA r={config.spec.lora.r} on {layers} layers")
-
-
-def _lora_shapes(llm_config: object, config: ModelConfig) -> dict[str, torch.Size]:
-    """The LoRA keys and shapes `checkpoints.load_lora` will demand, from a meta-device model."""
-    import warnings
-
-    from pandagpt_demo.model.checkpoints import wrap_lora
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # a transformers deprecation inside peft, not ours
-        model = wrap_lora(_meta_llm(llm_config), config.spec.lora)
-    return {key: value.shape for key, value in model.state_dict().items() if ".lora_" in key}
 
 
 # --- manifest ---------------------------------------------------------------------------------

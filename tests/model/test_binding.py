@@ -107,7 +107,7 @@ def test_the_text_tower_is_read_when_labels_are_first_asked_for(tiny_config: Mod
         model.embed_labels(LABELS[:2])
         assert caplog.text.count("ImageBind's text tower loaded on first use") == 1
     eager = PandaGPT.load(tiny_config)
-    eager.encoder._load_deferred("text")
+    eager.encoder.ensure_loaded("text")
     assert torch.equal(vectors, eager.embed_labels(LABELS[:2]))
 
 

@@ -397,29 +397,26 @@ def test_concurrent_video_embeddings_match_sequential(tiny_model: PandaGPT, medi
 
 
 @pytest.mark.parametrize("bits", ["8bit", "4bit"])
-def test_quantized_llm_keeps_the_lora_and_answers(tiny_config: ModelConfig, tiny_model: PandaGPT, bits: str) -> None:
-    """8/4-bit loading (bitsandbytes) keeps PandaGPT's LoRA unmerged beside the quantized weights."""
-    pytest.importorskip("bitsandbytes")
+def test_a_quantized_llm_answers_close_to_full_precision(tiny_config: ModelConfig, tiny_model: PandaGPT, bits: str) -> None:
+    """8/4-bit on the CPU (PyTorch's packed kernels, the LoRA merged first: test_quantized.py) stays
+    close to the float32 model's logits, and answers."""
     quantized = PandaGPT.load(tiny_config.updated(quantize=bits))
-    layer = quantized.llm.base_model.model.model.layers[0].self_attn.q_proj
-    assert type(layer.base_layer).__name__ == {"8bit": "Linear8bitLt", "4bit": "Linear4bit"}[bits]
-    assert "default" in layer.lora_A
+    layer = quantized.llm.model.layers[0].self_attn.q_proj
+    assert type(layer).__name__ == {"8bit": "Int8Linear", "4bit": "Int4Linear"}[bits]
     reference = logits_of(tiny_model)
-    relative_error = lambda logits: float((logits - reference).abs().max() / reference.abs().max())  # noqa: E731
-    with_lora = relative_error(logits_of(quantized))
-    assert with_lora < {"8bit": 0.03, "4bit": 0.25}[bits]
+    relative_error = float((logits_of(quantized).float() - reference).abs().max() / reference.abs().max())
+    assert relative_error < {"8bit": 0.03, "4bit": 0.25}[bits]
     assert answer(quantized, GREEDY)
-    quantized.llm.disable_adapter_layers()
-    assert relative_error(logits_of(quantized)) > with_lora, "the delta's LoRA still acts on the quantized model"
 
 
 def test_a_quantized_llm_decodes_in_the_shared_batch(tiny_config: ModelConfig) -> None:
-    """The batch's cache is built from the model's config, which a quantized LLM (a peft model around
-    bitsandbytes layers) reaches through peft: served answers equal the unbatched ones."""
+    """The engine (the batch's KV cache, inputs_embeds prompts) runs on the int4 model unchanged:
+    served answers, decoded together, equal the unbatched ones. In float32 activations: in bfloat16 a
+    row alone and the same row in a padded batch round differently, and a random tiny model's flat
+    logits let that change a greedy token."""
     from concurrent.futures import ThreadPoolExecutor
 
-    pytest.importorskip("bitsandbytes")
-    quantized = PandaGPT.load(tiny_config.updated(quantize="4bit"))
+    quantized = PandaGPT.load(tiny_config.updated(quantize="4bit", dtype="float32"))
 
     def ask(question: str, engine: Engine) -> str:
         conversation = Conversation()

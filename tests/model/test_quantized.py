@@ -10,13 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from pandagpt_demo.config import ModelConfig, SamplingParams, ServingConfig
+from pandagpt_demo.config import ModelConfig
 from pandagpt_demo.model import quantized_cache
 from pandagpt_demo.model.conversation import Conversation
 from pandagpt_demo.model.pandagpt import PandaGPT
 from pandagpt_demo.model.quantized import Int4Linear, Int8Linear, quantize_int4
 from pandagpt_demo.model.tensorfiles import FolderTensors
-from pandagpt_demo.serving.start import start_engine
 from pandagpt_demo.weights.synthetic import make_tiny
 
 
@@ -92,26 +91,6 @@ def test_the_lora_is_merged_before_rounding(tiny_copy: ModelConfig, setting: str
         with FolderTensors(tiny_copy.files.vicuna_dir) as vicuna:
             base = vicuna.get(f"model.layers.1.self_attn.{name}.weight").float()  # Vicuna's own, before the LoRA
         assert (recovered - base).abs().max() > step.max()  # the LoRA's update is in it: random LoRA weights move it by more than a step
-
-
-def test_quantized_answers_run_through_the_batching_engine(tiny_copy: ModelConfig) -> None:
-    """The engine (batch, KV cache, inputs_embeds prompts) runs on the int4 model unchanged:
-    greedy answers decoded together equal each decoded alone."""
-    model = PandaGPT.load(tiny_copy.updated(quantize="4bit"))
-    batched = start_engine(model, ServingConfig(max_batch=4))
-    inline = start_engine(model, ServingConfig.inline())
-    params = SamplingParams(max_new_tokens=12, temperature=0.0)
-    prompts = []
-    for question in ("What is it?", "Describe the sound in detail, please."):
-        conversation = Conversation(model.config.spec.prompt)
-        conversation.ask(question)
-        prompts.append(model.prompt_embeds(conversation, None))
-    try:
-        alone = [list(inline.generate(embeds, params)) for embeds in prompts]
-        together = [list(batched.generate(embeds, params)) for embeds in prompts]
-        assert together == alone and all(len(tokens) > 0 for tokens in alone)
-    finally:
-        batched.close()
 
 
 def test_the_cache_is_written_once_and_read_while_fresh(tiny_copy: ModelConfig, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -3,8 +3,9 @@
 A Space sets `SPACE_ID` (owner/name); ZeroGPU hardware sets `SPACES_ZERO_GPU`; persistent storage,
 when the Space has it, is mounted at `/data`. From these: where the weights live (`/data` survives
 restarts; without it, the Hugging Face cache folder, which lasts until the Space restarts) and
-whether to fetch them at start (on GPU hardware, yes; on CPU no, unless asked: 7B on CPU is not a
-demo anyone waits for). `PANDAGPT_DOWNLOAD` overrides: a size to fetch (and run), or `no`.
+whether to fetch them at start: yes, on GPU hardware and on CPU hardware alike (on the CPU the app
+then runs the LLM in the precision that fits the Space's memory: int4 for 7B on a free 16 GB Space,
+app/precision.py). `PANDAGPT_DOWNLOAD` overrides: a size to fetch (and run), or `no`.
 """
 
 from __future__ import annotations
@@ -60,22 +61,12 @@ class SpaceEnv:
             return None
         return self.storage / "compile-cache"
 
-    def to_fetch(self, model: str, asked: bool, gpu: bool) -> tuple[str | None, str | None]:
-        """(the size to fetch while serving, or None; why not, when a Space would want to know).
-
-        `asked`: the --download flag; `gpu`: whether answers would run on a GPU here.
-        """
+    def to_fetch(self, model: str, asked: bool) -> str | None:
+        """The size to fetch while serving, or None. `asked`: the --download flag."""
         if self.download in NO:
-            return None, None
+            return None
         if self.download is not None:
-            return self.download, None
-        if asked:
-            return (model if model != "tiny" else None), None
-        if self.space_id is None or model == "tiny":
-            return None, None
-        if not gpu:
-            return None, (
-                f"This Space runs on CPU hardware, so the {model} weights are not fetched: pick GPU hardware in the Space's "
-                f"settings (they are then fetched at start), or set the variable {DOWNLOAD_ENV}={model} to fetch them anyway."
-            )
-        return model, None
+            return self.download
+        if asked or self.space_id is not None:
+            return model if model != "tiny" else None
+        return None

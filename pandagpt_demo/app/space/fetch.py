@@ -26,11 +26,13 @@ TICK_S = 1.0  # how often the status line's progress is refreshed
 class WeightsFetch:
     """One fetch of `request.model` into `request.directory`, and the swap that follows it."""
 
-    def __init__(self, handle: ModelHandle, request: Request, config: ModelConfig) -> None:
-        """`config`: the model to load once fetched (the request's size and folder, the run settings asked for)."""
+    def __init__(self, handle: ModelHandle, request: Request, config: ModelConfig, precision_reason: str | None = None) -> None:
+        """`config`: the model to load once fetched (the request's size and folder, the run settings asked
+        for or chosen from memory, as `precision_reason` says)."""
         self.handle = handle
         self.request = request
         self.config = config
+        self.precision_reason = precision_reason
         self.meter = DownloadMeter()
         self.done = threading.Event()
         self._fetching = threading.Event()
@@ -62,7 +64,7 @@ class WeightsFetch:
                 self._fail(report.explanation())
                 return
             self.handle.notice = f"The {size} weights are fetched and verified; loading them (the tiny model answers meanwhile)…"
-            self.handle.replace(ModelChoice(self.config, None))
+            self.handle.replace(ModelChoice(self.config, None, self.precision_reason))
             self.handle.notice = ""
         except DownloadError as error:
             self._fail(str(error))

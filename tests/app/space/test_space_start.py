@@ -174,12 +174,11 @@ def test_where_a_space_keeps_its_weights_and_when_it_fetches(tmp_path: Path) -> 
     assert no_storage.compile_cache() is None and SpaceEnv.read({}, storage=storage).compile_cache() is None
     assert parse_args([], space).compile_cache == storage / "compile-cache"  # what app.py's start uses
 
-    assert space.to_fetch("7b", asked=False, gpu=True) == ("7b", None)  # GPU hardware: fetched at start
-    size, why = space.to_fetch("7b", asked=False, gpu=False)
-    assert size is None and "CPU hardware" in why and "PANDAGPT_DOWNLOAD=7b" in why
-    assert SpaceEnv.read({"SPACE_ID": "a/b", "PANDAGPT_DOWNLOAD": "13b"}).to_fetch("7b", False, False) == ("13b", None)
-    assert SpaceEnv.read({"SPACE_ID": "a/b", "PANDAGPT_DOWNLOAD": "no"}).to_fetch("7b", False, True) == (None, None)
-    assert SpaceEnv.read({}).to_fetch("7b", asked=False, gpu=True) == (None, None)  # elsewhere only when asked
-    assert SpaceEnv.read({}).to_fetch("13b", asked=True, gpu=False) == ("13b", None)
+    assert space.to_fetch("7b", asked=False) == "7b"  # a Space fetches at start, on GPU and CPU hardware alike
+    assert space.to_fetch("tiny", asked=False) is None
+    assert SpaceEnv.read({"SPACE_ID": "a/b", "PANDAGPT_DOWNLOAD": "13b"}).to_fetch("7b", False) == "13b"
+    assert SpaceEnv.read({"SPACE_ID": "a/b", "PANDAGPT_DOWNLOAD": "no"}).to_fetch("7b", False) is None
+    assert SpaceEnv.read({}).to_fetch("7b", asked=False) is None  # elsewhere only when asked
+    assert SpaceEnv.read({}).to_fetch("13b", asked=True) == "13b"
     with pytest.raises(SystemExit, match="PANDAGPT_DOWNLOAD is '30b'"):
         SpaceEnv.read({"PANDAGPT_DOWNLOAD": "30b"})
