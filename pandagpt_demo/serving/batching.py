@@ -141,6 +141,7 @@ class BatchedDecoder:
         for request in [self._submit(embeds, params, None, None, use_slot) for embeds in prompts]:
             for _ in self._stream(request):
                 pass
+        self.tokens, self.steps = 0, dict.fromkeys(self.steps, 0)  # a warm-up is not traffic: stats and /metrics start from zero
 
     def _submit(
         self, embeds: torch.Tensor, params: SamplingParams, cancel: threading.Event | None, clock: AnswerClock | None, use_slot: bool = True
