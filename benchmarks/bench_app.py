@@ -2,6 +2,7 @@
 
     python benchmarks/bench_app.py --clients 16 --json app.json -- --model 7b --checkpoints /tmp/random_7b
     python benchmarks/bench_app.py --clients 2 --max-tokens 8 -- --model tiny    # CPU smoke run
+    python benchmarks/bench_app.py --single 3 --clients 16 --max-tokens 32 -- --checkpoints DIR   # a CPU machine, 7B
 
 Everything after `--` goes to `app.py` (compile stays on unless `--no-compile` is among them).
 Measured: seconds from the process start to `/readyz` saying ready (model load and the compiling
@@ -9,6 +10,11 @@ warm-up included); then every client sends its own image (a picture of its own c
 question through `/v1/chat/completions` with `stream: true`, all at once: every answer must end with
 a finish reason and a usage count; aggregate tokens/s over the wall time of the whole wave, and the
 slowest first token (first non-empty content) among the clients.
+
+With `--single N`, N questions go first, one at a time, each with an image and a 3 s sound (the
+first answer is where a warm-up missing from the start would show): each one's first token and
+decode tokens/s, one session's figures against the wave's. The app's peak resident memory (VmHWM)
+and its memory now are read at the end, before it is stopped.
 """
 
 from __future__ import annotations
@@ -53,20 +59,33 @@ def wait_ready(base: str, process: subprocess.Popen, limit_s: float) -> float:
     raise TimeoutError(f"not ready after {limit_s} s")
 
 
-def client(base: str, model: str, index: int, max_tokens: int, start: float, result: dict) -> None:
+def sound_base64(seconds: float = 3.0, rate: int = 16000) -> str:
+    """A WAV of a 440 Hz tone, base64, for an `input_audio` part."""
+    import math
+    import struct
+    import wave
+
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as file:
+        file.setnchannels(1)
+        file.setsampwidth(2)
+        file.setframerate(rate)
+        file.writeframes(b"".join(struct.pack("<h", int(12000 * math.sin(2 * math.pi * 440 * i / rate))) for i in range(int(seconds * rate))))
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def client(base: str, model: str, index: int, max_tokens: int, start: float, result: dict, sound: bool = False) -> None:
     """One streaming chat completion; records its first-token time, usage and finish reason."""
+    content = [{"type": "text", "text": "Describe this image."}, {"type": "image_url", "image_url": {"url": image_data_url(index)}}]
+    if sound:
+        content.append({"type": "input_audio", "input_audio": {"data": sound_base64(), "format": "wav"}})
     body = {
         "model": model,
         "stream": True,
         "stream_options": {"include_usage": True},
         "max_tokens": max_tokens,
         "temperature": 0,
-        "messages": [
-            {
-                "role": "user",
-                "content": [{"type": "text", "text": "Describe this image."}, {"type": "image_url", "image_url": {"url": image_data_url(index)}}],
-            }
-        ],
+        "messages": [{"role": "user", "content": content}],
     }
     try:
         with httpx.stream("POST", f"{base}/v1/chat/completions", json=body, timeout=600) as response:
@@ -78,6 +97,8 @@ def client(base: str, model: str, index: int, max_tokens: int, start: float, res
                 for choice in chunk.get("choices", []):
                     if choice["delta"].get("content") and "first_token_s" not in result:
                         result["first_token_s"] = time.perf_counter() - start
+                    if choice["delta"].get("content"):
+                        result["last_token_s"] = time.perf_counter() - start
                     if choice.get("finish_reason"):
                         result["finish_reason"] = choice["finish_reason"]
                 if chunk.get("usage"):
@@ -86,9 +107,19 @@ def client(base: str, model: str, index: int, max_tokens: int, start: float, res
         result["error"] = repr(error)
 
 
+def process_memory(pid: int) -> dict[str, float]:
+    """The process's peak and current resident memory, GB (from /proc; empty elsewhere)."""
+    try:
+        status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+    except OSError:
+        return {}
+    return {f"{key}_gb": round(int(status[key].split()[0]) * 1024 / 1e9, 2) for key in ("VmHWM", "VmRSS")}
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--single", type=int, default=0, help="questions (image + sound) asked one at a time before the wave")
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--port", type=int, default=7877)
     parser.add_argument("--ready-limit-s", type=float, default=900)
@@ -102,6 +133,10 @@ def main(argv: list[str] | None = None) -> dict:
     try:
         ready_s = wait_ready(base, process, args.ready_limit_s)
         model = httpx.get(f"{base}/v1/models", timeout=10).json()["data"][0]["id"]
+        singles: list[dict] = []
+        for index in range(args.single):
+            singles.append({})
+            client(base, model, 1000 + index, args.max_tokens, time.perf_counter(), singles[-1], sound=True)
         results: list[dict] = [{} for _ in range(args.clients)]
         start = time.perf_counter()
         threads = [threading.Thread(target=client, args=(base, model, i, args.max_tokens, start, results[i])) for i in range(args.clients)]
@@ -110,6 +145,7 @@ def main(argv: list[str] | None = None) -> dict:
         for thread in threads:
             thread.join()
         seconds = time.perf_counter() - start
+        memory = process_memory(process.pid)
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -129,6 +165,15 @@ def main(argv: list[str] | None = None) -> dict:
         "tokens_per_answer": sorted(r.get("completion_tokens", 0) for r in results),
         "finish_reasons": sorted({r.get("finish_reason", "none") for r in results}),
         "errors": [r["error"] for r in failed if "error" in r],
+        "single": [
+            {
+                "first_token_s": round(r.get("first_token_s", -1), 2),
+                "decode_tok_s": round((r.get("completion_tokens", 1) - 1) / max(1e-9, r.get("last_token_s", 0) - r.get("first_token_s", 0)), 2),
+                "error": r.get("error"),
+            }
+            for r in singles
+        ],
+        **memory,
     }
     args.json.write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary, indent=2))
