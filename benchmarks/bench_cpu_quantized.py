@@ -109,6 +109,25 @@ def first_tokens(model, engine, files: dict[str, Path], config) -> dict[str, dic
     return result
 
 
+def matmul_errors(shape) -> dict[str, float]:  # noqa: ANN001
+    """Each scheme's relative error of one projection's output against the float weight (random normal weights, 4 rows)."""
+    import torch
+
+    from pandagpt_demo.model.quantized import Scheme, quantized_linear
+
+    generator = torch.Generator().manual_seed(0)
+    weight = torch.randn(shape.intermediate_size, shape.hidden_size, generator=generator) * 0.02
+    x = torch.randn(4, shape.hidden_size, generator=generator).to(torch.bfloat16)
+    exact = x.double() @ weight.double().t()
+    errors = {}
+    for setting in ("8bit", "4bit"):
+        scheme = Scheme.named(setting)
+        layer = quantized_linear(weight, None, torch.bfloat16, scheme.bits, scheme.group_size)
+        errors[setting] = round(float((layer(x).double() - exact).norm() / exact.norm()), 4)
+    errors["bfloat16"] = round(float(((x @ weight.to(torch.bfloat16).t()).double() - exact).norm() / exact.norm()), 4)
+    return errors
+
+
 def agreement(reference: list[int], other: list[int]) -> tuple[float, int]:
     """The share of positions with the same token, and the length of the common prefix."""
     same = sum(a == b for a, b in zip(reference, other)) / max(1, len(reference))
@@ -184,9 +203,13 @@ def report(records: dict, args: argparse.Namespace) -> None:
         if "first_token" in record:
             row["first_token"] = record["first_token"]
         rows.append(row)
+    from pandagpt_demo.config import LLAMA_SHAPES
+
+    errors = matmul_errors(LLAMA_SHAPES[args.size])
     print(json.dumps(rows, indent=2))
+    print(f"one projection's output, relative error against the float weight: {errors}")
     if args.json:
-        args.json.write_text(json.dumps({"size": args.size, "tokens": args.tokens, "rows": rows}, indent=2) + "\n")
+        args.json.write_text(json.dumps({"size": args.size, "tokens": args.tokens, "rows": rows, "projection_error": errors}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -67,6 +67,11 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         ),
     )
     parser.add_argument(
+        "--memory-gb",
+        type=float,
+        help="on the CPU, the memory the app may count on when it chooses the precision (default: what this machine or container has available)",
+    )
+    parser.add_argument(
         "--no-compile", dest="compile", action="store_false", help="on CUDA, skip compiling the decode steps: ready minutes sooner, decodes slower"
     )
     parser.add_argument(
@@ -132,7 +137,7 @@ def cpu_precision(args: argparse.Namespace, config: ModelConfig) -> tuple[ModelC
     Elsewhere, or where the memory cannot be read, `config` as it is."""
     from .precision import available_memory, choose, needs_of, require
 
-    available = available_memory()
+    available = int(args.memory_gb * 1e9) if getattr(args, "memory_gb", None) else available_memory()
     if config.run.device.split(":")[0] != "cpu" or available is None:
         return config, None
     shape = LLAMA_SHAPES[config.name]

@@ -17,6 +17,7 @@ see README, "Loading and host memory").
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -322,6 +323,9 @@ def read_delta(config: ModelConfig) -> Delta:
 
 def wrap_lora(llm: nn.Module, spec: LoraSpec) -> nn.Module:
     """Wrap `llm` with peft LoRA layers of PandaGPT's shape (weights still to be loaded)."""
+    # peft imports bitsandbytes, whose CPU backend warns that a 4-bit kernel it would fetch from the
+    # Hub is missing; this app uses bitsandbytes only on CUDA (the CPU's int4 is quantized.py's).
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
     from peft import LoraConfig, get_peft_model
 
     lora_config = LoraConfig(
