@@ -14,7 +14,7 @@ slowest first token (first non-empty content) among the clients.
 With `--single N`, N questions go first, one at a time, each with an image and a 3 s sound (the
 first answer is where a warm-up missing from the start would show): each one's first token and
 decode tokens/s, one session's figures against the wave's. The app's peak resident memory (VmHWM)
-and its memory now are read at the end, before it is stopped.
+and its memory now are read after those questions and at the end, before it is stopped.
 """
 
 from __future__ import annotations
@@ -137,6 +137,7 @@ def main(argv: list[str] | None = None) -> dict:
         for index in range(args.single):
             singles.append({})
             client(base, model, 1000 + index, args.max_tokens, time.perf_counter(), singles[-1], sound=True)
+        after_single = process_memory(process.pid)
         results: list[dict] = [{} for _ in range(args.clients)]
         start = time.perf_counter()
         threads = [threading.Thread(target=client, args=(base, model, i, args.max_tokens, start, results[i])) for i in range(args.clients)]
@@ -174,6 +175,7 @@ def main(argv: list[str] | None = None) -> dict:
             for r in singles
         ],
         **memory,
+        "after_single": after_single if args.single else {},
     }
     args.json.write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary, indent=2))
