@@ -163,8 +163,9 @@ def model_config(args: argparse.Namespace, size: str) -> ModelConfig:
     return ModelConfig.preset(size, args.checkpoints, device=args.device, dtype=args.dtype, quantize=quantize, compile=args.compile)
 
 
-def load_with_progress(choice: ModelChoice, on_step=lambda message: None) -> PandaGPT:
-    """Load the chosen model, writing the tiny files first if needed; tqdm shows the steps."""
+def load_with_progress(choice: ModelChoice, on_step=lambda message: None, on_detail=lambda message: None) -> PandaGPT:
+    """Load the chosen model, writing the tiny files first if needed; tqdm shows the steps, and
+    `on_detail` hears the progress within one (quantizing) without a step passing."""
     config = choice.config
     with tqdm(total=LOAD_STEPS + 1, desc="Loading PandaGPT", unit="step") as bar:
 
@@ -173,9 +174,13 @@ def load_with_progress(choice: ModelChoice, on_step=lambda message: None) -> Pan
             bar.update(1)
             on_step(message)
 
+        def detail(message: str) -> None:
+            bar.set_postfix_str(message)
+            on_detail(message)
+
         if not write_tiny_if_missing(config, step):
             bar.update(1)
-        return PandaGPT.load(config, progress=step)
+        return PandaGPT.load(config, progress=step, detail=detail)
 
 
 def write_tiny_if_missing(config: ModelConfig, step: Callable[[str], None]) -> bool:
@@ -281,6 +286,10 @@ class ModelHandle:
         log.info("loading: %s", message)
         self.status = f"Loading: {message}"
 
+    def _on_detail(self, message: str) -> None:
+        """Progress within a step (quantizing: a percentage), on the status line only: not a log line each."""
+        self.status = f"Loading: {message}"
+
     def replace(self, choice: ModelChoice, drain_s: float = 120.0) -> None:
         """Load `choice` (in the caller's thread, or with `loads` on the main thread, waiting for it)
         and serve it from now on; the old engine is closed once its answers in flight are done (or
@@ -296,7 +305,7 @@ class ModelHandle:
 
     def _load_here(self, choice: ModelChoice) -> tuple[PandaGPT, Engine]:
         """`choice` loaded in this process, with its engine started."""
-        model = load_with_progress(choice, self._on_step)
+        model = load_with_progress(choice, self._on_step, self._on_detail)
         return model, start_engine(model, self.serving, progress=self._on_step)
 
     def _serve(self, served: tuple[PandaGPT, Engine], choice: ModelChoice) -> None:

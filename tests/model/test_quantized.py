@@ -156,3 +156,16 @@ def _identity_args(config: ModelConfig) -> tuple:
     from pandagpt_demo.model.quantized import Scheme
 
     return Scheme.named(config.run.quantize), torch.bfloat16, config.spec.lora
+
+
+def test_quantizing_shows_its_progress_without_passing_a_step(tiny_copy: ModelConfig) -> None:
+    """The terminal bar and the page's status line hear the quantizing's percentage (app/runtime.py)."""
+    from pandagpt_demo.app.runtime import ModelChoice, load_with_progress
+
+    config = tiny_copy.updated(quantize="8bit")
+    shutil.rmtree(config.files.quantized_dir("8bit"), ignore_errors=True)
+    steps: list[str] = []
+    details: list[str] = []
+    load_with_progress(ModelChoice(config, None), steps.append, details.append)
+    assert details[-2:] == ["quantizing Vicuna to 8 bits: 100%", f"writing the quantized weights to {config.files.quantized_dir('8bit')} (once)"]
+    assert steps[-2:] == ["LoRA (merged before quantizing)", "ready"] and not set(details) & set(steps)
