@@ -64,17 +64,28 @@ def write_model_set(
 ) -> ModelConfig:
     """Write random weights of any LLaMA `shape` (saved in `dtype`) and of `config`'s ImageBind to its three paths.
 
-    The LLM is written shard by shard (`_write_llm`), so host memory holds one shard, not the
+    An LLM that fits one weight file is built whole by transformers, with its own initialisation
+    (the tiny set's weights, and so its answers, stay those of every earlier version); a larger one
+    is written shard by shard (`_write_llm_in_shards`), so host memory holds one shard, not the
     model: 13B (26 GB in float16) is made on a 24 GB machine. `imagebind_from` links an existing
-    ImageBind file instead of writing another (4.5 GB each at real size).
+    ImageBind file instead of writing another (4.8 GB each at real size).
     """
     torch.manual_seed(seed)
     _write_imagebind(config, device, imagebind_from)
     llm_config = shape.llama_config()
     _fresh_folder(config.files.vicuna_dir)
-    _write_llm(config.files.vicuna_dir, llm_config, dtype, device)
+    shapes = _llm_shapes(llm_config)
+    if sum(math.prod(shape) for shape in shapes.values()) * dtype.itemsize <= SHARD_BYTES:
+        from transformers import LlamaForCausalLM
+
+        with torch.device(device):
+            llm = LlamaForCausalLM._from_config(llm_config, dtype=dtype)
+        llm.save_pretrained(config.files.vicuna_dir)
+    else:
+        llm = None
+        _write_llm_in_shards(config.files.vicuna_dir, llm_config, shapes, dtype, device)
     llama_tokenizer().save_pretrained(config.files.vicuna_dir)
-    delta = _random_delta(config, llm_config, dtype)
+    delta = _random_delta(config, llm_config, dtype, llm)
     config.files.delta_path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(delta, config.files.delta_path)
     return config
@@ -115,35 +126,36 @@ def _random_tensor(key: str, shape: tuple[int, ...], llm_config, dtype: torch.dt
     return tensor.to("cpu", dtype)
 
 
-def _write_llm(folder: Path, llm_config, dtype: torch.dtype, device: str) -> None:
+def _write_llm_in_shards(folder: Path, llm_config, shapes: dict[str, tuple[int, ...]], dtype: torch.dtype, device: str) -> None:
     """The LLM's weights as Hugging Face writes a sharded model (`model-0000i-of-0000n.safetensors` and
-    an index; one `model.safetensors` if it fits one shard), each shard made, written and let go."""
+    its index), each shard made, written and let go."""
     from safetensors.torch import save_file
     from transformers import GenerationConfig, LlamaForCausalLM
 
-    shapes = _llm_shapes(llm_config)
     shards = shard_groups({key: math.prod(shape) * dtype.itemsize for key, shape in shapes.items()}, SHARD_BYTES)
-    names = ["model.safetensors"] if len(shards) == 1 else [f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))]
+    names = [f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))]
     for name, keys in zip(names, shards):
         save_file({key: _random_tensor(key, shapes[key], llm_config, dtype, device) for key in keys}, folder / name, metadata={"format": "pt"})
-    if len(shards) > 1:
-        total = sum(math.prod(shape) * dtype.itemsize for shape in shapes.values())
-        weight_map = {key: name for name, keys in zip(names, shards) for key in keys}
-        index = {"metadata": {"total_size": total}, "weight_map": weight_map}
-        (folder / "model.safetensors.index.json").write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
+    total = sum(math.prod(shape) * dtype.itemsize for shape in shapes.values())
+    weight_map = {key: name for name, keys in zip(names, shards) for key in keys}
+    index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+    (folder / "model.safetensors.index.json").write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
     llm_config.dtype = dtype
     llm_config.architectures = [LlamaForCausalLM.__name__]
     llm_config.save_pretrained(folder)
     GenerationConfig.from_model_config(llm_config).save_pretrained(folder)
 
 
-def _random_delta(config: ModelConfig, llm_config, dtype: torch.dtype) -> dict[str, torch.Tensor]:
-    """PandaGPT's delta with random LoRA tensors (the names peft gives them) and a random llama_proj."""
+def _random_delta(config: ModelConfig, llm_config, dtype: torch.dtype, llm: torch.nn.Module | None) -> dict[str, torch.Tensor]:
+    """PandaGPT's delta with random LoRA tensors (the names peft gives them) and a random llama_proj;
+    `llm`: the model built whole (its LoRA layers are made as before), or None (they are shapes only)."""
     from accelerate import init_empty_weights
     from transformers import LlamaForCausalLM
 
-    with init_empty_weights():
-        peft_model = wrap_lora(LlamaForCausalLM._from_config(llm_config), config.spec.lora)
+    if llm is None:
+        with init_empty_weights():
+            llm = LlamaForCausalLM._from_config(llm_config)
+    peft_model = wrap_lora(llm, config.spec.lora)
     delta = {DELTA_LLM_PREFIX + key: (torch.randn(value.shape) * 0.02).to(dtype) for key, value in peft_model.state_dict().items() if ".lora_" in key}
     proj = torch.nn.Linear(config.spec.imagebind.out_embed_dim, llm_config.hidden_size)
     return delta | {"llama_proj.weight": proj.weight.detach(), "llama_proj.bias": proj.bias.detach()}
