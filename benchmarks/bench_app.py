@@ -11,7 +11,9 @@ question through `/v1/chat/completions` with `stream: true`, all at once: every 
 a finish reason and a usage count; aggregate tokens/s over the wall time of the whole wave, and the
 slowest first token (first non-empty content) among the clients.
 
-With `--single N`, N questions go first, one at a time, each with an image and a 3 s sound (the
+With `--surfaces`, one image question goes through `/chat` (gradio_client) and one through the page
+(Debian's Chromium, as the browser tests drive it) before anything else: the same model answers
+every surface. With `--single N`, N questions go first, one at a time, each with an image and a 3 s sound (the
 first answer is where a warm-up missing from the start would show): each one's first token and
 decode tokens/s, one session's figures against the wave's. The app's peak resident memory (VmHWM)
 and its memory now are read after those questions and at the end, before it is stopped.
@@ -107,6 +109,34 @@ def client(base: str, model: str, index: int, max_tokens: int, start: float, res
         result["error"] = repr(error)
 
 
+def other_surfaces(base: str) -> dict[str, dict]:
+    """One image question through /chat and one through the page (image attached), each timed, its answer kept."""
+    from gradio_client import Client, handle_file
+
+    sys.path.insert(0, str(REPO))  # the browser tests' page moves
+    from tests.app.web.browser import CHROMIUM, CHROMIUM_ARGS, MEDIA, ask, attach, open_app, sync_playwright, wait_for_answer
+
+    start = time.perf_counter()
+    chat = Client(base + "/", verbose=False).predict(
+        "What is in this picture?", image=handle_file(str(MEDIA["image"])), max_new_tokens=16, temperature=0.0, api_name="/chat"
+    )
+    surfaces = {"chat": {"seconds": round(time.perf_counter() - start, 1), "answer": chat}}
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page()
+            open_app(page, base + "/")
+            start = time.perf_counter()
+            attach(page, MEDIA["image"], rows=1)
+            ask(page, "What is in this picture?")
+            answer = wait_for_answer(page, 1)
+            banner = next((line for line in page.locator("body").inner_text().splitlines() if line.startswith("Model")), "")
+            surfaces["page"] = {"seconds": round(time.perf_counter() - start, 1), "answer": answer, "banner": banner}
+        finally:
+            browser.close()
+    return surfaces
+
+
 def process_memory(pid: int) -> dict[str, float]:
     """The process's peak and current resident memory, GB (from /proc; empty elsewhere)."""
     try:
@@ -120,6 +150,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--single", type=int, default=0, help="questions (image + sound) asked one at a time before the wave")
+    parser.add_argument("--surfaces", action="store_true", help="first, one question through /chat and one through the page")
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--port", type=int, default=7877)
     parser.add_argument("--ready-limit-s", type=float, default=900)
@@ -133,6 +164,7 @@ def main(argv: list[str] | None = None) -> dict:
     try:
         ready_s = wait_ready(base, process, args.ready_limit_s)
         model = httpx.get(f"{base}/v1/models", timeout=10).json()["data"][0]["id"]
+        surfaces = other_surfaces(base) if args.surfaces else {}
         singles: list[dict] = []
         for index in range(args.single):
             singles.append({})
@@ -176,6 +208,7 @@ def main(argv: list[str] | None = None) -> dict:
         ],
         **memory,
         "after_single": after_single if args.single else {},
+        "surfaces": surfaces,
     }
     args.json.write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary, indent=2))
