@@ -210,10 +210,12 @@ def main(argv: list[str] | None = None) -> None:
     limits = public_limits(args)
     house = Housekeeping(limits, gradio_utils.get_upload_folder())
     loads = MainThreadLoads() if zero_gpu else None  # ZeroGPU: "cuda" only on the thread that imported `spaces`
+    # Before the model loads in the background: the estimate builds ImageBind's shapes under accelerate's
+    # init_empty_weights, which patches torch for every thread while it runs.
+    fetched = cpu_precision(args, model_config(args, size)) if fetch else None
     handle = ModelHandle(choice, serving, replicas, loads).start()
-    if fetch:
-        target, precision_reason = cpu_precision(args, model_config(args, size))
-        WeightsFetch(handle, Request(model=size, directory=args.checkpoints), target, precision_reason).start()
+    if fetched is not None:
+        WeightsFetch(handle, Request(model=size, directory=args.checkpoints), *fetched).start()
     house.lifecycle.install_signal_handlers()  # after Ray's start, which sets handlers of its own
     metrics = Metrics(handle, house)
     max_file_size = int(args.max_file_mb * 1024 * 1024)  # bytes; Gradio refuses larger uploads unread

@@ -138,14 +138,21 @@ class BatchedDecoder:
         each kind of step happens here instead of in someone's answer. `use_slot=False` keeps a lone
         prompt in the batch, for the one-row batch step (met in traffic when the slot cannot hold a
         request, or while a request joins)."""
-        for request in [self._submit(embeds, params, None, None, use_slot) for embeds in prompts]:
+        for request in [self._submit(embeds, params, None, None, use_slot, bounded=False) for embeds in prompts]:
             for _ in self._stream(request):
                 pass
         self.tokens, self.steps = 0, dict.fromkeys(self.steps, 0)  # a warm-up is not traffic: stats and /metrics start from zero
 
     def _submit(
-        self, embeds: torch.Tensor, params: SamplingParams, cancel: threading.Event | None, clock: AnswerClock | None, use_slot: bool = True
+        self,
+        embeds: torch.Tensor,
+        params: SamplingParams,
+        cancel: threading.Event | None,
+        clock: AnswerClock | None,
+        use_slot: bool = True,
+        bounded: bool = True,
     ) -> _Request:
+        """Queue a request; `bounded`: refused (QueueFull) past `max_waiting`, as every request but a warm-up's is."""
         generator = None
         if params.seed is not None and not params.greedy:
             generator = torch.Generator(device=self._device).manual_seed(params.seed)
@@ -154,7 +161,7 @@ class BatchedDecoder:
             if self._closed:
                 raise DecoderClosed(CLOSED)
             self._drop_cancelled()
-            if len(self._waiting) >= self.max_waiting:
+            if bounded and len(self._waiting) >= self.max_waiting:
                 raise QueueFull(f"{len(self._waiting)} requests are already waiting; please try again in a moment.")
             self._waiting.append(request)
             self._changed.notify()

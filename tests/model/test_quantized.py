@@ -90,7 +90,7 @@ def test_the_lora_is_merged_before_rounding(tiny_copy: ModelConfig, setting: str
         assert ((recovered - reference).abs() <= step * 0.5 * 1.01 + output_rounding).all()
         with FolderTensors(tiny_copy.files.vicuna_dir) as vicuna:
             base = vicuna.get(f"model.layers.1.self_attn.{name}.weight").float()  # Vicuna's own, before the LoRA
-        assert (recovered - base).abs().max() > step.max()  # the LoRA's update is in it: random LoRA weights move it by more than a step
+        assert (recovered - base).norm() > (recovered - reference).norm()  # the LoRA's update is in it: the merged weight explains it better
 
 
 def test_the_cache_is_written_once_and_read_while_fresh(tiny_copy: ModelConfig, monkeypatch: pytest.MonkeyPatch) -> None:
