@@ -85,6 +85,7 @@ def replica(tiny_config: ModelConfig) -> tuple[object, Callable]:
 
     mode = FakeTensorMode(allow_non_fake_inputs=True)  # the front end's CPU tensors come in as they are
     model = PandaGPT.load(tiny_config)
+    model.encoder.ensure_loaded("text")  # loaded on the CPU it defers its text tower; on a GPU a replica reads every tower at load
     _on_fake_gpu(model, mode)
     on_replica = object.__new__(Replica.func_or_class)
     on_replica.model, on_replica.engine, on_replica.id = model, _Engine(model), "stand-in-gpu"
