@@ -11,7 +11,7 @@ rounds the weights into the layouts those kernels read.
   closely (a fifth less rounding error than 128), for 0.6 GB more at 7B and a few percent of decode
   speed (README, "On a CPU", has the figures).
 - The output layer (`lm_head`) stays int8 in the int4 scheme: it picks every token, and its errors
-  go straight into the logits (llama.cpp keeps it at 6 bits or more in its 4-bit types too).
+  go straight into the logits (llama.cpp's 4-bit types keep it at 6 bits, for the same reason).
 
 Layers are made from full-precision weights (`from_weight`, one rounding; the LoRA already merged by
 the caller) or empty, for a checkpoint of them to fill (`empty`: `state_dict` holds only integer codes
