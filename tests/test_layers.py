@@ -28,7 +28,19 @@ from tests.conftest import REPO_ROOT
 PACKAGE = REPO_ROOT / "pandagpt_demo"
 RANK = {"errors": 0, "config": 0, "files": 0, "__init__": 0, "model": 1, "serving": 2, "weights": 2, "app": 3}
 ENTRY_POINTS = {"chat": "app.terminal"}  # `python -m pandagpt_demo.chat`, the terminal chat's documented name
-APP_RANK = {"__init__": 0, "precision": -1, "runtime": 0, "conversation": 0, "public": 1, "answering": 2, "web": 3, "api": 3, "space": 3, "server": 4, "terminal": 4}
+APP_RANK = {
+    "__init__": 0,
+    "precision": -1,
+    "runtime": 0,
+    "conversation": 0,
+    "public": 1,
+    "answering": 2,
+    "web": 3,
+    "api": 3,
+    "space": 3,
+    "server": 4,
+    "terminal": 4,
+}
 IMPORTED_ONLY_BY = {"app.space": {"app.server"}}
 WEB_FRAMEWORKS = ("gradio", "gradio_client", "starlette", "fastapi")
 MAY_USE_WEB_FRAMEWORKS = {"app.web", "app.api", "app.answering", "app.server"}
