@@ -10,14 +10,12 @@ process's cgroup limit (a Space's or a container's: `/proc/meminfo` shows the ho
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 from pandagpt_demo.config import CpuMemoryPlan, ImageBindArch, LlamaShape
 from pandagpt_demo.model.footprint import CPU_PRECISIONS, Precision, imagebind_bytes, kv_bytes_per_token, llm_bytes
 
-log = logging.getLogger(__name__)
 UNLIMITED = 1 << 60  # cgroup v1 writes "no limit" as a number near 2**63
 
 

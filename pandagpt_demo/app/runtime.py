@@ -24,7 +24,7 @@ from tqdm import tqdm
 from pandagpt_demo.config import LLAMA_SHAPES, MODEL_SIZES, QUANTIZE_CHOICES, ModelConfig, ReplicaConfig, ServingConfig
 from pandagpt_demo.errors import Unavailable
 from pandagpt_demo.model.footprint import Precision
-from pandagpt_demo.model.pandagpt import PandaGPT, resolve_dtype
+from pandagpt_demo.model.pandagpt import PandaGPT, run_dtype
 from pandagpt_demo.serving.engine import Engine, EngineStats
 from pandagpt_demo.serving.monitor import EngineMonitor
 from pandagpt_demo.serving.remote import ReplicaStatus
@@ -89,8 +89,7 @@ class ModelChoice:
 
     @property
     def banner(self) -> str:
-        run = self.config.run
-        dtype = str(resolve_dtype(run.dtype, run.device, run.quantize is not None)).removeprefix("torch.")
+        dtype = str(run_dtype(self.config.run)).removeprefix("torch.")
         bits = f", LLM in {self.config.run.quantize}" if self.config.run.quantize else ""
         chosen = ", chosen from this machine's memory" if self.precision_reason else ""
         live = f"Model **{self.config.name}** on **{self.config.run.device}** ({dtype}{bits}{chosen})"
@@ -137,7 +136,7 @@ def cpu_precision(args: argparse.Namespace, config: ModelConfig) -> tuple[ModelC
     Elsewhere, or where the memory cannot be read, `config` as it is."""
     from .precision import available_memory, choose, needs_of, require
 
-    available = int(args.memory_gb * 1e9) if getattr(args, "memory_gb", None) else available_memory()
+    available = int(args.memory_gb * 1e9) if args.memory_gb else available_memory()
     if config.run.device.split(":")[0] != "cpu" or available is None:
         return config, None
     shape = LLAMA_SHAPES[config.name]
@@ -147,7 +146,7 @@ def cpu_precision(args: argparse.Namespace, config: ModelConfig) -> tuple[ModelC
         if precision.quantize is None and precision.dtype != "float32":
             reason += "; decoding is faster in fewer bits: --quantize 4bit (README, 'On a CPU')"
         return config.updated(dtype=precision.dtype, quantize=precision.quantize), reason
-    dtype = str(resolve_dtype(config.run.dtype, config.run.device, config.run.quantize is not None)).removeprefix("torch.")
+    dtype = str(run_dtype(config.run)).removeprefix("torch.")
     require(needs, Precision(dtype, config.run.quantize), available)
     return config, None
 

@@ -11,11 +11,11 @@ from dataclasses import dataclass
 
 from pandagpt_demo.config import ImageBindArch, LlamaShape
 
+from .checkpoints import DEFERRED_TOWER
 from .encoder import ImageBindEncoder, imagebind_shapes
 from .quantized import Scheme
 
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
-DEFERRED_TOWERS = ("text",)  # not loaded on the CPU until labels are asked for (checkpoints.load_imagebind)
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ def _quantized_bytes(weights: int, in_features: int, bits: int, group_size: int,
 def imagebind_bytes(arch: ImageBindArch, precision: Precision) -> int:
     """ImageBind's towers loaded at start on the CPU (all but the deferred text tower), in the precision's dtype."""
     shapes = imagebind_shapes(arch)
-    loaded = sum(shape.numel() for key, shape in shapes.items() if ImageBindEncoder.tower_of(key) not in DEFERRED_TOWERS)
+    loaded = sum(shape.numel() for key, shape in shapes.items() if ImageBindEncoder.tower_of(key) != DEFERRED_TOWER)
     return loaded * DTYPE_BYTES[precision.dtype]
 
 

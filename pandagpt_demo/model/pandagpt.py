@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from pandagpt_demo.config import ModelConfig, SamplingParams
+from pandagpt_demo.config import ModelConfig, RunSettings, SamplingParams
 from pandagpt_demo.errors import BadInput
 
 from . import binding, checkpoints
@@ -42,6 +42,11 @@ def resolve_dtype(name: str, device: str, quantized: bool = False) -> torch.dtyp
     return dtype
 
 
+def run_dtype(run: RunSettings) -> torch.dtype:
+    """The dtype a model with these run settings computes in (`resolve_dtype` of its own settings)."""
+    return resolve_dtype(run.dtype, run.device, run.quantize is not None)
+
+
 class PandaGPT:
     """The whole model; stateless between requests (conversations and caches belong to callers)."""
 
@@ -59,7 +64,7 @@ class PandaGPT:
         self.llm = llm
         self.tokenizer = tokenizer
         self.device = torch.device(config.run.device)
-        self.dtype = resolve_dtype(config.run.dtype, config.run.device, config.run.quantize is not None)
+        self.dtype = run_dtype(config.run)
         self.chars_per_token = longest_piece(tokenizer.get_vocab())
 
     @classmethod
@@ -76,12 +81,13 @@ class PandaGPT:
         so host memory holds at most the model itself (on the CPU) and one tensor in transit.
         """
         run = config.run
-        dtype = resolve_dtype(run.dtype, run.device, run.quantize is not None)
+        dtype = run_dtype(run)
         device = run.device
         progress(f"ImageBind from {config.files.imagebind_path} to {device} as {dtype}")
         encoder = checkpoints.load_imagebind(config, dtype)
-        when = "read when labels are first asked for" if not encoder.loaded("text") else f"on {device}"
-        log.info("ImageBind's text tower (zero-shot labels): %.1f MB, %s", encoder.tower_bytes("text") / 1e6, when)
+        tower = checkpoints.DEFERRED_TOWER
+        when = "read when labels are first asked for" if not encoder.loaded(tower) else f"on {device}"
+        log.info("ImageBind's %s tower (zero-shot labels): %.1f MB, %s", tower, encoder.tower_bytes(tower) / 1e6, when)
         progress(f"PandaGPT delta from {config.files.delta_path}")
         delta = checkpoints.read_delta(config)
         bits = f", linear layers in {run.quantize}" if run.quantize else ""

@@ -14,8 +14,8 @@ rounds the weights into the layouts those kernels read.
   go straight into the logits (llama.cpp's 4-bit types keep it at 6 bits, for the same reason).
 
 Layers are made from full-precision weights (`from_weight`, one rounding; the LoRA already merged by
-the caller) or empty, for a checkpoint of them to fill (`empty`: `state_dict` holds only integer codes
-and scales).
+the caller) or empty, for a checkpoint of them to fill (`empty_quantized_linear`: `state_dict` holds
+only integer codes and scales).
 """
 
 from __future__ import annotations

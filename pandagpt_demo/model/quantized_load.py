@@ -48,9 +48,10 @@ def load_quantized_llm(
     identity = cache_identity(scheme, dtype, config.spec.lora)
     sources = source_files(config)
     detail(f"looking for quantized weights in {cache.folder}")
+    targets, head = quantized_targets(llm), _head_name(llm)
     state = cache.read(identity, sources, config.run.device)
     if state is None:
-        state = _quantize(llm, expected, tensors, updates, scheme, config, dtype, detail)
+        state = _quantize(expected, set(targets), head, tensors, updates, scheme, config, dtype, detail)
         detail(f"writing the quantized weights to {cache.folder} (once)")
         try:
             cache.write(state, identity, sources)
@@ -58,16 +59,16 @@ def load_quantized_llm(
             log.warning("could not write the quantized cache %s: %s; the next start quantizes again", cache.folder, error)
     else:
         log.info("quantized weights read from %s", cache.folder)
-    head = _head_name(llm)
-    for name in quantized_targets(llm):
+    for name in targets:
         swap_module(llm, name, empty_quantized_linear(llm.get_submodule(name), dtype, scheme.bits_of(name, head), scheme.group_size))
     llm.load_state_dict(state, assign=True, strict=True)
     return llm
 
 
 def _quantize(
-    llm: nn.Module,
     expected: list[str],
+    targets: set[str],
+    head: str,
     tensors: FolderTensors,
     updates: dict[str, tuple[torch.Tensor, torch.Tensor]],
     scheme: Scheme,
@@ -75,9 +76,8 @@ def _quantize(
     dtype: torch.dtype,
     detail: Callable[[str], None],
 ) -> dict[str, torch.Tensor]:
-    """Every tensor of the LLM, its linear layers merged with their LoRA and rounded, one at a time."""
-    targets = set(quantized_targets(llm))
-    head = _head_name(llm)
+    """Every tensor of the LLM, its linear layers (`targets`, `head` the output one) merged with their LoRA
+    and rounded, one at a time."""
     scaling = config.spec.lora.alpha / config.spec.lora.r
     state: dict[str, torch.Tensor] = {}
     label = f"quantizing Vicuna to {scheme.bits} bits"
