@@ -65,16 +65,25 @@ def expected(model: PandaGPT, question: str, params: SamplingParams = LONG) -> l
 def test_out_of_memory_in_a_batch_step_ends_the_newest_half_and_the_rest_decode_on(tiny_model: PandaGPT) -> None:
     decoder = BatchedDecoder(tiny_model.llm, eos_token_id=None, max_batch=4, max_waiting=8)
     questions = ["The oldest row?", "The second row, a longer one?", "Third?", "The newest row of all?"]
-    gate = threading.Event()  # holds the decode loop once all four rows are in, so the fault hits a step of four
+    # The first prefill is held until the other three wait in order, so the loop admits all four
+    # before its first step, whose fault then hits a step of four however slow the machine.
+    prefilling, queued = threading.Event(), threading.Event()
+    out_of_memory = oom_once(lambda rows, length: rows == 4)
+
+    def action(rows: int, length: int) -> None:
+        if length > 1 and not queued.is_set():
+            prefilling.set()
+            queued.wait(30)
+        out_of_memory(rows, length)
+
     try:
-        with Fault(tiny_model, lambda rows, length: gate.wait(30) if rows == 4 else None):
-            readers = []
-            for i, question in enumerate(questions):
+        with Fault(tiny_model, action):
+            readers = [Reader(decoder.generate(prompt(tiny_model, questions[0], False), LONG))]
+            wait_until(prefilling.is_set)
+            for i, question in enumerate(questions[1:], start=1):
                 readers.append(Reader(decoder.generate(prompt(tiny_model, question, False), LONG)))
-                wait_until(lambda: decoder.stats().active == i + 1 or i == 3)
-            wait_until(lambda: all(reader.tokens for reader in readers))
-        with Fault(tiny_model, oom_once(lambda rows, length: rows == 4)):
-            gate.set()
+                wait_until(lambda: decoder.stats().waiting == i)
+            queued.set()
             results = []
             for reader in readers:
                 try:
@@ -83,6 +92,7 @@ def test_out_of_memory_in_a_batch_step_ends_the_newest_half_and_the_rest_decode_
                     results.append(error)
         after = list(decoder.generate(prompt(tiny_model, questions[0], False), LONG))
     finally:
+        queued.set()
         decoder.close()
     for question, result in zip(questions[:2], results[:2]):
         assert result == expected(tiny_model, question), "the oldest rows decode on, from a consistent cache"

@@ -27,6 +27,10 @@ HEAD = 1024  # bytes of a spooled string kept in memory: a data URL's `data:<typ
 # A string's body up to its closing quote: plain runs and complete escapes. It stops before a
 # backslash whose escape is not complete yet (the next chunk finishes it) or is not JSON's.
 STRING_BODY = re.compile(rb'(?:[^"\\]+|\\u[0-9a-fA-F]{4}|\\["\\/bfnrt])*')
+# One escape of a string's body: a surrogate pair (one character), a single \uXXXX, or a short one.
+ESCAPE = re.compile(rb'\\u([dD][89abAB][0-9a-fA-F]{2})\\u([dD][c-fC-F][0-9a-fA-F]{2})|\\u([0-9a-fA-F]{4})|\\(["\\/bfnrt])')
+HIGH_SURROGATE = re.compile(rb"\\u[dD][89abAB][0-9a-fA-F]{2}")
+SHORT_ESCAPES = {b'"': b'"', b"\\": b"\\", b"/": b"/", b"b": b"\b", b"f": b"\f", b"n": b"\n", b"r": b"\r", b"t": b"\t"}
 SPACE = b" \t\r\n"
 
 
@@ -75,6 +79,7 @@ class BodyScanner:
         self.gap = b""  # what stood between that string and here: a key if it is just a colon
         self.media = bytearray()  # a media string's raw bytes while it is short
         self.head = b""
+        self.held = b""  # a spooled string's last escape while it may be the first half of a surrogate pair
         self.spool_size = 0
         self.spool_file = None
         self.spool_path: Path | None = None
@@ -142,6 +147,7 @@ class BodyScanner:
             self.out += b'"' + bytes(self.media) + b'"'
             self.media.clear()
         else:
+            self._spool_held()
             self.spool_file.close()
             marker = f"spooled-{self.nonce}-{len(self.spooled)}"
             self.spooled[marker] = Spooled(self.head, self.spool_size, self.spool_path)
@@ -156,13 +162,24 @@ class BodyScanner:
         self.spool_path = self.new_file(len(self.spooled))
         self.spool_path.parent.mkdir(parents=True, exist_ok=True)
         self.spool_file = self.spool_path.open("wb")
-        self.head, self.spool_size = b"", 0
+        self.head, self.held, self.spool_size = b"", b"", 0
         raw = bytes(self.media)
         self.media.clear()
         self._spool(raw)
 
     def _spool(self, raw: bytes) -> None:
-        text = _unescape(raw)
+        """Complete escapes of a string's body, to its file; a final high surrogate waits for its pair."""
+        raw = self.held + raw
+        text, self.held = _unescape(raw)
+        self._write(text)
+
+    def _spool_held(self) -> None:
+        """The held escape, written alone: the string ended without its pair."""
+        if self.held:
+            self._write(_unescape_all(self.held))
+            self.held = b""
+
+    def _write(self, text: bytes) -> None:
         self.room(len(text))
         if len(self.head) < HEAD:
             self.head += text[: HEAD - len(self.head)]
@@ -172,6 +189,7 @@ class BodyScanner:
     def finish(self) -> ReadBody:
         """The body as read; an unterminated string or escape is left for the parser to refuse."""
         if self.state == "spool":
+            self._spool_held()
             self.spool_file.close()
             self.out += b'"'  # unterminated: the parser says where
         elif self.state == "media":
@@ -190,8 +208,27 @@ def too_large(limit: int) -> TooLarge:
     return TooLarge(f"The request is larger than the {limit / 2**20:g} MB this server accepts.")
 
 
-def _unescape(raw: bytes) -> bytes:
-    """A string body's bytes with JSON's escapes undone (base64 has none, but `\\/` is common)."""
+def _unescape(raw: bytes) -> tuple[bytes, bytes]:
+    """Complete escapes of a string's body undone, in bytes (a UTF-8 character cut by a chunk's end
+    stays whole in the file), and the last escape held back when it is a high surrogate whose pair
+    may begin the next chunk."""
     if b"\\" not in raw:
-        return raw
-    return json.loads(b'"' + raw + b'"').encode("utf-8", "surrogatepass")
+        return raw, b""
+    start = len(raw) - 6
+    if HIGH_SURROGATE.fullmatch(raw, max(start, 0)) and (start - len(raw[:start].rstrip(b"\\"))) % 2 == 0:
+        return _unescape_all(raw[:start]), raw[start:]  # an even run of backslashes before it: a real escape
+    return _unescape_all(raw), b""
+
+
+def _unescape_all(raw: bytes) -> bytes:
+    """Every escape of `raw` undone; a lone surrogate kept as Python's `surrogatepass` writes it."""
+    return ESCAPE.sub(_character, raw)
+
+
+def _character(escape: re.Match[bytes]) -> bytes:
+    high, low, single, short = escape.groups()
+    if high:
+        return chr(0x10000 + ((int(high, 16) - 0xD800) << 10) + int(low, 16) - 0xDC00).encode()
+    if single:
+        return chr(int(single, 16)).encode("utf-8", "surrogatepass")
+    return SHORT_ESCAPES[short]
