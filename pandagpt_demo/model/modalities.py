@@ -32,6 +32,7 @@ from __future__ import annotations
 import csv
 import enum
 import math
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -147,7 +148,7 @@ def _check_pixels(modality: Modality, path: Path, size: tuple[int, int], max_pix
         raise MediaError(modality, path, f"its shape {width}x{height} is too elongated to resize")
 
 
-def _open_image(modality: Modality, path: str | Path, mode: str | None, max_pixels: int) -> Image.Image:
+def open_image(modality: Modality, path: str | Path, mode: str | None, max_pixels: int) -> Image.Image:
     """Decode an image fully (converted to `mode` unless None) after checking its size."""
     path = checked_file(modality, path)
     try:
@@ -163,21 +164,35 @@ def _open_image(modality: Modality, path: str | Path, mode: str | None, max_pixe
         raise MediaError(modality, path, _not_readable(modality, "image")) from exc
 
 
+def resized_size(width: int, height: int) -> tuple[int, int]:
+    """(width, height) after torchvision's Resize(224): the short side 224, the long one truncated."""
+    if width <= height:
+        return IMAGE_SIZE, int(IMAGE_SIZE * height / width)
+    return int(IMAGE_SIZE * width / height), IMAGE_SIZE
+
+
+def centre_crop_offset(width: int, height: int) -> tuple[int, int]:
+    """(left, top) of torchvision's CenterCrop(224) in an image of this size (its rounding)."""
+    return int(round((width - IMAGE_SIZE) / 2.0)), int(round((height - IMAGE_SIZE) / 2.0))
+
+
 def _resize_crop(img: Image.Image) -> Image.Image:
     """ImageBind's spatial transform: short side to 224 (bicubic, PIL backend), then centre crop."""
-    img = TF.resize(img, IMAGE_SIZE, interpolation=InterpolationMode.BICUBIC)
-    return TF.center_crop(img, IMAGE_SIZE)
+    width, height = resized_size(*img.size)
+    img = TF.resize(img, [height, width], interpolation=InterpolationMode.BICUBIC)
+    left, top = centre_crop_offset(width, height)
+    return TF.crop(img, top, left, IMAGE_SIZE, IMAGE_SIZE)
 
 
 def load_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> torch.Tensor:
     """RGB image -> (3, 224, 224) float32, normalized with CLIP's mean/std as ImageBind does."""
-    img = _open_image(Modality.IMAGE, path, "RGB", max_pixels)
+    img = open_image(Modality.IMAGE, path, "RGB", max_pixels)
     return TF.normalize(TF.to_tensor(_resize_crop(img)), mean=IMAGE_MEAN, std=IMAGE_STD)
 
 
 def load_thermal(path: str | Path, max_pixels: int = MAX_PIXELS) -> torch.Tensor:
     """Thermal image -> (1, 224, 224) float32 in [0, 1]; ImageBind does not normalize thermal."""
-    img = _open_image(Modality.THERMAL, path, "L", max_pixels)
+    img = open_image(Modality.THERMAL, path, "L", max_pixels)
     return TF.to_tensor(_resize_crop(img))
 
 
@@ -220,7 +235,7 @@ def _refuse_non_finite(modality: Modality, path: Path, values: np.ndarray, what:
 
 def _depth_from_image(path: Path, max_pixels: int) -> np.ndarray:
     """Grayscale disparity image -> float array in [0, 1], scaled by its type's maximum."""
-    img = _open_image(Modality.DEPTH, path, None, max_pixels)
+    img = open_image(Modality.DEPTH, path, None, max_pixels)
     scale = _DEPTH_SCALES.get(img.mode)
     if scale is None:
         raise MediaError(Modality.DEPTH, path, f"expected a single-channel 8- or 16-bit depth image, found PIL mode {img.mode}")
@@ -314,8 +329,10 @@ def _melspec(clip: torch.Tensor) -> torch.Tensor:
     return TF.normalize(fbank.unsqueeze(0), mean=[AUDIO_MEAN], std=[AUDIO_STD])
 
 
-def load_audio(path: str | Path) -> torch.Tensor:
-    """Audio file -> (3, 1, 128, 204) float32: three 2 s log-mel clips, as ImageBind's audio loader."""
+def read_waveform(path: str | Path) -> tuple[torch.Tensor, int]:
+    """An audio file (or a video's sound track) as the (channels, samples) 16 kHz waveform ImageBind's
+    clips are cut from (`audio_clip_bounds` of its length are the clips): resampled, and padded to
+    one Kaldi frame if shorter; and its number of samples before that padding."""
     path = checked_file(Modality.AUDIO, path)
     waveform, rate = _read_audio(path)
     if waveform.size(1) == 0:
@@ -323,12 +340,28 @@ def load_audio(path: str | Path) -> torch.Tensor:
     _refuse_non_finite(Modality.AUDIO, path, waveform.numpy(), "samples", ("channel", "sample"))
     if rate != AUDIO_RATE:
         waveform = torchaudio.functional.resample(waveform, orig_freq=rate, new_freq=AUDIO_RATE)
-    if waveform.size(1) < KALDI_FRAME_SAMPLES:
+    recorded = waveform.size(1)
+    if recorded < KALDI_FRAME_SAMPLES:
         # Differs from the reference only where it would crash: Kaldi needs one full 25 ms frame,
         # so clips shorter than that are padded with silence to 400 samples.
         waveform = F.pad(waveform, (0, KALDI_FRAME_SAMPLES - waveform.size(1)))
+    return waveform, recorded
+
+
+def load_audio(path: str | Path) -> torch.Tensor:
+    """Audio file -> (3, 1, 128, 204) float32: three 2 s log-mel clips, as ImageBind's audio loader."""
+    waveform, _ = read_waveform(path)
     clips = [_melspec(waveform[:, start:end]) for start, end in audio_clip_bounds(waveform.size(1))]
     return torch.stack(clips)
+
+
+def has_sound_track(path: str | Path) -> bool:
+    """Whether a video file also holds an audio stream (which `load_audio` then reads)."""
+    try:
+        with av.open(str(path)) as container:
+            return bool(container.streams.audio)
+    except (av.FFmpegError, OSError, ValueError):
+        return False
 
 
 def sample_video_frames(n_frames: int, fps: float) -> list[list[int]]:
@@ -382,20 +415,17 @@ def _probe_video(path: Path) -> tuple[float, int]:
         return float(rate), max(int(stream.frames), 0)
 
 
-def _short_side_scale(clip: torch.Tensor) -> torch.Tensor:
-    """pytorchvideo's ShortSideScale(224) on (C, T, H, W): bilinear, long side floor(long / short * 224)."""
-    _, _, height, width = clip.shape
+def scaled_frame_size(height: int, width: int) -> tuple[int, int]:
+    """(height, width) of a frame after pytorchvideo's ShortSideScale(224): the long side floored."""
     if width < height:
-        size = (int(math.floor(float(height) / width * IMAGE_SIZE)), IMAGE_SIZE)
-    else:
-        size = (IMAGE_SIZE, int(math.floor(float(width) / height * IMAGE_SIZE)))
-    return F.interpolate(clip, size=size, mode="bilinear", align_corners=False)
+        return int(math.floor(float(height) / width * IMAGE_SIZE)), IMAGE_SIZE
+    return IMAGE_SIZE, int(math.floor(float(width) / height * IMAGE_SIZE))
 
 
-def _spatial_crops(clip: torch.Tensor) -> list[torch.Tensor]:
-    """pytorchvideo's SpatialCrop(224, num_crops=3): left/centre/right (top/centre/bottom if portrait)."""
-    height, width = clip.shape[2], clip.shape[3]
-    crops = []
+def spatial_crop_offsets(height: int, width: int) -> list[tuple[int, int]]:
+    """(top, left) of pytorchvideo's SpatialCrop(224, num_crops=3) in a scaled frame:
+    left/centre/right, or top/centre/bottom if portrait."""
+    offsets = []
     for index in range(VIDEO_CROPS):
         y = int(math.ceil((height - IMAGE_SIZE) / 2))
         x = int(math.ceil((width - IMAGE_SIZE) / 2))
@@ -403,16 +433,36 @@ def _spatial_crops(clip: torch.Tensor) -> list[torch.Tensor]:
             y = {0: 0, 2: height - IMAGE_SIZE}.get(index, y)
         else:
             x = {0: 0, 2: width - IMAGE_SIZE}.get(index, x)
-        crops.append(clip[:, :, y : y + IMAGE_SIZE, x : x + IMAGE_SIZE])
-    return crops
+        offsets.append((y, x))
+    return offsets
 
 
-def load_video(path: str | Path) -> torch.Tensor:
-    """Video file -> (15, 3, 2, 224, 224) float32: 5 clips x 3 crops of 2 frames, as ImageBind's video loader.
+def _short_side_scale(clip: torch.Tensor) -> torch.Tensor:
+    """pytorchvideo's ShortSideScale(224) on (C, T, H, W): bilinear."""
+    size = scaled_frame_size(clip.shape[2], clip.shape[3])
+    return F.interpolate(clip, size=size, mode="bilinear", align_corners=False)
 
-    Only the 10 sampled frames are ever held in memory: the frame count comes from the container (or a
-    first decode pass when it does not say), then one decode pass keeps just the needed frames.
-    """
+
+def _spatial_crops(clip: torch.Tensor) -> list[torch.Tensor]:
+    """The three 224 x 224 crops of a scaled (C, T, H, W) clip."""
+    return [clip[:, :, y : y + IMAGE_SIZE, x : x + IMAGE_SIZE] for y, x in spatial_crop_offsets(clip.shape[2], clip.shape[3])]
+
+
+@dataclass(frozen=True)
+class SampledVideo:
+    """The frames ImageBind's video loader keeps: their indices per clip, the RGB arrays, the rate
+    and the number of frames that decode."""
+
+    fps: float
+    n_frames: int
+    indices: list[list[int]]
+    frames: dict[int, np.ndarray]
+
+
+def decode_sampled_frames(path: str | Path) -> SampledVideo:
+    """The video's sampled frames, decoded. Only those 10 frames are ever held in memory: the frame
+    count comes from the container (or a first decode pass when it does not say), then one decode
+    pass keeps just the needed frames."""
     path = checked_file(Modality.VIDEO, path)
     try:
         fps, n_frames = _probe_video(path)
@@ -426,16 +476,22 @@ def load_video(path: str | Path) -> torch.Tensor:
             # The container over-counted its frames; sample again over the frames that really decode.
             if decoded == 0:
                 raise MediaError(Modality.VIDEO, path, "it contains no decodable frames")
+            n_frames = decoded
             indices = sample_video_frames(decoded, fps)
             frames, _ = _decode_video(path, {i for clip in indices for i in clip})
     except (av.FFmpegError, OSError) as exc:
         raise MediaError(Modality.VIDEO, path, _not_readable(Modality.VIDEO, "video file")) from exc
+    return SampledVideo(fps, n_frames, indices, frames)
 
+
+def load_video(path: str | Path) -> torch.Tensor:
+    """Video file -> (15, 3, 2, 224, 224) float32: 5 clips x 3 crops of 2 frames, as ImageBind's video loader."""
+    video = decode_sampled_frames(path)
     mean = torch.tensor(IMAGE_MEAN).view(3, 1, 1, 1)
     std = torch.tensor(IMAGE_STD).view(3, 1, 1, 1)
     crops: list[torch.Tensor] = []
-    for clip_indices in indices:
-        clip = torch.from_numpy(np.stack([frames[i] for i in clip_indices])).permute(3, 0, 1, 2)
+    for clip_indices in video.indices:
+        clip = torch.from_numpy(np.stack([video.frames[i] for i in clip_indices])).permute(3, 0, 1, 2)
         clip = _short_side_scale(clip.to(torch.float32) / 255.0)
         crops.extend(_spatial_crops((clip - mean) / std))
     return torch.stack(crops)
@@ -512,6 +568,12 @@ def read_imu(path: str | Path) -> np.ndarray:
     return _imu_from_npy(path) if path.suffix.lower() == ".npy" else _imu_from_csv(path)
 
 
+def imu_window(n_samples: int) -> tuple[int, int]:
+    """[start, end) of the samples `load_imu` keeps: the centre 2000 (all of a shorter recording)."""
+    start = max(n_samples - IMU_SAMPLES, 0) // 2
+    return start, min(start + IMU_SAMPLES, n_samples)
+
+
 def load_imu(path: str | Path) -> torch.Tensor:
     """IMU recording -> (6, 2000) float32: the centre 2000 samples, or zero-padded at the end if shorter."""
     data = read_imu(path)
@@ -519,9 +581,8 @@ def load_imu(path: str | Path) -> torch.Tensor:
     if n_samples == 0:
         raise MediaError(Modality.IMU, path, "it is empty (0 samples)")
     window = torch.zeros(IMU_CHANNELS, IMU_SAMPLES, dtype=torch.float32)
-    start = max(n_samples - IMU_SAMPLES, 0) // 2
-    kept = data[:, start : start + IMU_SAMPLES]
-    window[:, : kept.shape[1]] = torch.from_numpy(np.ascontiguousarray(kept))
+    start, end = imu_window(n_samples)
+    window[:, : end - start] = torch.from_numpy(np.ascontiguousarray(data[:, start:end]))
     return window
 
 
