@@ -21,6 +21,7 @@ from pandagpt_demo.model.binding import LabelVectors
 from pandagpt_demo.model.pandagpt import PandaGPT
 from pandagpt_demo.serving.engine import Engine
 
+from .intakes import Intakes
 from .metrics import Metrics, error_kind
 from .settings import AnswerSettings
 
@@ -45,6 +46,7 @@ class Answering:
         self.settings = settings
         self.in_gpu_call = in_gpu_call
         self.labels = LabelVectors()  # ImageBind's vectors of the labels users ask about, shared by every endpoint
+        self.intakes = Intakes()  # what ImageBind takes in from each file, shared alike
 
     def served(self) -> tuple[Model, Engine]:
         """The model and engine one answer uses, measured; Unavailable while none is loaded."""

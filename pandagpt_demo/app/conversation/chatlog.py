@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pandagpt_demo.errors import BadInput
 from pandagpt_demo.files import sha256_file
-from pandagpt_demo.model.modalities import MediaError, Modality, checked_file
+from pandagpt_demo.model.modalities import MediaError, Modality, checked_file, has_sound_track
 
 RECORD_FORMAT = "pandagpt-demo chat"
 RECORD_VERSION = 1
@@ -22,13 +22,18 @@ RECORD_VERSION = 1
 @dataclass(eq=False)
 class Attachment:
     """One file the user gave: what it is taken as, and its multimodal-arithmetic weight. `path` is
-    None for a file known only from a record (a reload, an import) and not on the server now."""
+    None for a file known only from a record (a reload, an import) and not on the server now. A
+    video's sound track is an audio attachment of the video's own file (`sound_of_video`), read by
+    the audio loader from the decoded track. `took_in`: what ImageBind takes in from it, in a few
+    words ("6 s of 4 min heard"), once someone has asked (model/intake.py)."""
 
     name: str
     kind: Modality
     sha256: str
     path: Path | None = None
     weight: float = 1.0
+    sound_of_video: bool = False
+    took_in: str = ""
 
     @classmethod
     def of(cls, path: str | Path, kind: Modality, name: str | None = None, weight: float = 1.0) -> Attachment:
@@ -44,6 +49,12 @@ class Attachment:
     def label(self) -> str:
         return f"{self.name} ({self.kind.value} ×{self.weight:g})"
 
+    def sound_track(self, weight: float = 1.0) -> Attachment:
+        """This video's sound as an input of its own; a MediaError if it has none."""
+        if self.kind is not Modality.VIDEO or self.path is None or not has_sound_track(self.path):
+            raise MediaError(self.kind, self.path or self.name, "it has no sound track to hear")
+        return Attachment(f"{self.name} (its sound)", Modality.AUDIO, self.sha256, self.path, float(weight), sound_of_video=True)
+
 
 @dataclass(frozen=True)
 class Used:
@@ -53,10 +64,15 @@ class Used:
     kind: Modality
     weight: float
     sha256: str
+    took_in: str = ""  # what ImageBind took in from it, in a few words, when known
 
     @classmethod
     def of(cls, attachment: Attachment) -> Used:
-        return cls(attachment.name, attachment.kind, attachment.weight, attachment.sha256)
+        return cls(attachment.name, attachment.kind, attachment.weight, attachment.sha256, attachment.took_in)
+
+    def caption(self) -> str:
+        took = f"; {self.took_in}" if self.took_in else ""
+        return f"{self.name} ({self.kind.value} ×{self.weight:g}{took})"
 
 
 @dataclass
@@ -68,7 +84,7 @@ class Version:
         """What this answer was about, shown under it."""
         if not self.used:
             return "text only"
-        return " + ".join(f"{u.name} ({u.kind.value} ×{u.weight:g})" for u in self.used)
+        return " + ".join(u.caption() for u in self.used)
 
 
 @dataclass
@@ -94,11 +110,13 @@ class Exchange:
 
 
 def _file_record(attachment: Attachment) -> dict:
-    return {"name": attachment.name, "kind": attachment.kind.value, "sha256": attachment.sha256, "weight": attachment.weight}
+    record = {"name": attachment.name, "kind": attachment.kind.value, "sha256": attachment.sha256, "weight": attachment.weight}
+    return record | ({"sound_of_video": True} if attachment.sound_of_video else {})
 
 
 def _used_record(used: Used) -> dict:
-    return {"name": used.name, "kind": used.kind.value, "sha256": used.sha256, "weight": used.weight}
+    record = {"name": used.name, "kind": used.kind.value, "sha256": used.sha256, "weight": used.weight}
+    return record | ({"took_in": used.took_in} if used.took_in else {})
 
 
 def record_of(exchanges: list[Exchange], in_use: list[Attachment], settings: dict) -> dict:
@@ -145,12 +163,14 @@ def _attachment(data: object, where: str) -> Attachment:
         kind=_kind(_field(data, "kind", str, where), where),
         sha256=str(_field(data, "sha256", str, where)),
         weight=float(_field(data, "weight", (int, float), where)),
+        sound_of_video=data.get("sound_of_video") is True,
     )
 
 
 def _used(data: object, where: str) -> Used:
     a = _attachment(data, where)
-    return Used(a.name, a.kind, a.weight, a.sha256)
+    took_in = data.get("took_in")
+    return Used(a.name, a.kind, a.weight, a.sha256, took_in if isinstance(took_in, str) else "")
 
 
 def from_record(record: object) -> tuple[list[Exchange], list[Attachment], dict]:

@@ -150,6 +150,19 @@ class ChatSession:
         """Stop using a file for the next answers (it stays shown in the message it came with)."""
         self.in_use = [a for a in self.in_use if a is not attachment]
 
+    def hear(self, video: Attachment, weight: float = 1.0) -> Attachment:
+        """Add a video's sound track as an input of its own, right after the video, wherever the
+        video is (the message box or in use); a video heard already keeps its one sound track. A
+        MediaError if the video has no sound."""
+        for files in (self.pending, self.in_use):
+            if any(a is video for a in files):
+                track = next((a for a in files if a.sound_of_video and a.sha256 == video.sha256), None)
+                if track is None:
+                    track = video.sound_track(weight)
+                    files.insert(files.index(video) + 1, track)
+                return track
+        raise BadInput(f"'{video.name}' is not among the files in the message box or in use.")
+
     def _fuse(self, model: Model, strip: list[Attachment]) -> tuple[Vector | None, tuple[Used, ...]]:
         """The weighted sum of these files' projections (or what a model that encodes in its own call
         makes of them) and what it was made of; a bad file raises MediaError, changing nothing."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import gradio as gr
@@ -23,8 +23,9 @@ from pandagpt_demo.app.conversation.chatlog import Attachment
 from pandagpt_demo.app.conversation.session import ChatSession, Model
 from pandagpt_demo.config import SamplingParams
 from pandagpt_demo.errors import BadInput, UserError, internal_error
+from pandagpt_demo.model.intake import Intake
 from pandagpt_demo.model.kinds import guess_kind, possible_kinds
-from pandagpt_demo.model.modalities import Modality, load_modality
+from pandagpt_demo.model.modalities import Modality, has_sound_track, load_modality
 from pandagpt_demo.serving.engine import Engine
 
 from .previews import Previews
@@ -41,8 +42,14 @@ def session_key(request: gr.Request | None) -> str:
 
 
 def _box(question: str, attached: list[Attachment]) -> dict:
-    """The message box holding a question and its files again (an answer that failed)."""
-    return {"text": question, "files": [str(a.path) for a in attached if a.path is not None]}
+    """The message box holding a question and its files again (an answer that failed); a video's
+    sound is not a file of its own there."""
+    return {"text": question, "files": [str(a.path) for a in attached if a.path is not None and not a.sound_of_video]}
+
+
+def _box_paths(pending: list[Attachment]) -> list[Path | None]:
+    """The files the message box holds for these attachments (a video's sound is its video's)."""
+    return [a.path for a in pending if not a.sound_of_video]
 
 
 class PageHandlers:
@@ -61,6 +68,7 @@ class PageHandlers:
         self.house = core.house
         self.previews = Previews(core.house.uploads.root)
         self.kind_hints = kind_hints or {}
+        self._sound_tracks: dict[str, bool] = {}  # whether a video (by sha256) has sound: asked once per content
 
     def status(self) -> str:
         replicas = self.handle.replica_status()
@@ -82,10 +90,23 @@ class PageHandlers:
                 "weight": a.weight,
                 "where": where,
                 "missing": a.path is None,
+                "sound": self._can_hear(a, attachments),
             }
             for where, attachments in (("message", session.pending), ("in use", session.in_use))
             for a in attachments
         ]
+
+    def _can_hear(self, attachment: Attachment, beside: list[Attachment]) -> bool:
+        """Whether a strip row offers to add this video's sound: it has one, not added yet."""
+        if attachment.kind is not Modality.VIDEO or attachment.path is None:
+            return False
+        if any(a.sound_of_video and a.sha256 == attachment.sha256 for a in beside):
+            return False
+        if attachment.sha256 not in self._sound_tracks:
+            if len(self._sound_tracks) >= 4096:
+                self._sound_tracks.clear()
+            self._sound_tracks[attachment.sha256] = has_sound_track(attachment.path)
+        return self._sound_tracks[attachment.sha256]
 
     def view(self, session: ChatSession) -> tuple:
         shown, count = session.versions()
@@ -154,7 +175,7 @@ class PageHandlers:
         """The files in the message box changed: each gets a kind (guessed, or known for an example),
         or fills in a file of the chat that was missing (same content)."""
         paths = [Path(p) for p in (message or {}).get("files") or []]
-        if paths == [a.path for a in session.pending]:
+        if paths == _box_paths(session.pending):
             return gr.skip(), session
         key = self.guarded(request, session)
         self._take(paths, session)
@@ -164,7 +185,7 @@ class PageHandlers:
     def _take(self, paths: list[Path], session: ChatSession, strict: bool = False) -> None:
         """Make `paths` the session's files in the message box, keeping the kinds and weights already
         set. A file that cannot be taken is left out with a warning, or with `strict` refused (BadInput)."""
-        pending = []
+        pending: list[Attachment] = []
 
         def refuse(error: UserError) -> None:
             if strict:
@@ -172,9 +193,10 @@ class PageHandlers:
             gr.Warning(str(error))
 
         for path in paths:
-            known = next((a for a in session.pending if a.path == path), None)
+            known = next((a for a in session.pending if a.path == path and not a.sound_of_video), None)
             if known is not None:
                 pending.append(known)
+                pending.extend(a for a in session.pending if a.sound_of_video and a.path == path)  # its sound stays with it
                 continue
             if len(session.attachments()) - len(session.pending) + len(pending) >= self.settings.max_files:
                 refuse(BadInput(f"'{path.name}' is left out: a chat takes at most {self.settings.max_files} files; remove some, or Clear."))
@@ -205,7 +227,7 @@ class PageHandlers:
             except UserError as error:
                 gr.Warning(f"{error} It stays {attachment.kind.value}.")
             else:
-                attachment.kind = Modality(kind)
+                attachment.kind, attachment.took_in = Modality(kind), ""
         shown = attachment.kind.value if attachment is not None else kind
         return session.messages(self.previews.item), self.strip_rows(session), shown, session
 
@@ -228,6 +250,18 @@ class PageHandlers:
         elif attachment is not None:
             session.remove(attachment)
         return session.messages(self.previews.item), self.strip_rows(session), box, session
+
+    def hear(self, index: int, session: ChatSession, request: gr.Request) -> tuple:
+        """A strip row's 🔊: the video's sound joins as an audio input of its own, right after it."""
+        key = self.guarded(request, session)
+        video = self._strip_item(session, index)
+        if video is not None:
+            try:
+                session.hear(video)
+            except UserError as error:
+                gr.Warning(str(error))
+        self.hold(key, session)
+        return session.messages(self.previews.item), self.strip_rows(session), session
 
     def add_capture(self, capture: str | None, message: dict | None) -> tuple:
         """A webcam photo or clip joins the files in the message box (its own input is emptied)."""
@@ -253,6 +287,7 @@ class PageHandlers:
                 key = self.enter(request, session)
                 sampling = self.settings.params(*params)
                 with self.house.answering(key, self.hold(key, session)):
+                    self._note_intakes(session)
                     stream = start(*self.core.served(), sampling)
                     empty = EMPTY_BOX if box_back is not None else gr.skip()
                     for _ in stream:
@@ -269,6 +304,25 @@ class PageHandlers:
                 raise
             raise gr.Error(internal_error(error), print_exception=False) from error  # logged once, by internal_error
         yield (*self.view(session), kept_box, session)
+
+    def intake(self, attachment: Attachment, draw: Callable[[Intake], None] | None = None) -> Intake:
+        """What ImageBind takes in from this file (`draw`: see `Intakes.of`). The first time, if
+        the loss is large, it is said as a notice: this is when the file has just been attached."""
+        first_time = not attachment.took_in
+        intake = self.core.intakes.of(attachment, draw)
+        if first_time and intake.large_loss:
+            gr.Info(f"{attachment.name}: {intake.summary}", duration=12)
+        return intake
+
+    def _note_intakes(self, session: ChatSession) -> None:
+        """Find what ImageBind takes in from each file an answer may use, for its "Used:" line (a
+        file the loader refuses is left to the answer, which says why)."""
+        for attachment in session.pending + session.in_use:
+            if not attachment.took_in and attachment.path is not None:
+                try:
+                    self.intake(attachment)
+                except UserError:
+                    pass
 
     def send(
         self, message: dict | None, max_new_tokens: float, top_p: float, temperature: float, session: ChatSession, request: gr.Request

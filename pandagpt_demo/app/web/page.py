@@ -27,6 +27,7 @@ from .binding_html import BINDING_CSS
 from .binding_panel import BindingPanel
 from .gradio_state import forget_ended_sessions, keep_component_ids
 from .handlers import PageHandlers
+from .intake_panel import NOTHING, IntakePanel
 
 STORAGE_KEY = "pandagpt-demo-chat"
 ACCEPTED = sorted({suffix for m in Modality for suffix in m.extensions})
@@ -34,6 +35,14 @@ PAGE_CSS = (
     """
 #strip .strip-row { align-items: center; gap: 6px; }
 #strip .strip-row .strip-name { min-width: 0; overflow-wrap: anywhere; }
+/* A phone (a shared link is often opened on one): the chat and the message box fill the first
+   screen, the how-to stays in the box's placeholder, and the examples come before the side panel. */
+@media (max-width: 640px) {
+  #intro p { display: none; }
+  #intro h1 { margin: 0; font-size: 1.4em; }
+  #status { font-size: 0.8em; }
+  #chatbot { height: calc(100dvh - 430px) !important; min-height: 200px; }
+}
 """
     + BINDING_CSS
 )
@@ -92,6 +101,9 @@ def _render_strip(app: PageHandlers, rows: list[dict], session: gr.State, chatbo
                 key=f"weight-{file}-{row['weight']}",
             )
             remove = gr.Button("✕", size="sm", min_width=30, elem_id=f"strip-remove-{index}", key=f"remove-{file}")
+            if row["sound"]:
+                hear = gr.Button("🔊 its sound", size="sm", min_width=60, elem_id=f"strip-hear-{index}", key=f"hear-{file}")
+                hear.click(partial(app.hear, index), [session], [chatbot, strip, session], api_visibility="private", key=f"hear-{file}")
         kind.input(partial(app.set_kind, index), [kind, session], [chatbot, strip, kind, session], api_visibility="private", key=f"set-kind-{file}")
         weight.input(
             partial(app.set_weight, index), [weight, session], [session], api_visibility="private", show_progress="hidden", key=f"set-weight-{file}"
@@ -128,6 +140,7 @@ def build_demo(core: Answering) -> gr.Blocks:
     examples, kinds = example_messages()
     app = PageHandlers(core, kinds)
     panel = BindingPanel(app)
+    intake = IntakePanel(app)
     keep_component_ids()
     with gr.Blocks(title="PandaGPT") as demo:  # its CSS goes to launch(), as Gradio 6 asks
         session = gr.State(ChatSession())
@@ -135,7 +148,8 @@ def build_demo(core: Answering) -> gr.Blocks:
         stored = gr.BrowserState(None, storage_key=STORAGE_KEY)
         gr.Markdown(
             "# PandaGPT\nAttach images, sounds, videos, thermal images, depth maps or IMU recordings to a message — any mix, "
-            "several of a kind — and ask. Everything attached stays in use (with its weight) until you remove it."
+            "several of a kind — and ask. Everything attached stays in use (with its weight) until you remove it.",
+            elem_id="intro",
         )
         status = gr.Markdown(app.status(), elem_id="status")
         notice = gr.Markdown(visible=False, elem_id="notice")
@@ -163,6 +177,9 @@ def build_demo(core: Answering) -> gr.Blocks:
                     regenerate = gr.Button("Regenerate", elem_id="regenerate")
                     undo = gr.Button("Undo", elem_id="undo")
                     clear = gr.Button("Clear", elem_id="clear")
+                if examples:  # here, not under both columns: on a phone they come before the side panel
+                    with gr.Column(elem_id="examples"):
+                        gr.Examples(examples, inputs=[box], label="Examples (made by examples/make_examples.py)")
                 with gr.Accordion("Compare: the last question answered per input", open=False, elem_id="compare"):
                     gr.Markdown(
                         "Greedy answers, all decoded together; the chat itself is unchanged, and Stop ends them all. "
@@ -185,6 +202,17 @@ def build_demo(core: Answering) -> gr.Blocks:
                     def show_strip(rows: list[dict]) -> None:
                         _render_strip(app, rows or [], session, chatbot, strip, box)
 
+                with gr.Accordion("What ImageBind took in", open=True, elem_id="intake"):
+                    gr.Markdown(
+                        "ImageBind reads a part of each file: the centre square of a picture, ten frames of a video "
+                        "(not its sound, unless you add it with 🔊), three 2 s clips of a sound, 10 s of motion. Lit: what it took in.",
+                        elem_id="intake-about",
+                    )
+                    intake_pictures = gr.Gallery(
+                        columns=2, height=300, object_fit="contain", show_label=False, allow_preview=True, elem_id="intake-pictures"
+                    )
+                    intake_text = gr.Markdown(NOTHING, elem_id="intake-text")
+
                 with gr.Accordion("ImageBind's view", open=False, elem_id="imagebind-view") as lens:
                     gr.Markdown(
                         "The files in use as ImageBind, the encoder PandaGPT answers from, sees them: how alike they are, "
@@ -206,8 +234,6 @@ def build_demo(core: Answering) -> gr.Blocks:
                 with gr.Accordion("Keep or resume this chat", open=False):
                     export = gr.DownloadButton("Export chat (JSON)", elem_id="export")
                     load = gr.UploadButton("Import a chat", file_types=[".json"], elem_id="import")
-        if examples:
-            gr.Examples(examples, inputs=[box], label="Examples (made by examples/make_examples.py)")
 
         view = [chatbot, strip, pager, version]
         answer_outputs = [*view, box, session]
@@ -234,6 +260,7 @@ def build_demo(core: Answering) -> gr.Blocks:
         for looking in (lens.expand, look.click, labels.submit):
             looking(panel.look, [labels, session], [heat, bars], api_visibility="private")
         strip.change(panel.pair_choices, [session, first, second], [first, second], api_visibility="private", show_progress="hidden")
+        strip.change(intake.show, [session], [intake_pictures, intake_text], api_visibility="private", show_progress="minimal")
         for camera in (photo, clip):
             camera.change(app.add_capture, [camera, box], [box, camera], api_visibility="private")
         box.change(app.sync_box, [box, session], [strip, session], api_visibility="private", show_progress="hidden", trigger_mode="always_last")

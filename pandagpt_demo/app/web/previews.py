@@ -71,12 +71,19 @@ class Previews:
         return self.folder / f"{attachment.sha256[:32]}-{kind.value}.png"
 
     def paths(self, attachments: list[Attachment]) -> list[Path]:
-        """The rendered previews of these files (to be held as long as they are shown)."""
-        return [path for a in attachments if (path := self._rendered(a)) is not None]
+        """The rendered previews of these files and the pictures of what ImageBind took in from them
+        (to be held as long as they are shown)."""
+        rendered = [path for a in attachments if (path := self._rendered(a)) is not None]
+        return rendered + [self.intake_picture(a) for a in attachments]
+
+    def intake_picture(self, attachment: Attachment) -> Path:
+        """Where the picture of what ImageBind took in from this file, as this kind, is kept (intake_panel.py)."""
+        return self.folder / f"{attachment.sha256[:32]}-{attachment.kind.value}-intake.png"
 
     def item(self, attachment: Attachment) -> dict | None:
-        """The chat's content item for this file, or None if it is not on the server (or cannot be drawn)."""
-        if attachment.path is None:
+        """The chat's content item for this file, or None if it is not on the server (or cannot be
+        drawn), or is a video's sound (the video shows it)."""
+        if attachment.path is None or attachment.sound_of_video:
             return None
         target = self._rendered(attachment)
         if target is None:
