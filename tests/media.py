@@ -142,3 +142,22 @@ def distinct_image(path: Path, seed: int, size: int = 96) -> Path:
     pixels = np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
     Image.fromarray(pixels).save(path)
     return path
+
+
+def write_video_with_sound(path: str | Path, seconds: float, fps: int = 10, size: tuple[int, int] = (160, 120)) -> None:
+    """A video with an AAC sound track (a tone), by FFmpeg's own muxer through PyAV."""
+    with av.open(str(path), mode="w") as container:
+        video = container.add_stream("mpeg4", rate=fps)
+        video.width, video.height, video.pix_fmt = size[0], size[1], "yuv420p"
+        sound = container.add_stream("aac", rate=16_000, layout="mono")
+        for index in range(int(seconds * fps)):
+            pixels = np.full((size[1], size[0], 3), index % 256, dtype=np.uint8)
+            container.mux(video.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")))
+        container.mux(video.encode())
+        t = np.arange(int(seconds * 16_000)) / 16_000
+        samples = (0.3 * np.sin(2 * np.pi * 330 * t)).astype(np.float32)
+        for start in range(0, len(samples), 1024):
+            frame = av.AudioFrame.from_ndarray(samples[None, start : start + 1024], format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = 16_000, start
+            container.mux(sound.encode(frame))
+        container.mux(sound.encode())

@@ -23,6 +23,7 @@ from pandagpt_demo.app.answering.settings import AnswerSettings
 from pandagpt_demo.app.api.body_limit import BodyLimit, data_url_bytes
 from pandagpt_demo.app.api.chat_tool import ChatTool
 from pandagpt_demo.app.api.each_tool import EachTool
+from pandagpt_demo.app.api.intake_tool import IntakeTool
 from pandagpt_demo.app.api.monitoring import health_routes, metrics_route
 from pandagpt_demo.app.api.openai.routes import ApiConfig, OpenAIApi
 from pandagpt_demo.app.api.view_tool import ViewTool
@@ -228,6 +229,7 @@ def main(argv: list[str] | None = None) -> None:
     with demo:
         gr.api(ChatTool(core).ask_pandagpt, api_name="chat", api_description=ChatTool.description())
         gr.api(ViewTool(core).imagebind_view, api_name="imagebind_view", api_description=ViewTool.description())
+        gr.api(IntakeTool(core).imagebind_intake, api_name="imagebind_intake", api_description=IntakeTool.description())
         each = EachTool(core)
         gr.api(each.answer_each, api_name="answer_each", api_description=EachTool.description())
         gr.api(each.answer_blend, api_name="answer_blend", api_description=EachTool.blend_description())

@@ -1,5 +1,7 @@
 """Terminal chat without Gradio: `python -m pandagpt_demo.chat --image cat.jpg "Describe this"`.
 
+Says first what ImageBind takes in from each file (a sound's three 2 s clips, an image's centre
+crop, ...); `--video-sound` hears each video's own sound too, as an input of its own.
 Streams the answer, then keeps a multi-turn prompt open (`/undo` drops the last turn, `/labels a, b`
 shows ImageBind's view of the files: how alike they are and each one's probabilities over the
 labels; `/each` answers the last question again once per file alone and once with their sum,
@@ -20,7 +22,8 @@ from pandagpt_demo.app.conversation.view import ImageBindView, imagebind_view
 from pandagpt_demo.config import SamplingParams, ServingConfig
 from pandagpt_demo.errors import BadSetting, UserError
 from pandagpt_demo.model.binding import LabelVectors
-from pandagpt_demo.model.modalities import Modality
+from pandagpt_demo.model.intake import took_in
+from pandagpt_demo.model.modalities import Modality, has_sound_track
 from pandagpt_demo.model.pandagpt import PandaGPT
 from pandagpt_demo.serving.compile_cache import use_compile_cache
 from pandagpt_demo.serving.engine import Engine
@@ -45,6 +48,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--weight", action="append", default=[], metavar="MODALITY=W", help="multimodal-arithmetic weight of every file of a kind, e.g. audio=0.5"
     )
+    parser.add_argument(
+        "--video-sound",
+        action="store_true",
+        help="also hear each video's own sound, as an audio input of its own right after the video (default: a video is seen only, as PandaGPT does)",
+    )
     parser.add_argument("--max-new-tokens", type=int, default=SamplingParams.max_new_tokens)
     parser.add_argument("--top-p", type=float, default=SamplingParams.top_p)
     parser.add_argument("--temperature", type=float, default=SamplingParams.temperature)
@@ -61,9 +69,21 @@ def _weights(pairs: list[str]) -> dict[Modality, float]:
 
 
 def attachments(args: argparse.Namespace) -> list[Attachment]:
-    """The files of the command line, in use for the whole chat (several of a kind are summed)."""
+    """The files of the command line, in use for the whole chat (several of a kind are summed); with
+    `--video-sound`, each video with sound is followed by its sound track."""
     weights = _weights(args.weight)
-    return [Attachment.of(path, m, weight=weights.get(m, 1.0)) for m in Modality for path in getattr(args, m.value)]
+    files = []
+    for modality in Modality:
+        for path in getattr(args, modality.value):
+            files.append(Attachment.of(path, modality, weight=weights.get(modality, 1.0)))
+            if args.video_sound and modality is Modality.VIDEO and has_sound_track(files[-1].path):
+                files.append(files[-1].sound_track())
+    return files
+
+
+def intakes(files: list[Attachment]) -> str:
+    """What ImageBind takes in from each file, a line each (before the first answer)."""
+    return "\n".join(f"[{a.name}: {took_in(a.kind, a.path).summary}]" for a in files)
 
 
 def answer(session: ChatSession, model: PandaGPT, engine: Engine, question: str, params: SamplingParams) -> None:
@@ -125,6 +145,8 @@ def main(argv: list[str] | None = None) -> None:
     engine = start_engine(model, ServingConfig(max_batch=EACH_ROWS, max_waiting=EACH_ROWS, stall_timeout=None, answer_timeout=None))
     try:
         session = ChatSession(in_use=attachments(args))
+        if session.in_use:
+            print(intakes(session.in_use), file=sys.stderr)
     except UserError as error:
         sys.exit(f"error: {error}")
     params = SamplingParams(args.max_new_tokens, args.top_p, args.temperature)

@@ -225,7 +225,7 @@ def video_intake(path: str | Path) -> Intake:
     clips = clip_timepoints(duration, VIDEO_CLIP_SECONDS, VIDEO_CLIPS)
     times = ", ".join(clock(f.time) for f in frames[:: len(frames) // VIDEO_CLIPS])
     sound = has_sound_track(path)
-    note = "Its own sound is not used (a video is seen, not heard, unless its sound is added as an audio input)." if sound else ""
+    note = "Its own sound is not part of this input (it can join as an audio input of its own)." if sound else ""
     summary = (
         f"ImageBind saw {seen} of this {length(duration)} video's {video.n_frames} frames, two at the start and end of "
         f"each of {len(clips)} {VIDEO_CLIP_SECONDS} s clips (from {times}), each frame as three 224 × 224 crops."

@@ -49,6 +49,7 @@ class ChatTool:
         top_p: float = SamplingParams.top_p,
         temperature: float = SamplingParams.temperature,
         history: list[list[str]] | None = None,
+        video_sound: bool = False,
     ) -> Iterator[str]:
         """Ask PandaGPT, a model that sees and hears, a question about images, sounds, videos, thermal images, depth maps or IMU motion recordings; returns its answer (gradio_client's submit streams it as the text so far; an MCP client gets it whole). Every file's embedding is summed with its weight, so two images with weights 1 and -1 ask about their difference.
 
@@ -65,13 +66,14 @@ class ChatTool:
             top_p: nucleus sampling threshold, 0 to 1 (the default 0.01 is nearly greedy).
             temperature: sampling temperature, 0 (greedy) to 2.
             history: earlier [question, answer] pairs of this conversation, oldest first.
+            video_sound: also hear each video's own sound, as an audio input of its own (weight 1) right after the video; a video without sound is seen only. Default false: PandaGPT sees a video's frames, not its sound.
         """
         core = self.core
         with one_shot(core, "chat") as owner:
             if not isinstance(question, str) or not question.strip():
                 raise BadSetting("question must be a non-empty string.")
             files = dict(zip(Modality, (image, audio, video, thermal, depth, imu)))
-            attached = api_attachments(files, weights, core.settings)
+            attached = api_attachments(files, weights, core.settings, video_sound)
             session = ChatSession.from_history(api_history(history))
             params = core.settings.params(max_new_tokens, top_p, temperature)
             with core.house.answering(owner, [a.path for a in attached]):

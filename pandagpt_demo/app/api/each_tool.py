@@ -42,11 +42,13 @@ class EachTool:
     def blend_description(cls) -> str:
         return tool_description(cls.answer_blend)
 
-    def _session(self, question: object, files: tuple, weights: object, max_new_tokens: object) -> tuple[ChatSession, int]:
+    def _session(
+        self, question: object, files: tuple, weights: object, max_new_tokens: object, video_sound: object = False
+    ) -> tuple[ChatSession, int]:
         """A one-shot session holding the open question and the files in use, and the answers' length."""
         if not isinstance(question, str) or not question.strip():
             raise BadSetting("question must be a non-empty string.")
-        attached = api_attachments(dict(zip(Modality, files)), weights, self.core.settings)
+        attached = api_attachments(dict(zip(Modality, files)), weights, self.core.settings, video_sound)
         params = self.core.settings.params(max_new_tokens, SamplingParams.top_p, 0.0)
         return ChatSession([Exchange(question.strip())], in_use=attached), params.max_new_tokens
 
@@ -61,6 +63,7 @@ class EachTool:
         imu: FileData | list[FileData] | None = None,
         weights: dict[str, float | list[float]] | None = None,
         max_new_tokens: int = SamplingParams.max_new_tokens,
+        video_sound: bool = False,
     ) -> Iterator[str]:
         """Compare what each file makes of a question: PandaGPT answers it once with each file alone and once with all of them summed with their weights, greedily, all decoded together. Returns a JSON list of rows {"label", "text", "done", "error"}, the weighted sum's last (gradio_client's submit streams it as the rows so far).
 
@@ -74,10 +77,11 @@ class EachTool:
             imu: a motion recording (.csv or .npy with six columns: 3 accelerometer, 3 gyroscope), or a list of them.
             weights: the weight of each file in the summed row, per modality name, e.g. {"image": [1, -1]}: a number (default 1) or one number per file, from -2 to 2.
             max_new_tokens: the longest answer, in tokens (1 to 1024).
+            video_sound: also hear each video's own sound, as an audio input of its own (weight 1) right after the video; a video without sound is seen only. Default false: PandaGPT sees a video's frames, not its sound. Its sound is then a row of its own.
         """
         core = self.core
         with one_shot(core, "answer_each") as owner:
-            session, tokens = self._session(question, (image, audio, video, thermal, depth, imu), weights, max_new_tokens)
+            session, tokens = self._session(question, (image, audio, video, thermal, depth, imu), weights, max_new_tokens, video_sound)
             model, engine = core.served()
             with core.house.answering(owner, session.files()):
                 for rows in answer_each(session, model, engine, tokens):

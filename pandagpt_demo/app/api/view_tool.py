@@ -39,6 +39,7 @@ class ViewTool:
         depth: FileData | list[FileData] | None = None,
         imu: FileData | list[FileData] | None = None,
         labels: str = "",
+        video_sound: bool = False,
     ) -> str:
         """See files as ImageBind (the encoder PandaGPT answers from) sees them: the cosine similarity of every pair of files, and, given comma-separated labels, each file's zero-shot probabilities over the labels, as ImageBind's own example computes them. Returns a JSON object: "files" (names), "similarity" (files x files), "labels", "probabilities" (files x labels).
 
@@ -50,13 +51,14 @@ class ViewTool:
             depth: a depth map (16-bit png of millimetres, or a 2-D .npy of metres), or a list of them.
             imu: a motion recording (.csv or .npy with six columns: 3 accelerometer, 3 gyroscope), or a list of them.
             labels: candidate labels separated by commas, e.g. "dog barking, rain, car engine" (at most 64); empty for the similarities alone.
+            video_sound: also hear each video's own sound, as an audio input of its own (weight 1) right after the video; a video without sound is seen only. Default false: PandaGPT sees a video's frames, not its sound.
         """
         core = self.core
         with one_shot(core, "imagebind_view") as owner:
             if not isinstance(labels, str):
                 raise BadSetting(f"labels must be text, labels separated by commas, not {labels!r}.")
             files = dict(zip(Modality, (image, audio, video, thermal, depth, imu)))
-            session = ChatSession(in_use=api_attachments(files, None, core.settings))
+            session = ChatSession(in_use=api_attachments(files, None, core.settings, video_sound))
             model, _ = core.served()
             with core.house.answering(owner, session.files()):
                 view = imagebind_view(model, session, labels, core.labels)

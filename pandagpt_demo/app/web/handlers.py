@@ -120,7 +120,8 @@ class PageHandlers:
     def hold(self, key: str, session: ChatSession) -> list[Path]:
         """The files this tab shows or will use: the upload janitor keeps them while the session lives."""
         present = [a for a in session.attachments() if a.path is not None]
-        files = [*session.files(), *self.previews.paths(present), *([session.record_file] if session.record_file else [])]
+        pictures = [self.previews.intake_picture(a) for a in present]  # what ImageBind took in (intake_panel.py)
+        files = [*session.files(), *self.previews.paths(present), *pictures, *([session.record_file] if session.record_file else [])]
         self.house.hold(key, files, {a.sha256: a.path for a in present})
         return files
 

@@ -71,10 +71,8 @@ class Previews:
         return self.folder / f"{attachment.sha256[:32]}-{kind.value}.png"
 
     def paths(self, attachments: list[Attachment]) -> list[Path]:
-        """The rendered previews of these files and the pictures of what ImageBind took in from them
-        (to be held as long as they are shown)."""
-        rendered = [path for a in attachments if (path := self._rendered(a)) is not None]
-        return rendered + [self.intake_picture(a) for a in attachments]
+        """The rendered previews of these files (to be held as long as they are shown)."""
+        return [path for a in attachments if (path := self._rendered(a)) is not None]
 
     def intake_picture(self, attachment: Attachment) -> Path:
         """Where the picture of what ImageBind took in from this file, as this kind, is kept (intake_panel.py)."""

@@ -42,11 +42,21 @@ class ImageUrlPart(Shape):
     image_url: MediaUrl
 
 
+WITH_SOUND = (
+    "Also hear the video's own sound: its sound track joins as an audio input of its own (weight 1), right after the video; "
+    "a video without sound is refused. Default false: PandaGPT sees a video's frames, not its sound (an extension)."
+)
+
+
+class VideoUrl(MediaUrl):
+    with_sound: StrictBool = Field(False, description=WITH_SOUND)
+
+
 class VideoUrlPart(Shape):
     """A video, as vLLM spells it."""
 
     type: Literal["video_url"]
-    video_url: MediaUrl
+    video_url: VideoUrl
 
 
 class InputAudio(Shape):
@@ -77,6 +87,7 @@ class FilePart(Shape):
     type: Literal["file"]
     file: FileData
     modality: Modality | None = Field(None, description="What the file is; guessed from its name and contents when absent.")
+    with_sound: StrictBool = Field(False, description=f"For a video: {WITH_SOUND}")
 
 
 UserPart = Annotated[TextPart | ImageUrlPart | VideoUrlPart | InputAudioPart | FilePart, Field(discriminator="type")]

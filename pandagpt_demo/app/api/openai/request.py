@@ -16,7 +16,7 @@ import base64
 import binascii
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePath
 
 from fastapi.exceptions import RequestValidationError
@@ -70,6 +70,7 @@ class Medium:
     data: bytes | None = None
     url: str | None = None
     path: Path | None = None
+    with_sound: bool = False  # a video heard too (its sound track an input of its own)
 
 
 @dataclass(frozen=True)
@@ -206,12 +207,13 @@ class MediaParts:
             here = f"{where}.content[{number_}]"
             if isinstance(part, (ImageUrlPart, VideoUrlPart)):
                 modality, url = (Modality.IMAGE, part.image_url.url) if isinstance(part, ImageUrlPart) else (Modality.VIDEO, part.video_url.url)
-                self.found.append(self._from_url(url, modality, f"{here}.{part.type}.url"))
+                medium = self._from_url(url, modality, f"{here}.{part.type}.url")
+                self.found.append(replace(medium, with_sound=isinstance(part, VideoUrlPart) and part.video_url.with_sound))
             elif isinstance(part, InputAudioPart):
                 data = self._base64(part.input_audio.data, f"{here}.input_audio.data")
                 self.found.append(_medium(Modality.AUDIO, f"audio-{len(self.found) + 1}.{part.input_audio.format}", here, data))
             elif isinstance(part, FilePart):
-                self.found.append(self._file(part, here))
+                self.found.append(replace(self._file(part, here), with_sound=part.with_sound))
 
     def _from_url(self, url: str, modality: Modality, where: str) -> Medium:
         if url.startswith(("http://", "https://")):

@@ -382,7 +382,7 @@ class OpenAIApi:
             kind = medium.kind or guess_kind(path)
             if kind is None:
                 raise BadInput(f"'{medium.name}' is not a kind of file PandaGPT takes; give its `modality`.", param=medium.where)
-            files[kind].append({"path": str(path), "orig_name": medium.name})
+            files[kind].append({"path": str(path), "orig_name": medium.name} | ({"with_sound": True} if medium.with_sound else {}))
         return files
 
     def _write(self, data: bytes, path: Path) -> None:
