@@ -78,7 +78,11 @@ def test_every_kind_is_told_as_data_equal_to_the_loaders_figures(app: App, tmp_p
 def test_a_videos_sound_is_its_own_entry_when_asked_and_a_silent_video_has_none(app: App, talk: Path) -> None:
     assert [e["name"] for e in intake_of(app, video=handle_file(str(talk)))] == ["talk.mp4"]
     both = intake_of(app, video=[handle_file(str(talk)), handle_file(str(FILES[Modality.VIDEO]))], video_sound=True)
-    assert both == [expected(Modality.VIDEO, talk), expected(Modality.AUDIO, talk, "talk.mp4 (its sound)"), expected(Modality.VIDEO, FILES[Modality.VIDEO])]
+    assert both == [
+        expected(Modality.VIDEO, talk),
+        expected(Modality.AUDIO, talk, "talk.mp4 (its sound)"),
+        expected(Modality.VIDEO, FILES[Modality.VIDEO]),
+    ]
     assert "sound is not part of this input" in both[0]["note"]
 
 
@@ -95,7 +99,9 @@ def test_the_mcp_tool_gives_the_same_data(app: App) -> None:
     names, text = asyncio.run(call())
     assert "imagebind_intake" in names
     (entry,) = json.loads(json.loads(text) if text.startswith('"') else text)["files"]
-    assert {k: v for k, v in entry.items() if k != "name"} == {k: v for k, v in expected(Modality.IMAGE, FILES[Modality.IMAGE]).items() if k != "name"}
+    assert {k: v for k, v in entry.items() if k != "name"} == {
+        k: v for k, v in expected(Modality.IMAGE, FILES[Modality.IMAGE]).items() if k != "name"
+    }
 
 
 def chat(app: App, **inputs: object) -> str:
@@ -130,7 +136,11 @@ def test_v1_hears_a_video_part_with_sound_and_refuses_it_where_there_is_none(app
     assert v1(app, [file_part]) == chat(app, video=handle_file(str(talk)), video_sound=True)
     with pytest.raises(openai.BadRequestError, match="no sound track"):
         v1(app, [video_part(FILES[Modality.VIDEO], with_sound=True)])
-    image = {"type": "file", "file": {"file_data": base64.b64encode(FILES[Modality.IMAGE].read_bytes()).decode(), "filename": "a.jpg"}, "with_sound": True}
+    image = {
+        "type": "file",
+        "file": {"file_data": base64.b64encode(FILES[Modality.IMAGE].read_bytes()).decode(), "filename": "a.jpg"},
+        "with_sound": True,
+    }
     with pytest.raises(openai.BadRequestError, match="with_sound is for videos"):
         v1(app, [image])
     schemas = httpx.get(app.url + "v1/openapi.json").json()["components"]["schemas"]

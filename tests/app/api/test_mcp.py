@@ -69,7 +69,9 @@ def test_the_tool_answers_about_a_data_url_and_the_page_actions_are_not_tools(ap
                 return (await session.list_tools()).tools
 
     names = [tool.name for tool in asyncio.run(tools())]
-    assert sorted(names) == ["answer_blend", "answer_each", "ask_pandagpt", "imagebind_intake", "imagebind_view"], "the page's own actions are not tools"
+    assert sorted(names) == ["answer_blend", "answer_each", "ask_pandagpt", "imagebind_intake", "imagebind_view"], (
+        "the page's own actions are not tools"
+    )
     tool = next(t for t in asyncio.run(tools()) if t.name == "ask_pandagpt")
     assert "sees and hears" in tool.description and tool.inputSchema["properties"]["question"]["description"]
     # Gradio ends every tool with files by naming an `upload_file_to_gradio` tool "if present"; the
