@@ -8,7 +8,10 @@ import sys
 from pathlib import Path
 
 from pandagpt_demo.config import ModelConfig
+from pandagpt_demo.model.intake import took_in
+from pandagpt_demo.model.modalities import Modality
 from tests.conftest import REPO_ROOT
+from tests.media import write_video_with_sound
 
 
 def run_chat(config: ModelConfig, *args: str, stdin: str) -> subprocess.CompletedProcess:
@@ -109,3 +112,16 @@ def test_terminal_chat_answers_each_file_alone_and_together(tiny_config: ModelCo
         assert rows[f"{Path(path).name} ({kind})"].strip() == re.findall(r"panda> (.*)", alone[kind].stdout)[0].strip(), kind
     ends = [rows["sunset.jpg (image)"], rows["dog_bark.wav (audio)"], rows["all, weighted"]]
     assert len(set(ends)) == 3, f"each file's row and the sum's differ, so swapped rows or blend ends would show: {ends}"
+
+
+def test_terminal_chat_says_what_imagebind_takes_in_and_hears_a_video_when_asked(tiny_config: ModelConfig, tmp_path: Path) -> None:
+    talk = tmp_path / "talk.mp4"
+    write_video_with_sound(talk, seconds=6)
+    heard = run_chat(tiny_config, "--temperature", "0", "--video", str(talk), "--video-sound", "What is it?", stdin="/each\n\n")
+    assert heard.returncode == 0, heard.stderr
+    assert f"[talk.mp4: {took_in(Modality.VIDEO, talk).summary}]" in heard.stderr
+    assert f"[talk.mp4 (its sound): {took_in(Modality.AUDIO, talk).summary}]" in heard.stderr
+    rows = dict(re.findall(r"\[([^\]]+)\] (.*)", heard.stdout))
+    assert list(rows) == ["talk.mp4 (video)", "talk.mp4 (its sound) (audio)", "all, weighted"], "its sound is a row of its own"
+    seen = run_chat(tiny_config, "--temperature", "0", "--video", str(talk), "What is it?", stdin="")
+    assert re.findall(r"panda> (.*)", seen.stdout)[0].strip() == rows["talk.mp4 (video)"].strip(), "without the flag: the frames alone"

@@ -146,3 +146,12 @@ def test_v1_hears_a_video_part_with_sound_and_refuses_it_where_there_is_none(app
     schemas = httpx.get(app.url + "v1/openapi.json").json()["components"]["schemas"]
     assert "sound track" in schemas["VideoUrl"]["properties"]["with_sound"]["description"]
     assert "sound track" in schemas["FilePart"]["properties"]["with_sound"]["description"]
+
+
+def test_answer_each_gives_a_heard_videos_sound_a_row_of_its_own(app: App, talk: Path) -> None:
+    rows = json.loads(
+        Client(app.url, verbose=False).predict(
+            "What is this?", video=handle_file(str(talk)), video_sound=True, max_new_tokens=6, api_name="/answer_each"
+        )
+    )
+    assert [row["label"] for row in rows][:2] == ["talk.mp4 (video)", "talk.mp4 (its sound) (audio)"] and len(rows) == 3

@@ -53,7 +53,9 @@ def test_the_lit_waveform_is_the_heard_clips(tmp_path: Path) -> None:
     intake = took_in(Modality.AUDIO, path)
     _, columns = where(picture_of(intake), LIT)
     lit = sorted(set(columns.tolist()))
-    expected = sorted({x for s in intake.spans for x in range(round(s.start / 60 * WIDE), max(round(s.end / 60 * WIDE), round(s.start / 60 * WIDE) + 1))})
+    expected = sorted(
+        {x for s in intake.spans for x in range(round(s.start / 60 * WIDE), max(round(s.end / 60 * WIDE), round(s.start / 60 * WIDE) + 1))}
+    )
     assert set(lit) <= set(expected) and len(lit) >= len(expected) - 3, "only the heard clips' columns are lit"
 
 
