@@ -82,8 +82,15 @@ def attachments(args: argparse.Namespace) -> list[Attachment]:
 
 
 def intakes(files: list[Attachment]) -> str:
-    """What ImageBind takes in from each file, a line each (before the first answer)."""
-    return "\n".join(f"[{a.name}: {took_in(a.kind, a.path).summary}]" for a in files)
+    """What ImageBind takes in from each file, a line each (before the first answer); a file its
+    loader refuses is left to the answer, which says why and goes on."""
+    lines = []
+    for attachment in files:
+        try:
+            lines.append(f"[{attachment.name}: {took_in(attachment.kind, attachment.path).summary}]")
+        except UserError:
+            continue
+    return "\n".join(lines)
 
 
 def answer(session: ChatSession, model: PandaGPT, engine: Engine, question: str, params: SamplingParams) -> None:
@@ -145,10 +152,10 @@ def main(argv: list[str] | None = None) -> None:
     engine = start_engine(model, ServingConfig(max_batch=EACH_ROWS, max_waiting=EACH_ROWS, stall_timeout=None, answer_timeout=None))
     try:
         session = ChatSession(in_use=attachments(args))
-        if session.in_use:
-            print(intakes(session.in_use), file=sys.stderr)
     except UserError as error:
         sys.exit(f"error: {error}")
+    if told := intakes(session.in_use):
+        print(told, file=sys.stderr)
     params = SamplingParams(args.max_new_tokens, args.top_p, args.temperature)
     label_cache = LabelVectors()
     question = args.question

@@ -74,7 +74,9 @@ def test_image_and_audio_question_streams_then_regenerate_undo_clear(app_url: st
     (role_q, question), (role_a, answer) = texts(chat)
     assert (role_q, question) == ("user", "What do you see and hear?")
     assert shown_files(chat) == [["sunset.jpg", "dog_bark.wav"]], "the question shows its files"
-    assert captions(chat) == ["*Used: sunset.jpg (image ×1) + dog_bark.wav (audio ×1)*"]
+    assert captions(chat) == ["*Used: sunset.jpg (image ×1; centre 67% seen) + dog_bark.wav (audio ×1; 2.7 s of 3 s heard)*"], (
+        "with what ImageBind took in"
+    )
     assert role_a == "assistant" and answer and "###" not in answer
     partial = [texts(update[0])[-1][1] for update in updates[:-1] if len(update[0]) == 2]
     assert partial and all(answer.startswith(p) for p in partial), "each update extends the previous one"
@@ -112,7 +114,7 @@ def test_bad_file_leaves_chat_and_question_and_chat_goes_on(app_url: str, tmp_pa
     assert file_names(box["files"]) == ["notes.wav"], "the file goes back into the box with its question"
     chat, _, _ = client.predict(*send_args("Still there?"), api_name="/send")
     assert [text for role, text in texts(chat) if role == "user"] == ["First question", "Still there?"]
-    assert captions(chat)[-1] == "*Used: sunset.jpg (image ×1)*", "the refused file is not in use; the first one still is"
+    assert captions(chat)[-1] == "*Used: sunset.jpg (image ×1; centre 67% seen)*", "the refused file is not in use; the first one still is"
 
 
 def test_a_chat_takes_at_most_max_files_files(app_url: str, tmp_path: Path) -> None:

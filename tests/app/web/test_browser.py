@@ -14,6 +14,8 @@ import os
 import shutil
 from pathlib import Path
 
+from pandagpt_demo.model.intake import took_in
+from pandagpt_demo.model.modalities import Modality
 from tests.app.web.browser import (
     ANSWER_TIMEOUT_MS,
     ANSWERS,
@@ -68,7 +70,8 @@ def test_every_kind_attached_in_one_message_is_shown_in_the_chat_and_used(page: 
     for preview in ("-thermal.png", "-depth.png", "-imu.png"):  # the coloured maps and the plot
         expect(question.locator(f'img[src*="{preview}"]')).to_have_count(1)
     expect(question).to_contain_text(" · ".join(f"{path.name} ({kind})" for kind, path in MEDIA.items()))
-    assert caption(page, 0) == " + ".join(f"{path.name} ({kind} ×1)" for kind, path in MEDIA.items())
+    took = {kind: took_in(Modality(kind), path).short for kind, path in MEDIA.items()}  # what ImageBind took in (test_browser_intake.py)
+    assert caption(page, 0) == " + ".join(f"{path.name} ({kind} ×1; {took[kind]})" for kind, path in MEDIA.items())
     for row in range(6):
         expect(page.locator(f"#strip-name-{row}")).to_contain_text("in use")
 
@@ -106,7 +109,7 @@ def test_a_png_can_be_taken_as_thermal_or_depth(page: Page, page_errors: list[st
     choose_kind(page, 0, "thermal")
     ask(page, "What is warm here?")
     wait_for_answer(page, 1)
-    assert caption(page, 0) == "scan.png (thermal ×1)"
+    assert caption(page, 0) == f"scan.png (thermal ×1; {took_in(Modality.THERMAL, photo).short})"
     expect(page.locator(QUESTIONS).first).to_contain_text("scan.png (thermal)")
     expect(page.locator(QUESTIONS).first.locator('img[src*="-thermal.png"]')).to_have_count(1)
 
@@ -115,7 +118,8 @@ def test_a_png_can_be_taken_as_thermal_or_depth(page: Page, page_errors: list[st
     choose_kind(page, 0, "depth")
     ask(page, "How far is it?")
     wait_for_answer(page, 2)
-    assert caption(page, 1) == "scan.png (thermal ×1) + grey.png (depth ×1)"
+    heat, depth = took_in(Modality.THERMAL, photo).short, took_in(Modality.DEPTH, grey).short
+    assert caption(page, 1) == f"scan.png (thermal ×1; {heat}) + grey.png (depth ×1; {depth})"
     expect(page.locator(QUESTIONS).nth(1).locator('img[src*="-depth.png"]')).to_have_count(1)
 
     page.locator("#strip-kind-0 input").click()  # scan.png, now in use
@@ -135,14 +139,15 @@ def test_two_images_are_summed_with_their_weights_and_one_can_be_removed(page: P
     set_weight(page, 1, -1)
     ask(page, "Compare them.")
     wait_for_answer(page, 1)
-    assert caption(page, 0) == "first.png (image ×0.5) + second.png (image ×-1)"
+    seen = took_in(Modality.IMAGE, first).short
+    assert caption(page, 0) == f"first.png (image ×0.5; {seen}) + second.png (image ×-1; {took_in(Modality.IMAGE, second).short})"
 
     page.locator("#strip-remove-1").click()
     expect(page.locator("#strip-row-1")).to_have_count(0)
     expect(page.locator("#strip-name-0")).to_contain_text("first.png")
     ask(page, "And now?")
     wait_for_answer(page, 2)
-    assert caption(page, 1) == "first.png (image ×0.5)", "the removed image is no longer in use"
+    assert caption(page, 1) == f"first.png (image ×0.5; {seen})", "the removed image is no longer in use"
     expect(page.locator(QUESTIONS).first.locator("img")).to_have_count(2), "it stays shown with its message"
     assert not page_errors, f"uncaught errors in the page: {page_errors}"
 
@@ -219,7 +224,7 @@ def test_a_reload_keeps_the_chat_and_an_export_imports_back(page: Page, page_err
     expect(page.locator("#strip-name-0")).to_contain_text("sunset.jpg")
     ask(page, "Still about it?")
     wait_for_answer(page, 2)
-    assert caption(page, 1) == "sunset.jpg (image ×0.5)"
+    assert caption(page, 1) == f"sunset.jpg (image ×0.5; {took_in(Modality.IMAGE, MEDIA['image']).short})", "found again after the import"
     assert not page_errors, f"uncaught errors in the page: {page_errors}"
 
 
