@@ -108,8 +108,12 @@ class Intake:
         return data
 
 
-def clock(seconds: float) -> str:
-    """A time in a recording as m:ss (to the nearest second)."""
+def clock(seconds: float, tenths: bool = False) -> str:
+    """A time in a recording as m:ss (to the nearest second), or m:ss.s (`tenths`: in a short one,
+    where whole seconds would say 0:00 four times)."""
+    if tenths:
+        tenth = int(round(seconds * 10))
+        return f"{tenth // 600}:{tenth % 600 // 10:02d}.{tenth % 10}"
     whole = int(round(seconds))
     return f"{whole // 60}:{whole % 60:02d}"
 
@@ -223,12 +227,12 @@ def video_intake(path: str | Path) -> Intake:
     seen = len({f.index for f in frames})
     fraction = seen / video.n_frames
     clips = clip_timepoints(duration, VIDEO_CLIP_SECONDS, VIDEO_CLIPS)
-    times = ", ".join(clock(f.time) for f in frames[:: len(frames) // VIDEO_CLIPS])
+    times = ", ".join(clock(f.time, tenths=duration < 60) for f in frames[:: len(frames) // VIDEO_CLIPS])
     sound = has_sound_track(path)
     note = "Its own sound is not part of this input (it can join as an audio input of its own)." if sound else ""
     summary = (
-        f"ImageBind saw {seen} of this {length(duration)} video's {video.n_frames} frames, two at the start and end of "
-        f"each of {len(clips)} {VIDEO_CLIP_SECONDS} s clips (from {times}), each frame as three 224 × 224 crops."
+        f"ImageBind saw {seen} of this {length(duration)} video's {video.n_frames} frames: the first and last of each of "
+        f"its {len(clips)} clips of {VIDEO_CLIP_SECONDS} s (from {times}), each frame as three 224 × 224 crops."
     )
     summary += f" {note}" if note else ""
     short = f"{seen} of {video.n_frames} frames seen"

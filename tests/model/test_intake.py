@@ -182,6 +182,7 @@ def test_a_file_the_loader_refuses_is_refused_alike(tmp_path: Path) -> None:
 
 def test_times_and_lengths_read_as_people_say_them() -> None:
     assert [clock(s) for s in (0, 79.33, 158.67, 160.67, 3600)] == ["0:00", "1:19", "2:39", "2:41", "60:00"]
+    assert [clock(s, tenths=True) for s in (0, 0.44, 1.25, 61.96)] == ["0:00.0", "0:00.4", "0:01.2", "1:02.0"]
     assert [length(s) for s in (0.01, 1.5, 6, 42, 240, 250)] == ["0.01 s", "1.5 s", "6 s", "42 s", "4 min", "4:10"]
 
 

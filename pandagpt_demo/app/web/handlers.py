@@ -306,10 +306,11 @@ class PageHandlers:
             raise gr.Error(internal_error(error), print_exception=False) from error  # logged once, by internal_error
         yield (*self.view(session), kept_box, session)
 
-    def intake(self, attachment: Attachment, draw: Callable[[Intake], None] | None = None) -> Intake:
-        """What ImageBind takes in from this file (`draw`: see `Intakes.of`). The first time, if
-        the loss is large, it is said as a notice: this is when the file has just been attached."""
-        first_time = not attachment.took_in
+    def intake(self, attachment: Attachment, session: ChatSession, draw: Callable[[Intake], None] | None = None) -> Intake:
+        """What ImageBind takes in from this file (`draw`: see `Intakes.of`). The first time in this
+        chat, if the loss is large, it is said as a notice: this is when the file has just been
+        attached (the same content attached again, as an example's photo, is not said twice)."""
+        first_time = not any(a.took_in for a in session.attachments() if (a.sha256, a.kind) == (attachment.sha256, attachment.kind))
         intake = self.core.intakes.of(attachment, draw)
         if first_time and intake.large_loss:
             gr.Info(f"{attachment.name}: {intake.summary}", duration=12)
@@ -321,7 +322,7 @@ class PageHandlers:
         for attachment in session.pending + session.in_use:
             if not attachment.took_in and attachment.path is not None:
                 try:
-                    self.intake(attachment)
+                    self.intake(attachment, session)
                 except UserError:
                     pass
 

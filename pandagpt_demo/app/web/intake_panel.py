@@ -31,10 +31,10 @@ class IntakePanel:
     def __init__(self, app: PageHandlers) -> None:
         self.app = app
 
-    def _intake(self, attachment: Attachment) -> Intake:
+    def _intake(self, attachment: Attachment, session: ChatSession) -> Intake:
         target = self.app.previews.intake_picture(attachment)
         draw = None if target.exists() else lambda found: save_picture(found, target)
-        return self.app.intake(attachment, draw)
+        return self.app.intake(attachment, session, draw)
 
     def show(self, session: ChatSession, request: gr.Request) -> tuple[list[tuple[str, str]], str]:
         """The gallery's pictures (each captioned with its file and figure) and the sentences, for
@@ -43,7 +43,7 @@ class IntakePanel:
         pictures, lines = [], []
         for attachment in [a for a in session.pending + session.in_use if a.path is not None]:
             try:
-                intake = self._intake(attachment)
+                intake = self._intake(attachment, session)
             except UserError as error:
                 lines.append(f"**{attachment.name}**: {error}")
                 continue

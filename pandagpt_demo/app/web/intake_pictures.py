@@ -71,7 +71,7 @@ def video_picture(intake: Intake) -> Image.Image:
         canvas.paste(Image.fromarray(intake.material[frame.index]).resize((width, FRAME_HEIGHT), Image.Resampling.BILINEAR), (x, y))
         for colour, box in zip(CROPS, intake.crops):
             draw.rectangle((x + box.left * sx, y + box.top * sy, x + box.right * sx - 1, y + box.bottom * sy - 1), outline=colour, width=1)
-        draw.text((x, y + FRAME_HEIGHT + 2), f"{clock(frame.time)} · #{frame.index}", fill="black", font=FONT)
+        draw.text((x, y + FRAME_HEIGHT + 2), f"{clock(frame.time, tenths=intake.duration < 60)} · #{frame.index}", fill="black", font=FONT)
     return canvas
 
 
