@@ -21,13 +21,11 @@ endpoint's parameter), but reading it is this route's own.
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 import shutil
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from importlib.metadata import version
 from pathlib import Path
@@ -45,15 +43,14 @@ from starlette.routing import Mount
 from pandagpt_demo.app.answering.core import Answering
 from pandagpt_demo.app.answering.metrics import error_kind
 from pandagpt_demo.app.api.attachments import api_attachments
-from pandagpt_demo.app.conversation.session import ChatSession
 from pandagpt_demo.app.public.fetcher import fetch_to
 from pandagpt_demo.app.public.uploads import FULL, Reservation
 from pandagpt_demo.errors import BadInput, BadSetting, Unavailable, UserError
-from pandagpt_demo.model.generation import partial_stop
 from pandagpt_demo.model.kinds import guess_kind
 from pandagpt_demo.model.modalities import Modality
 
 from .body import BodyScanner, ReadBody, too_large
+from .completion import Outcome, Reply, completion_pieces
 from .protocol import ChatCompletionRequest, ErrorResponse
 from .refusals import HttpError, error_body, error_response
 from .request import CompletionRequest, Medium, parse_body, read_request
@@ -77,38 +74,6 @@ class ApiConfig:
     # The body apart from its long media strings, held in memory and parsed: the text limit's
     # characters as JSON escapes (up to 6 bytes each) with room for 10,000 messages around them.
     max_json_bytes: int = 16 * 2**20
-
-
-@dataclass
-class Outcome:
-    """How an answer ended, filled in by its stream for the response's last chunk."""
-
-    finish_reason: str = "stop"
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    text: list[str] = field(default_factory=list)
-
-    def usage(self) -> dict:
-        return {
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "total_tokens": self.prompt_tokens + self.completion_tokens,
-        }
-
-
-class StopStrings:
-    """Cuts an answer at the first of the request's `stop` strings, holding back a tail that might begin one."""
-
-    def __init__(self, stops: tuple[str, ...]) -> None:
-        self.stops = stops
-
-    def cut(self, text: str) -> tuple[str, bool]:
-        """The part of `text` that is certain to be sent, and whether a stop string was reached."""
-        found = [i for i in (text.find(s) for s in self.stops) if i >= 0]
-        if found:
-            return text[: min(found)], True
-        safe = min([len(text) - partial_stop(text, stop) for stop in self.stops], default=len(text))
-        return text[:safe], False
 
 
 class CompletionsRoute(APIRoute):
@@ -347,20 +312,7 @@ class OpenAIApi:
         try:
             attached = api_attachments(self._save(parsed.media, folder, owner), parsed.weights, self.settings)
             with self.house.answering(owner, [a.path for a in attached]):
-                model, engine = self.core.served()
-                session = ChatSession.from_history(parsed.history)
-                stops, sent, so_far, stopped = StopStrings(parsed.stop), "", "", False
-                for so_far in session.ask(model, engine, parsed.question, parsed.params, log.info, attached=attached):
-                    text, stopped = stops.cut(so_far)
-                    if len(text) > len(sent):
-                        yield text[len(sent) :]
-                        sent = text
-                    if stopped:
-                        break
-                if not stopped and len(so_far) > len(sent):  # the tail held back began no stop string after all
-                    yield so_far[len(sent) :]
-                outcome.finish_reason = "stop" if stopped else engine.finish_reason
-                outcome.prompt_tokens, outcome.completion_tokens = engine.prompt_tokens, engine.completion_tokens
+                yield from completion_pieces(*self.core.served(), parsed, attached, outcome)
         finally:
             self._clean_up(owner)
 
@@ -405,27 +357,3 @@ class OpenAIApi:
             raise
         finally:
             room.release()
-
-
-class Reply:
-    """The response's chunks and whole answer in OpenAI's shapes, all with one id."""
-
-    def __init__(self, model: str) -> None:
-        self.id = f"chatcmpl-{uuid.uuid4().hex}"
-        self.created = int(time.time())
-        self.model = model
-
-    def chunk(self) -> dict:
-        return {"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model, "system_fingerprint": None}
-
-    def event(self, delta: dict, finish_reason: str | None = None, include_usage: bool = False) -> str:
-        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
-        return self.sse({**self.chunk(), "choices": [choice], **({"usage": None} if include_usage else {})})
-
-    @staticmethod
-    def sse(data: dict) -> str:
-        return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
-
-    def whole(self, text: str, outcome: Outcome) -> dict:
-        choice = {"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None, "finish_reason": outcome.finish_reason}
-        return {**self.chunk(), "object": "chat.completion", "choices": [choice], "usage": outcome.usage()}
