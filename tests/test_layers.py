@@ -27,7 +27,7 @@ from tests.conftest import REPO_ROOT
 
 PACKAGE = REPO_ROOT / "pandagpt_demo"
 RANK = {"errors": 0, "config": 0, "files": 0, "__init__": 0, "model": 1, "serving": 2, "weights": 2, "app": 3}
-ENTRY_POINTS = {"chat": "app.terminal"}  # `python -m pandagpt_demo.chat`, the terminal chat's documented name
+ENTRY_POINTS = {"chat": "app.terminal", "batch": "app.batch"}  # `python -m pandagpt_demo.chat` and `.batch`: documented names
 APP_RANK = {
     "__init__": 0,
     "precision": -1,
@@ -40,6 +40,7 @@ APP_RANK = {
     "space": 3,
     "server": 4,
     "terminal": 4,
+    "batch": 4,
 }
 IMPORTED_ONLY_BY = {"app.space": {"app.server"}}
 WEB_FRAMEWORKS = ("gradio", "gradio_client", "starlette", "fastapi")

@@ -20,9 +20,14 @@ from pandagpt_demo.errors import BadInput, first_line
 from pandagpt_demo.model.modalities import MediaError, Modality
 
 
+def upload_folder() -> Path:
+    """Gradio's upload folder (GRADIO_TEMP_DIR): where a file handed to a handler is, or is put."""
+    return Path(gradio_utils.get_upload_folder()).resolve()
+
+
 def _upload_roots() -> list[Path]:
     """Where a file handed to a handler may live: Gradio's upload folder and the examples."""
-    return [Path(gradio_utils.get_upload_folder()).resolve(), EXAMPLES_FILE.parent.resolve()]
+    return [upload_folder(), EXAMPLES_FILE.parent.resolve()]
 
 
 def uploaded_path(modality: Modality, value: str | dict | FileData | None, policy: FetchPolicy) -> str | None:

@@ -9,9 +9,9 @@ import json
 import pytest
 
 from pandagpt_demo.app.answering.settings import AnswerSettings
+from pandagpt_demo.app.api.openai.completion import StopStrings
 from pandagpt_demo.app.api.openai.refusals import HttpError, error_body
 from pandagpt_demo.app.api.openai.request import parse_body, read_request
-from pandagpt_demo.app.api.openai.completion import StopStrings
 from pandagpt_demo.config import SamplingParams
 from pandagpt_demo.errors import BadInput, BadSetting, Busy, TooLarge, Unavailable
 from pandagpt_demo.model.modalities import Modality

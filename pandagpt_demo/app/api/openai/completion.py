@@ -52,11 +52,14 @@ class StopStrings:
         return text[:safe], False
 
 
-def completion_pieces(model: Model, engine: object, parsed: CompletionRequest, attached: list[Attachment], outcome: Outcome) -> Iterator[str]:
+def completion_pieces(
+    model: Model, engine: object, parsed: CompletionRequest, attached: list[Attachment], outcome: Outcome, session: ChatSession | None = None
+) -> Iterator[str]:
     """The answer to `parsed` with its files `attached`, piece by piece, cut at its stop strings;
     `outcome` is filled in at its end. `engine` is a metered one (its last request's token counts
-    and finish reason: answering/metrics.py)."""
-    session = ChatSession.from_history(parsed.history)
+    and finish reason: answering/metrics.py). `session`: one holding `parsed`'s history (made here
+    when not given), whose cache then keeps the files' vectors."""
+    session = session or ChatSession.from_history(parsed.history)
     stops, sent, so_far, stopped = StopStrings(parsed.stop), "", "", False
     for so_far in session.ask(model, engine, parsed.question, parsed.params, log.info, attached=attached):
         text, stopped = stops.cut(so_far)

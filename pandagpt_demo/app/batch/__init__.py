@@ -1,0 +1,1 @@
+"""Offline runs over many files in OpenAI's batch format (cli.py)."""
