@@ -17,13 +17,14 @@ from pandagpt_demo.model.modalities import Modality
 
 
 def expand(given: list[str]) -> list[Path]:
-    """Files, the files of folders (sorted, not recursing) and the matches of globs, in order, each once."""
+    """Files, the media files of folders (sorted, not recursing; others are passed over) and the
+    matches of globs, in order, each once."""
     found: list[Path] = []
     for item in given:
         path = Path(item)
         matches = sorted(Path(p) for p in glob.glob(item)) if glob.has_magic(item) else [path]
         for match in matches:
-            children = sorted(p for p in match.iterdir() if p.is_file()) if match.is_dir() else [match]
+            children = sorted(p for p in match.iterdir() if p.is_file() and guess_kind(p)) if match.is_dir() else [match]
             found.extend(p for p in children if p not in found)
     return found
 
