@@ -82,17 +82,22 @@ class Answered:
     session: ChatSession | None = None
 
 
+PASSING = {429, 500, 502, 503, 504}  # refusals of the moment (busy, closing, a fault), not of the request: asked again
+
+
 def answered_ids(output: Path) -> set[str]:
-    """The custom_ids an earlier run of this output already wrote (a torn last line is ignored)."""
+    """The custom_ids an earlier run of this output already answered or refused for good (a torn
+    last line is ignored; a refusal of the moment, PASSING, is asked again, its new line after it)."""
     if not output.exists():
         return set()
     ids = set()
     for text in output.read_text(encoding="utf-8").splitlines():
         try:
-            custom_id = json.loads(text).get("custom_id")
+            line = json.loads(text)
+            custom_id, status = line.get("custom_id"), (line.get("response") or {}).get("status_code")
         except (json.JSONDecodeError, AttributeError):
             continue
-        if isinstance(custom_id, str):
+        if isinstance(custom_id, str) and status not in PASSING:
             ids.add(custom_id)
     return ids
 
@@ -186,6 +191,8 @@ class BatchRunner:
                 pieces.close()
             status, response, ok = 200, Reply(self.model_id).whole("".join(outcome.text), outcome), True
         except Exception as error:  # noqa: BLE001 - every refusal is this line's, in /v1's shape; the run goes on
+            if self.stopping.is_set():
+                return None  # ended by the stop, not by the request: asked again by the next run
             status, response = error_body(error)  # an internal fault is logged here, with its traceback
             ok, outcome, attached, session = False, Outcome(), [], None
             log.info("request %s (line %d) refused: %s", line.custom_id, line.number, response["error"]["message"])
