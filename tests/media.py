@@ -9,6 +9,19 @@ import numpy as np
 import soundfile as sf
 from PIL import Image
 
+from pandagpt_demo.model.modalities import Modality
+from tests.conftest import REPO_ROOT
+
+# One example file of each kind (examples/make_examples.py made them).
+EXAMPLE_MEDIA = {
+    Modality.IMAGE: REPO_ROOT / "examples" / "sunset.jpg",
+    Modality.AUDIO: REPO_ROOT / "examples" / "dog_bark.wav",
+    Modality.VIDEO: REPO_ROOT / "examples" / "bouncing_ball.mp4",
+    Modality.THERMAL: REPO_ROOT / "examples" / "thermal_person.png",
+    Modality.DEPTH: REPO_ROOT / "examples" / "depth_room.png",
+    Modality.IMU: REPO_ROOT / "examples" / "imu_walking.csv",
+}
+
 
 def write_image(path: str | Path, size: tuple[int, int] = (320, 240), seed: int = 0) -> np.ndarray:
     """An RGB image (width, height) of smooth gradients plus noise, so crops and resizes are visible."""

@@ -26,17 +26,9 @@ from pandagpt_demo.model.pandagpt import PandaGPT
 from pandagpt_demo.serving.start import start_engine
 from tests.conftest import REPO_ROOT
 from tests.launched import App
-from tests.media import write_video_with_sound
+from tests.media import EXAMPLE_MEDIA, write_video_with_sound
 
-EXAMPLES = REPO_ROOT / "examples"
-MEDIA = {
-    Modality.IMAGE: EXAMPLES / "sunset.jpg",
-    Modality.AUDIO: EXAMPLES / "dog_bark.wav",
-    Modality.VIDEO: EXAMPLES / "bouncing_ball.mp4",
-    Modality.THERMAL: EXAMPLES / "thermal_person.png",
-    Modality.DEPTH: EXAMPLES / "depth_room.png",
-    Modality.IMU: EXAMPLES / "imu_walking.csv",
-}
+MEDIA = EXAMPLE_MEDIA
 QUESTIONS = ["What is this?", "Describe it in one sentence.", "What would you hear here?", "Is it day or night?"]
 
 

@@ -23,19 +23,10 @@ from pandagpt_demo.config import ModelConfig
 from pandagpt_demo.model.intake import took_in
 from pandagpt_demo.model.modalities import Modality
 from tests.app.api.test_openai_api import metric
-from tests.conftest import REPO_ROOT
 from tests.launched import App
-from tests.media import write_video_with_sound
+from tests.media import EXAMPLE_MEDIA, write_video_with_sound
 
-EXAMPLES = REPO_ROOT / "examples"
-FILES = {
-    Modality.IMAGE: EXAMPLES / "sunset.jpg",
-    Modality.AUDIO: EXAMPLES / "dog_bark.wav",
-    Modality.VIDEO: EXAMPLES / "bouncing_ball.mp4",
-    Modality.THERMAL: EXAMPLES / "thermal_person.png",
-    Modality.DEPTH: EXAMPLES / "depth_room.png",
-    Modality.IMU: EXAMPLES / "imu_walking.csv",
-}
+FILES = EXAMPLE_MEDIA
 GREEDY = dict(temperature=0.0, top_p=0.01, max_new_tokens=12)
 
 

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from pandagpt_demo.app.answering.settings import AnswerSettings
-from pandagpt_demo.app.api.openai.completion import StopStrings
+from pandagpt_demo.app.api.openai.completion import Reply, StopStrings
 from pandagpt_demo.app.api.openai.refusals import HttpError, error_body
 from pandagpt_demo.app.api.openai.request import parse_body, read_request
 from pandagpt_demo.config import SamplingParams
@@ -202,3 +202,13 @@ def test_errors_map_to_openai_statuses_and_types() -> None:
     assert error_body(Unavailable("x"))[0] == 503 and error_body(Unavailable("x"))[1]["error"]["type"] == "server_error"
     status, document = error_body(RuntimeError("secret detail"))
     assert status == 500 and "secret detail" not in document["error"]["message"] and "Internal error (logged as" in document["error"]["message"]
+
+
+def test_a_streamed_event_is_one_line_for_every_line_splitter() -> None:
+    """Found by the 10,000-body fuzz run: an answer holding U+2028 (or U+0085, U+2029) was sent raw,
+    as JSON allows, and a client reading lines as Python's splitlines (httpx's iter_lines) cut the
+    event in two. They are escaped; the text reads back the same."""
+    text = "a\u2028b\x85c\u2029d\ne\r\x0bf"
+    event = Reply.sse({"choices": [{"delta": {"content": text}}]})
+    assert event.endswith("\n\n") and len(event.splitlines()) == 2 and event.splitlines()[1] == ""
+    assert json.loads(event.splitlines()[0].removeprefix("data: "))["choices"][0]["delta"]["content"] == text

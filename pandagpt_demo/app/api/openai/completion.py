@@ -18,6 +18,8 @@ from pandagpt_demo.model.generation import partial_stop
 from .request import CompletionRequest
 
 log = logging.getLogger(__name__)
+# The line ends of `str.splitlines` that JSON leaves raw in a string (control characters it escapes).
+LINE_ENDS = {ord(c): f"\\u{ord(c):04x}" for c in "\x85\u2028\u2029"}
 
 
 @dataclass
@@ -91,7 +93,10 @@ class Reply:
 
     @staticmethod
     def sse(data: dict) -> str:
-        return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
+        """One server-sent event. Characters that Python's `str.splitlines` (and so httpx's
+        `iter_lines`) take for line ends are escaped: raw, as JSON allows, they would cut the event
+        in two for such a client (the SSE spec ends lines at CR and LF only)."""
+        return f"data: {json.dumps(data, ensure_ascii=False).translate(LINE_ENDS)}\n\n"
 
     def whole(self, text: str, outcome: Outcome) -> dict:
         choice = {"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None, "finish_reason": outcome.finish_reason}
