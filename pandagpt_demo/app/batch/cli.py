@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 import threading
 import time
@@ -96,17 +97,21 @@ def run(argv: list[str]) -> None:
         if table is not None:
             table.add(answer)
 
+    def interrupted(signum: int, frame: object) -> None:
+        """Ctrl-C: the run stops at its next token (a second one stops this process at once)."""
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        print("\nstopping: the answers in flight are dropped (a rerun asks them again); every finished line is kept", file=sys.stderr)
+        runner.stop()
+
     worker = threading.Thread(target=runner.run, args=(read_lines(args.input), args.input.parent, args.output, tally, on_answer), name="batch-run")
+    signal.signal(signal.SIGINT, interrupted)  # a flag, not an exception raised wherever the main thread happens to be
     worker.start()
     try:
         while worker.is_alive():
             worker.join(0.5)
             shown.tick()
-    except KeyboardInterrupt:
-        print("\nstopping: the answers in flight are dropped (a rerun asks them again); every finished line is kept", file=sys.stderr)
-        runner.stop()
-        worker.join()
     finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         shown.close()
         engine.close()
     print(f"{args.output}: {tally.line()}; {tally.skipped} answered before", file=sys.stderr)
